@@ -1,0 +1,169 @@
+"""The ``fleetsim`` command.
+
+    fleetsim run EXPERIMENT.yaml [--set path=value ...] [--seed N] [--replications R]
+                                 [--jobs J] [--out DIR] [--run-dir DIR] [--no-report]
+    fleetsim check FILE.yaml [...]
+    fleetsim schema
+    fleetsim report RUN_DIR
+
+A user's mistake ends in one line per problem on stderr,
+``FILE:LINE: dotted.path: reason``, and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from sim.config import ConfigError, Issue, json_schema, load_experiment
+
+EXIT_USAGE = 2
+
+
+def _fail(issues: list[Issue]) -> int:
+    for issue in issues[:50]:
+        print(issue, file=sys.stderr)
+    if len(issues) > 50:
+        print(f"... and {len(issues) - 50} more", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _load(args, path: str):
+    """Load and elaborate; returns (loaded, exit_code)."""
+    from sim.fleet import FleetError, layout
+
+    try:
+        loaded = load_experiment(path, getattr(args, "set", None) or (), seed=getattr(args, "seed", None),
+                                 replications=getattr(args, "replications", None))
+    except ConfigError as e:
+        return None, _fail(e.issues)
+    try:
+        graph = layout(loaded.config)
+    except FleetError as e:
+        return None, _fail([loaded.issue(e.path, e.reason)])
+    return (loaded, graph), 0
+
+
+def cmd_check(args) -> int:
+    status = 0
+    for path in args.files:
+        got, code = _load(args, path)
+        if code:
+            status = code
+            continue
+        loaded, graph = got
+        kinds: dict[str, int] = {}
+        for _, d in graph.nodes(data=True):
+            kinds[d["kind"]] = kinds.get(d["kind"], 0) + 1
+        parts = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in sorted(kinds.items()))
+        print(f"{path}: ok ({parts})")
+    return status
+
+
+def cmd_run(args) -> int:
+    from sim.runner import run_experiment
+
+    got, code = _load(args, args.experiment)
+    if code:
+        return code
+    loaded, _ = got
+    if args.jobs < 1:
+        return _fail([Issue("<command line>", None, "--jobs", f"must be at least 1, got {args.jobs}")])
+    try:
+        run_dir = run_experiment(
+            loaded.config, Path(args.out), jobs=args.jobs,
+            run_dir=Path(args.run_dir) if args.run_dir else None,
+            show_progress=not args.quiet, report=not args.no_report,
+        )
+    except FileExistsError as e:
+        return _fail([Issue("<command line>", None, "--run-dir", str(e))])
+    except KeyboardInterrupt:
+        print("interrupted: completed replications are kept; rerun with --run-dir to resume", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        _print_summary(summary)
+        if not args.no_report:
+            print(f"report: {run_dir / 'report.html'}")
+    print(run_dir)
+    return 0
+
+
+def _print_summary(s: dict) -> None:
+    req = s["requests"]
+    failed = sum(v or 0 for v in req["failed"].values())
+    lat = s["latency_ms"]
+
+    def f(x, spec=".1f"):
+        return "n/a" if x is None else format(x, spec)
+
+    print(f"{s['experiment']}: {s['replications']} replication(s) of {s['simulated_s']:g} s "
+          f"(warm-up {s.get('warmup_s', 0):g} s)")
+    print(f"  requests  offered {f(req['offered'], '.0f')}  succeeded {f(req['succeeded'], '.0f')}  "
+          f"failed {failed:.0f}  in flight {f(req['in_flight'], '.0f')}")
+    print(f"  rates     throughput {f(s['throughput_rps'])}/s  goodput {f(s['goodput_rps'])}/s")
+    print(f"  latency   p50 {f(lat['p50'], '.2f')} ms  p99 {f(lat['p99'], '.2f')} ms  p99.9 {f(lat['p999'], '.2f')} ms")
+    pairs = s.get("bytes_by_az_pair", {})
+    cross = sum(v for k, v in pairs.items() if "internet" not in k and k.split("->")[0] != k.split("->")[1])
+    print(f"  cross-AZ  {cross / 1e9:.3f} GB in the measurement window")
+
+
+def cmd_schema(args) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from sim.report import write_report
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "summary.json").exists():
+        return _fail([Issue(str(run_dir), None, "", "not a run folder (no summary.json)")])
+    print(write_report(run_dir))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fleetsim", description="Simulate an API-gateway fleet.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run an experiment and write its results and report")
+    r.add_argument("experiment")
+    r.add_argument("--set", action="append", metavar="PATH=VALUE", default=[],
+                   help="override a value, e.g. duration_s=30 or topology.gateways.gw-a.instances=4")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--replications", type=int)
+    r.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="replications run in parallel")
+    r.add_argument("--out", default="results", help="results folder (default: results/)")
+    r.add_argument("--run-dir", help="write into (or resume) this exact run folder")
+    r.add_argument("--no-report", action="store_true")
+    r.add_argument("--quiet", action="store_true", help="print only the run folder")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="validate experiment files without running them")
+    c.add_argument("files", nargs="+")
+    c.add_argument("--set", action="append", metavar="PATH=VALUE", default=[])
+    c.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of experiment files")
+    s.set_defaults(func=cmd_schema)
+
+    rep = sub.add_parser("report", help="(re)write a run folder's report.html")
+    rep.add_argument("run_dir")
+    rep.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        return _fail(e.issues)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Backend service instances: a FIFO station with workers and a bounded queue.
+
+An attempt that finds every worker busy waits in a FIFO queue of
+``queue_limit`` slots; when the queue is full it is answered at once with 503
+(``backend_overflow``). A served attempt takes ``service_time_s`` times the
+instance's ``service_time_factor`` of one worker, then fails (500,
+``backend_error``) with ``error_probability``. The instance works on an
+attempt whether or not its caller is still waiting: time spent on an attempt
+that was abandoned by the time it finished is *wasted work*.
+
+Counts (measurement window, from the end of warm-up): ``attempts``,
+``rejected``, ``errors``, ``served``; ``busy_s`` (worker-seconds busy),
+``in_system_s`` (the time integral of attempts in the station, for the mean
+number in system), ``wasted_s``; and over admitted attempts that arrived in
+the window, ``wait_sum_s`` over the ``wait_n`` that have started service, ``waited``
+(count that queued) and ``admitted``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from simpy.events import Timeout
+
+from sim.config.models import Service
+from sim.engine import Sampler, SimContext, UniformStream
+
+from .request import BACKEND_ERROR, BACKEND_OVERFLOW, LOCAL_REPLY_BYTES, OK, Attempt
+
+
+class BackendInstance:
+    """One instance of a backend service.
+
+    Args:
+        ctx: simulation context.
+        name: ``<service>-<az>-<i>``; also its random streams' prefix.
+        config: the service's validated model.
+        service: service name; az: the instance's AZ.
+    """
+
+    def __init__(self, ctx: SimContext, name: str, config: Service, service: str, az: str):
+        self.ctx = ctx
+        self.env = ctx.env
+        self.name = name
+        self.service = service
+        self.az = az
+        self.config = config
+        override = config.instance_overrides.get(name)
+        self.service_time_factor = override.service_time_factor if override else 1.0
+        self.lb_weight = override.lb_weight if override else 1
+        self.workers = config.workers
+        self.queue_limit = config.queue_limit
+        self.error_probability = config.error_probability
+        self._service_time = Sampler(config.service_time_s, ctx.rng(f"{name}.service_time"))
+        self._resp_bytes = Sampler(config.response_bytes, ctx.rng(f"{name}.response_bytes"))
+        self._coin = UniformStream(ctx.rng(f"{name}.errors"))
+        self.busy = 0
+        self.queue: deque[Attempt] = deque()
+        self._last = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Start the measurement window now."""
+        self._last = self.env.now
+        self.attempts = 0
+        self.rejected = 0
+        self.served = 0
+        self.errors = 0
+        self.busy_s = 0.0
+        self.in_system_s = 0.0
+        self.wasted_s = 0.0
+        self.wait_sum_s = 0.0
+        self.waited = 0
+        self.admitted = 0
+        self.wait_n = 0
+        self._window_start = self.env.now
+
+    def _advance(self, now: float) -> None:
+        dt = now - self._last
+        self.busy_s += self.busy * dt
+        self.in_system_s += (self.busy + len(self.queue)) * dt
+        self._last = now
+
+    def accept(self, ev) -> None:
+        """An attempt arrives (SimPy callback; the attempt is the event's value)."""
+        attempt: Attempt = ev._value
+        now = self.env._now
+        self._advance(now)
+        self.attempts += 1
+        attempt.t_arrive = now
+        if self.busy < self.workers:
+            self.busy += 1
+            self.admitted += 1
+            self.wait_n += 1
+            self._start(attempt)
+        elif len(self.queue) < self.queue_limit:
+            self.admitted += 1
+            self.waited += 1
+            self.queue.append(attempt)
+        else:
+            self.rejected += 1
+            attempt.outcome = BACKEND_OVERFLOW
+            attempt.resp_bytes = LOCAL_REPLY_BYTES
+            attempt.on_reply(attempt)
+
+    def _start(self, attempt: Attempt) -> None:
+        s = self._service_time.draw() * self.service_time_factor
+        attempt.service_s = s
+        ev = Timeout(self.env, s, attempt)
+        ev.callbacks.append(self._finish)
+
+    def _finish(self, ev) -> None:
+        attempt: Attempt = ev._value
+        now = self.env._now
+        self._advance(now)
+        self.served += 1
+        if attempt.abandoned:
+            self.wasted_s += attempt.service_s
+        if self.error_probability and self._coin() < self.error_probability:
+            self.errors += 1
+            attempt.outcome = BACKEND_ERROR
+            attempt.resp_bytes = LOCAL_REPLY_BYTES
+        else:
+            attempt.outcome = OK
+            attempt.resp_bytes = self._resp_bytes.draw()
+        queue = self.queue
+        if queue:
+            nxt = queue.popleft()
+            if nxt.t_arrive >= self._window_start:
+                self.wait_sum_s += now - nxt.t_arrive
+                self.wait_n += 1
+            self._start(nxt)
+        else:
+            self.busy -= 1
+        attempt.on_reply(attempt)
+
+    def finish(self) -> None:
+        """Close the measurement window at the end of the run."""
+        self._advance(self.env.now)
+
+    def stats(self) -> dict:
+        return {
+            "attempts": self.attempts, "rejected": self.rejected, "served": self.served,
+            "errors": self.errors, "busy_s": self.busy_s, "in_system_s": self.in_system_s,
+            "wasted_s": self.wasted_s, "wait_sum_s": self.wait_sum_s, "waited": self.waited,
+            "admitted": self.admitted, "wait_n": self.wait_n, "workers": self.workers,
+            "queue_len": len(self.queue), "busy": self.busy,
+        }

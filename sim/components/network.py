@@ -1,0 +1,100 @@
+"""Network hops: latency by AZ relation, bytes by (source AZ, destination AZ).
+
+Every hop is a :class:`Link` from one place to another, where a place is an
+AZ name or ``internet`` (clients). A link draws its one-way latency (seconds)
+from the distribution of its relation (same AZ, cross-AZ, cross-region,
+internet) in :class:`sim.config.Network`, from its own random stream, and
+counts the bytes sent over it. Byte counts are for the measurement window:
+they restart at the end of the warm-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from simpy.events import Timeout
+
+from sim.config.models import Network as NetworkConfig
+from sim.engine import Sampler, SimContext
+
+INTERNET = "internet"
+
+
+class Link:
+    """A directed hop ``src -> dst``.
+
+    Attributes:
+        key: ``"src->dst"``, the key of ``bytes_by_az_pair``.
+        relation: ``same_az``, ``cross_az``, ``cross_region`` or ``internet``.
+        bytes: bytes sent since the end of the warm-up.
+        messages: messages sent since the end of the warm-up.
+    """
+
+    __slots__ = ("env", "key", "relation", "draw", "bytes", "messages")
+
+    def __init__(self, ctx: SimContext, key: str, relation: str, sampler: Sampler):
+        self.env = ctx.env
+        self.key = key
+        self.relation = relation
+        self.draw = sampler.draw
+        self.bytes = 0.0
+        self.messages = 0
+
+    def send(self, nbytes: float, callback: Callable, value) -> None:
+        """Deliver ``value`` to ``callback`` (as the event's value) after the hop's latency."""
+        self.bytes += nbytes
+        self.messages += 1
+        ev = Timeout(self.env, self.draw(), value)
+        ev.callbacks.append(callback)
+
+    def reset(self) -> None:
+        self.bytes = 0.0
+        self.messages = 0
+
+
+class Network:
+    """Makes and remembers the links between AZs (and the internet).
+
+    Args:
+        ctx: the simulation context.
+        name: component name (``network``); link streams are ``network.<src>-><dst>``.
+        config: the latency model.
+        az_region: every AZ's region.
+    """
+
+    def __init__(self, ctx: SimContext, name: str, config: NetworkConfig, az_region: dict[str, str]):
+        self.ctx = ctx
+        self.name = name
+        self.config = config
+        self.az_region = dict(az_region)
+        self.links: dict[tuple[str, str], Link] = {}
+
+    def relation(self, src: str, dst: str) -> str:
+        if INTERNET in (src, dst):
+            return "internet"
+        if src == dst:
+            return "same_az"
+        if self.az_region[src] == self.az_region[dst]:
+            return "cross_az"
+        return "cross_region"
+
+    def link(self, src: str, dst: str) -> Link:
+        """The link ``src -> dst`` (made on first use)."""
+        key = (src, dst)
+        link = self.links.get(key)
+        if link is None:
+            for end in (src, dst):
+                if end != INTERNET and end not in self.az_region:
+                    raise ValueError(f"unknown AZ {end!r}")
+            rel = self.relation(src, dst)
+            dist = getattr(self.config, f"{rel}_s")
+            sampler = Sampler(dist, self.ctx.rng(f"{self.name}.{src}->{dst}"))
+            link = self.links[key] = Link(self.ctx, f"{src}->{dst}", rel, sampler)
+        return link
+
+    def reset(self) -> None:
+        for link in self.links.values():
+            link.reset()
+
+    def bytes_by_pair(self) -> dict[str, float]:
+        return {l.key: round(l.bytes) for l in sorted(self.links.values(), key=lambda l: l.key) if l.messages}

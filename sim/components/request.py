@@ -1,0 +1,74 @@
+"""The records that travel through the fleet as SimPy timeouts' values.
+
+A :class:`Request` is what a client sends; an :class:`Attempt` is one try of
+it from a gateway to one backend host. Plain classes with ``__slots__``: they
+are created once per request on the hot path.
+"""
+
+from __future__ import annotations
+
+#: Bytes of a locally generated reply (a 503 or 504 with Envoy's short body and headers).
+LOCAL_REPLY_BYTES = 150
+
+OK = "ok"
+BACKEND_OVERFLOW = "backend_overflow"  # 503: the backend's queue was full
+BACKEND_ERROR = "backend_error"  # 500: the backend failed the request
+ROUTE_TIMEOUT = "route_timeout"  # 504: the gateway's route timeout fired
+
+
+class Request:
+    """One client request.
+
+    Attributes:
+        t0: issue time (s).
+        counted: issued after warm-up, so it counts in the KPIs.
+        service: target service name.
+        req_bytes, resp_bytes: sizes on the wire (bytes).
+        client: the population that issued it (gets the response).
+        lb_node: the balancer node that carried it; gateway: the gateway instance.
+        outcome: ``OK`` or a failure cause, set once when it is answered.
+    """
+
+    __slots__ = ("t0", "counted", "service", "req_bytes", "resp_bytes", "client", "lb_node",
+                 "lb_index", "gateway", "outcome", "attempt")
+
+    def __init__(self, t0: float, counted: bool, service: str, req_bytes: float, client):
+        self.t0 = t0
+        self.counted = counted
+        self.service = service
+        self.req_bytes = req_bytes
+        self.resp_bytes = 0.0
+        self.client = client
+        self.lb_node = None
+        self.lb_index = 0
+        self.gateway = None
+        self.outcome = None
+        self.attempt = None
+
+
+class Attempt:
+    """One try of a request from a gateway to a backend host.
+
+    Attributes:
+        request: the request it serves.
+        host: index of the host in the gateway's cluster.
+        backend: the backend instance.
+        outcome: ``OK``, ``BACKEND_ERROR`` or ``BACKEND_OVERFLOW`` once answered.
+        abandoned: the gateway gave up on it (timeout); a late answer is wasted.
+        t_arrive: when it reached the backend (s); service_s: its service time (s).
+    """
+
+    __slots__ = ("request", "cluster", "host", "backend", "outcome", "resp_bytes", "abandoned",
+                 "t_arrive", "service_s", "on_reply")
+
+    def __init__(self, request: Request, cluster, host: int, backend):
+        self.request = request
+        self.cluster = cluster
+        self.host = host
+        self.backend = backend
+        self.outcome = None
+        self.resp_bytes = 0.0
+        self.abandoned = False
+        self.t_arrive = 0.0
+        self.service_s = 0.0
+        self.on_reply = None

@@ -1,0 +1,78 @@
+"""Cross-field rules over a whole experiment, each naming the path it concerns."""
+
+from __future__ import annotations
+
+import math
+
+from .models import Experiment
+
+Problem = tuple[tuple, str]
+
+
+def check_experiment(exp: Experiment) -> list[Problem]:
+    """Return every cross-field problem as ``(path, reason)``; empty when valid."""
+    out: list[Problem] = []
+    topo = exp.topology
+    T = ("topology",)
+
+    az_region: dict[str, str] = {}
+    for region, r in topo.regions.items():
+        for i, az in enumerate(r.azs):
+            if az in az_region:
+                out.append((T + ("regions", region, "azs", i), f"AZ {az!r} is already in region {az_region[az]!r}"))
+            az_region[az] = region
+    azs = sorted(az_region)
+
+    for region in topo.clients:
+        if region not in topo.regions:
+            out.append((T + ("clients", region), f"unknown region {region!r} (regions: {', '.join(topo.regions)})"))
+    total = sum(c.share for c in topo.clients.values())
+    if not math.isclose(total, 1.0, abs_tol=1e-9):
+        out.append((T + ("clients",), f"client shares sum to {total:g}, expected 1"))
+
+    for region in topo.balancers:
+        if region not in topo.regions:
+            out.append((T + ("balancers", region), f"unknown region {region!r} (regions: {', '.join(topo.regions)})"))
+
+    for name, gw in topo.gateways.items():
+        if gw.az not in az_region:
+            out.append((T + ("gateways", name, "az"), f"unknown AZ {gw.az!r} (AZs: {', '.join(azs)})"))
+
+    for name, svc in topo.services.items():
+        base = T + ("services", name)
+        for az in svc.instances_per_az:
+            if az not in az_region:
+                out.append((base + ("instances_per_az", az), f"unknown AZ {az!r} (AZs: {', '.join(azs)})"))
+        if sum(svc.instances_per_az.values()) == 0:
+            out.append((base + ("instances_per_az",), "service has no instances"))
+        names = {f"{name}-{az}-{i}" for az, n in svc.instances_per_az.items() for i in range(n)}
+        for inst in svc.instance_overrides:
+            if inst not in names:
+                out.append((base + ("instance_overrides", inst), f"no instance {inst!r} (instances are named <service>-<az>-<i>)"))
+
+    wl = exp.workload
+    if wl.services is None:
+        if len(topo.services) != 1:
+            out.append((("workload", "services"), f"required when the topology has several services ({', '.join(topo.services)})"))
+    else:
+        for svc in wl.services:
+            if svc not in topo.services:
+                out.append((("workload", "services", svc), f"unknown service {svc!r} (services: {', '.join(topo.services)})"))
+        total = sum(wl.services.values())
+        if not math.isclose(total, 1.0, abs_tol=1e-9):
+            out.append((("workload", "services"), f"service shares sum to {total:g}, expected 1"))
+
+    steps = wl.rate_schedule
+    if steps[0].at_s != 0:
+        out.append((("workload", "rate_schedule", 0, "at_s"), f"the first step must start at 0, not {steps[0].at_s:g}"))
+    if steps[0].ramp_s > 0:
+        out.append((("workload", "rate_schedule", 0, "ramp_s"), "the first step cannot ramp (there is no rate before it)"))
+    for i in range(1, len(steps)):
+        prev, cur = steps[i - 1], steps[i]
+        if cur.at_s < prev.at_s + prev.ramp_s or cur.at_s == prev.at_s:
+            out.append((("workload", "rate_schedule", i, "at_s"),
+                        f"step at {cur.at_s:g} s must come after the previous step and its ramp end ({prev.at_s + prev.ramp_s:g} s)"))
+
+    if exp.warmup_s >= exp.duration_s:
+        out.append((("warmup_s",), f"warm-up ({exp.warmup_s:g} s) must be shorter than duration_s ({exp.duration_s:g} s)"))
+    return out

@@ -1,0 +1,429 @@
+"""Reading experiment and topology YAML: the only code that parses YAML.
+
+``load_experiment`` reads an experiment file, the topology file it names
+(relative to the experiment file), applies ``overrides`` and ``--set``
+assignments, validates the result against :class:`~sim.config.models.Experiment`
+and the cross-field rules, and returns a :class:`LoadedExperiment`. Every
+problem becomes an :class:`~sim.config.errors.Issue` located at
+``FILE:LINE: dotted.path`` in the file the user has to edit: a value that came
+from an override points at the override, not at the topology.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .checks import check_experiment
+from .errors import ConfigError, Issue, dotted
+from .models import Experiment, Topology
+
+Pos = tuple[str, int | None]
+CLI = "<command line>"
+
+
+@dataclass
+class Document:
+    """Plain data from one YAML file plus the line of every path in it."""
+
+    data: Any
+    positions: dict[tuple, Pos] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedExperiment:
+    """A validated experiment and where each of its paths came from."""
+
+    config: Experiment
+    source: Path
+    positions: dict[tuple, Pos]
+
+    def locate(self, path: tuple) -> Pos:
+        """File and line of the longest known prefix of ``path``."""
+        return _locate(self.positions, path, str(self.source))
+
+    def issue(self, path: tuple, reason: str) -> Issue:
+        f, line = self.locate(path)
+        return Issue(f, line, dotted(path), reason)
+
+
+def _locate(positions: dict[tuple, Pos], path: tuple, default_file: str) -> Pos:
+    for n in range(len(path), -1, -1):
+        pos = positions.get(tuple(path[:n]))
+        if pos is not None:
+            return pos
+    return (default_file, None)
+
+
+# --------------------------------------------------------------------------- YAML reading
+
+
+def read_yaml(path: Path, label: str | None = None) -> Document:
+    """Parse one YAML file into plain dicts/lists with a line for every path.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, empty, not a mapping, or
+            not valid YAML (with the parser's line).
+    """
+    label = label or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Issue(label, None, "", "no such file")]) from None
+    except IsADirectoryError:
+        raise ConfigError([Issue(label, None, "", "is a directory, expected a YAML file")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([Issue(label, None, "", f"cannot read: {e}")]) from None
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        node = yaml.load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else None
+        reason = " ".join(str(e.problem or e.context or "invalid YAML").split())
+        raise ConfigError([Issue(label, line, "", f"YAML syntax error: {reason}")]) from None
+    except YAMLError as e:
+        raise ConfigError([Issue(label, None, "", f"YAML error: {' '.join(str(e).split())}")]) from None
+    if node is None:
+        raise ConfigError([Issue(label, 1, "", "empty file, expected a mapping")])
+    if not isinstance(node, CommentedMap):
+        raise ConfigError([Issue(label, 1, "", f"expected a mapping at the top, got {type(node).__name__}")])
+    doc = Document(None, {(): (label, 1)})
+    doc.data = _plain(node, (), label, doc.positions)
+    return doc
+
+
+def _plain(node: Any, path: tuple, label: str, positions: dict[tuple, Pos]) -> Any:
+    if isinstance(node, CommentedMap):
+        out = {}
+        for k, v in node.items():
+            key = k if isinstance(k, str | int | float | bool) or k is None else str(k)
+            try:
+                line = node.lc.key(k)[0] + 1
+            except (KeyError, TypeError, AttributeError):
+                line = positions.get(path, (label, None))[1]
+            positions[path + (key,)] = (label, line)
+            out[key] = _plain(v, path + (key,), label, positions)
+        return out
+    if isinstance(node, CommentedSeq):
+        out_l = []
+        for i, v in enumerate(node):
+            try:
+                line = node.lc.item(i)[0] + 1
+            except (KeyError, TypeError, AttributeError, IndexError):
+                line = positions.get(path, (label, None))[1]
+            positions[path + (i,)] = (label, line)
+            out_l.append(_plain(v, path + (i,), label, positions))
+        return out_l
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return node
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value, read as a YAML scalar or flow collection."""
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        value = yaml.load(text)
+    except YAMLError:
+        return text
+    return text if value is None and text.strip() not in ("null", "~") else value
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Annotated and Optional from a type annotation."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _model_field(model: type[BaseModel], key: str) -> tuple[bool, Any]:
+    for name, f in model.model_fields.items():
+        if key in (name, f.alias):
+            return True, f.annotation
+    return False, None
+
+
+def apply_override(data: dict, positions: dict[tuple, Pos], path_text: str, value: Any, origin: Pos) -> None:
+    """Set ``path_text`` (dotted) in ``data`` to ``value``, checking the path.
+
+    The path is checked against the Experiment schema as it is walked: a
+    segment naming a model field must be a field of that model; a segment
+    into a name-keyed map or a list must name an existing entry. Every path
+    at and below the assignment is re-located to ``origin``.
+
+    Raises:
+        ConfigError: the path does not exist.
+    """
+    file, line = origin
+    parts = [p for p in path_text.split(".")]
+    if not path_text or any(p == "" for p in parts):
+        raise ConfigError([Issue(file, line, path_text, "empty segment in dotted path")])
+    node: Any = data
+    tp: Any = Experiment
+    walked: list[Any] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        tp = _unwrap(tp)
+        here = dotted(tuple(walked)) or "(document)"
+        key: Any = part
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            ok, ann = _model_field(tp, part)
+            if not ok:
+                hint = difflib.get_close_matches(part, list(tp.model_fields), n=1)
+                extra = f" (did you mean {hint[0]!r}?)" if hint else f" (fields: {', '.join(tp.model_fields)})"
+                raise ConfigError([Issue(file, line, path_text, f"{here} has no field {part!r}{extra}")])
+            tp = ann
+            if not isinstance(node, dict):
+                raise ConfigError([Issue(file, line, path_text, f"{here} is not a mapping")])
+            if not last and part not in node:
+                node[part] = {}
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+            if not isinstance(node, dict) or part not in node:
+                have = ", ".join(map(str, node)) if isinstance(node, dict) else "none"
+                raise ConfigError([Issue(file, line, path_text, f"{here} has no entry {part!r} (have: {have})")])
+        elif typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+            if not part.lstrip("-").isdigit() or not isinstance(node, list) or not -len(node) <= int(part) < len(node):
+                n = len(node) if isinstance(node, list) else 0
+                raise ConfigError([Issue(file, line, path_text, f"{here} has no item {part!r} ({n} items)")])
+            key = int(part) % len(node)
+        else:
+            # Inside a distribution or a free-form value: the key must exist.
+            tp = Any
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                key = int(part)
+            elif not isinstance(node, dict) or part not in node:
+                raise ConfigError([Issue(file, line, path_text, f"{here} has no entry {part!r}")])
+        walked.append(key)
+        if last:
+            node[key] = value
+        else:
+            node = node[key]
+    prefix = tuple(walked)
+    for p in [p for p in positions if p[: len(prefix)] == prefix]:
+        del positions[p]
+    positions[prefix] = origin
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _reason(err: dict) -> str:
+    kind = err.get("type", "")
+    msg = err.get("msg", "invalid value")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    inp = err.get("input")
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
+        shown = repr(inp) if not isinstance(inp, dict | list) else type(inp).__name__
+        return f"{msg}, got {shown}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return msg
+
+
+def _user_path(data: Any, loc: Iterable) -> tuple:
+    """Map pydantic's loc to the path in the data (drops union tags)."""
+    node = data
+    out: list[Any] = []
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, dict) and isinstance(part, str) and not out[-1:] == [part]:
+            # A field that is absent from the data (missing / default) or a union tag.
+            if part in ("constant", "exponential", "lognormal", "gamma", "uniform", "empirical"):
+                continue
+            out.append(part)
+            node = None
+        else:
+            continue
+    return tuple(out)
+
+
+def _suggest(model_keys: Iterable[str], key: str) -> str:
+    hint = difflib.get_close_matches(key, list(model_keys), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+def _known_fields(path: tuple) -> list[str]:
+    tp: Any = Experiment
+    for part in path[:-1]:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            ok, ann = _model_field(tp, str(part))
+            if not ok:
+                return []
+            tp = ann
+        elif typing.get_origin(tp) in (dict, list):
+            tp = typing.get_args(tp)[-1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return list(tp.model_fields)
+    return []
+
+
+def validate(data: dict, positions: dict[tuple, Pos], default_file: str) -> Experiment:
+    """Validate plain data as an Experiment; every error located."""
+    try:
+        exp = Experiment.model_validate(data)
+    except ValidationError as e:
+        issues = []
+        seen = set()
+        for err in e.errors(include_url=False):
+            path = _user_path(data, err["loc"])
+            reason = _reason(err)
+            if err.get("type") == "extra_forbidden" and path:
+                reason += _suggest(_known_fields(path), str(path[-1]))
+            f, line = _locate(positions, path, default_file)
+            issue = Issue(f, line, dotted(path), reason)
+            if str(issue) not in seen:
+                seen.add(str(issue))
+                issues.append(issue)
+        raise ConfigError(issues) from None
+    problems = check_experiment(exp)
+    if problems:
+        issues = []
+        for path, reason in problems:
+            f, line = _locate(positions, path, default_file)
+            issues.append(Issue(f, line, dotted(path), reason))
+        raise ConfigError(issues)
+    return exp
+
+
+def load_experiment(
+    path: str | Path,
+    sets: Iterable[str] = (),
+    *,
+    seed: int | None = None,
+    replications: int | None = None,
+) -> LoadedExperiment:
+    """Load, override, validate and check an experiment file.
+
+    Args:
+        path: the experiment YAML.
+        sets: ``dotted.path=value`` assignments from the command line, into the
+            experiment (``duration_s=30``) or its topology (``topology.gateways.gw-a.instances=3``).
+        seed, replications: command-line overrides of those fields.
+
+    Raises:
+        ConfigError: anything wrong, each problem located.
+    """
+    path = Path(path)
+    label = str(path)
+    doc = read_yaml(path, label)
+    data, positions = doc.data, doc.positions
+
+    topo_ref = data.get("topology")
+    if isinstance(topo_ref, str):
+        topo_path = (path.parent / topo_ref) if not Path(topo_ref).is_absolute() else Path(topo_ref)
+        try:
+            tdoc = read_yaml(topo_path, str(topo_path))
+        except ConfigError as e:
+            f, line = positions[("topology",)]
+            if e.issues[0].file == str(topo_path) and e.issues[0].path == "" and e.issues[0].line is None:
+                raise ConfigError([Issue(f, line, "topology", f"{topo_ref}: {e.issues[0].reason}")]) from None
+            raise
+        data["topology"] = tdoc.data
+        data.setdefault("topology_file", topo_ref)
+        for p, pos in tdoc.positions.items():
+            positions[("topology",) + p] = pos
+    elif topo_ref is None:
+        pass  # pydantic reports the missing field
+    elif not isinstance(topo_ref, dict):
+        f, line = positions[("topology",)]
+        raise ConfigError([Issue(f, line, "topology", "expected a file path or a mapping")])
+
+    overrides = data.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        f, line = positions[("overrides",)]
+        raise ConfigError([Issue(f, line, "overrides", "expected a mapping of dotted paths to values")])
+    if isinstance(data.get("topology"), dict):
+        for key, value in overrides.items():
+            apply_override(data, positions, f"topology.{key}", value, positions[("overrides", key)])
+
+    for assignment in sets:
+        if "=" not in assignment:
+            raise ConfigError([Issue(CLI, None, assignment, "--set needs dotted.path=value")])
+        key, _, text = assignment.partition("=")
+        apply_override(data, positions, key.strip(), parse_value(text), (CLI, None))
+    if seed is not None:
+        data["seed"] = seed
+        positions[("seed",)] = (CLI, None)
+    if replications is not None:
+        data["replications"] = replications
+        positions[("replications",)] = (CLI, None)
+
+    return LoadedExperiment(validate(data, positions, label), path, positions)
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Load and validate a topology file on its own (no cross-field checks)."""
+    doc = read_yaml(Path(path))
+    try:
+        return Topology.model_validate(doc.data)
+    except ValidationError as e:
+        issues = []
+        for err in e.errors(include_url=False):
+            p = _user_path(doc.data, err["loc"])
+            f, line = _locate(doc.positions, p, str(path))
+            issues.append(Issue(f, line, dotted(p), _reason(err)))
+        raise ConfigError(issues) from None
+
+
+def dump_resolved(exp: Experiment) -> str:
+    """The experiment with every default filled in, as YAML that loads back."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False
+    buf = io.StringIO()
+    yaml.dump(exp.model_dump(mode="json", by_alias=True), buf)
+    return buf.getvalue()
+
+
+def json_schema() -> dict:
+    """JSON Schema for experiment files (``topology`` may be a path or inline)."""
+    schema = Experiment.model_json_schema(by_alias=True)
+    props = schema["properties"]
+    props["topology"] = {
+        "anyOf": [{"type": "string", "description": "Topology file, relative to this file."}, props["topology"]]
+    }
+    schema["title"] = "fleetsim experiment"
+    return schema

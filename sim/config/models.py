@@ -1,0 +1,190 @@
+"""The experiment and topology schema: pydantic v2 models, strict and frozen.
+
+A YAML key, its pydantic field and the attribute that components read share
+one name. Fields that mirror an Envoy field carry Envoy's name and default
+(``lb_policy``, ``choice_count``, ``active_request_bias``; a route's timeout
+defaults to 15 s). Units live in names (``_s`` seconds, ``_bytes``,
+``_per_s``). Cross-field rules that need the whole document (shares summing to
+one, references to AZs and services) live in :mod:`sim.config.checks` so that
+each message can name the exact path it concerns.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from .distributions import Constant, Distribution, Lognormal
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=63)]
+"""A component name: letters, digits, '-' and '_' (no dots: dots separate override paths)."""
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- topology
+
+
+class Region(_Model):
+    """A region and its availability zones."""
+
+    azs: list[Name] = Field(min_length=1, description="Availability-zone names, unique fleet-wide.")
+
+
+class Network(_Model):
+    """One-way network latency per hop, by the relation of the hop's two ends (seconds).
+
+    Defaults follow FACTS.md: same-AZ RTT ~0.25-0.4 ms, cross-AZ RTT ~0.8-1.1 ms
+    (us-east-1 / eu-west-1 measurements), cross-region tens of ms.
+    """
+
+    same_az_s: Distribution = Lognormal(median=0.00016, p99=0.0004)
+    cross_az_s: Distribution = Lognormal(median=0.00045, p99=0.0012)
+    cross_region_s: Distribution = Lognormal(median=0.030, p99=0.045)
+    internet_s: Distribution = Field(
+        default=Lognormal(median=0.010, p99=0.040),
+        description="Client to the regional balancer, one way.",
+    )
+
+
+class ClientPopulation(_Model):
+    """Clients in one region (the map key); ``share`` of the workload's rate."""
+
+    share: float = Field(gt=0.0, le=1.0)
+
+
+class Balancer(_Model):
+    """The regional L4 balancer of one region (the map key).
+
+    It has a node in every AZ of the region that holds gateways; a client
+    connects to one node (DNS answers with all of them). With ``cross_zone``
+    off a node forwards only to gateways in its own AZ.
+    """
+
+    policy: Literal["round_robin", "random", "least_connections"] = "round_robin"
+    cross_zone: bool = True
+
+
+class LeastRequestLbConfig(_Model):
+    """Envoy ``least_request_lb_config``."""
+
+    choice_count: int = Field(default=2, ge=2, description="Hosts sampled per pick (P2C: 2).")
+    active_request_bias: float = Field(
+        default=1.0, ge=0.0, description="Exponent on (active+1) in the weighted form; 0 = weighted RR."
+    )
+
+
+class Cluster(_Model):
+    """The gateway's upstream cluster settings, applied to every service it routes to."""
+
+    lb_policy: Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"] = "ROUND_ROBIN"
+    least_request_lb_config: LeastRequestLbConfig = LeastRequestLbConfig()
+
+
+class Route(_Model):
+    """Route settings (Envoy ``RouteAction``)."""
+
+    timeout_s: float = Field(default=15.0, gt=0, description="Envoy route timeout; 504 when it fires.")
+
+
+class GatewayPool(_Model):
+    """A pool of identical Envoy-like gateway instances in one AZ.
+
+    Each instance has ``workers`` worker threads (Envoy ``--concurrency``) that
+    serve requests FIFO; a request costs ``cpu_time_s`` of one worker.
+    Default CPU: ~60 us per proxied request (Envoy 1.40 measured, FACTS.md).
+    """
+
+    az: Name
+    instances: int = Field(ge=1)
+    workers: int = Field(default=2, ge=1)
+    cpu_time_s: Distribution = Constant(value=60e-6)
+    route: Route = Route()
+    cluster: Cluster = Cluster()
+
+
+class InstanceOverride(_Model):
+    """Per-instance deviations from the service's settings."""
+
+    service_time_factor: float = Field(default=1.0, gt=0, description="Service time multiplier.")
+    lb_weight: int = Field(default=1, ge=1, le=128, description="Envoy load_balancing_weight.")
+
+
+class Service(_Model):
+    """A backend service: ``instances_per_az`` instances, each a FIFO station.
+
+    Each instance has ``workers`` servers and ``queue_limit`` waiting slots; an
+    attempt arriving to a full queue gets 503 at once. After service the
+    response is an error (500) with ``error_probability``.
+    Instances are named ``<service>-<az>-<i>``.
+    """
+
+    instances_per_az: dict[Name, Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    workers: int = Field(default=8, ge=1)
+    queue_limit: int = Field(default=1000, ge=0, description="Waiting slots beyond the workers.")
+    service_time_s: Distribution
+    error_probability: Probability = 0.0
+    request_bytes: Distribution = Constant(value=1024)
+    response_bytes: Distribution = Constant(value=4096)
+    instance_overrides: dict[Name, InstanceOverride] = {}
+
+
+class Topology(_Model):
+    """A fleet: regions and AZs, network, clients, balancers, gateways, services."""
+
+    name: Name
+    description: str = ""
+    regions: dict[Name, Region] = Field(min_length=1)
+    network: Network = Network()
+    clients: dict[Name, ClientPopulation] = Field(min_length=1, description="Keyed by region.")
+    balancers: dict[Name, Balancer] = Field(min_length=1, description="Keyed by region.")
+    gateways: dict[Name, GatewayPool] = Field(min_length=1)
+    services: dict[Name, Service] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------- experiment
+
+
+class RateStep(_Model):
+    """From ``at_s`` on, the offered rate is ``rate_per_s`` (requests per second).
+
+    With ``ramp_s`` > 0 the rate moves linearly from the previous step's rate to
+    ``rate_per_s`` over ``ramp_s`` seconds starting at ``at_s``.
+    """
+
+    at_s: float = Field(ge=0)
+    rate_per_s: float = Field(ge=0)
+    ramp_s: float = Field(default=0.0, ge=0)
+
+
+class Workload(_Model):
+    """Open-loop Poisson arrivals following ``rate_schedule``, split across
+    client populations by their share and across services by ``services``."""
+
+    arrivals: Literal["poisson"] = "poisson"
+    rate_schedule: list[RateStep] = Field(min_length=1)
+    services: dict[Name, Annotated[float, Field(gt=0, le=1)]] | None = Field(
+        default=None, description="Service mix; default: the topology's only service."
+    )
+
+
+class Experiment(_Model):
+    """An experiment: a topology, a workload and how long and how often to run."""
+
+    name: Name
+    description: str = ""
+    topology: Topology
+    topology_file: str | None = Field(default=None, description="Set by the loader.")
+    overrides: dict[str, Any] = Field(
+        default={}, description="Dotted paths into the topology and their values."
+    )
+    workload: Workload
+    duration_s: float = Field(gt=0)
+    warmup_s: float = Field(default=0.0, ge=0)
+    seed: int = Field(default=1, ge=0)
+    replications: int = Field(default=1, ge=1)

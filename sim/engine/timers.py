@@ -1,0 +1,58 @@
+"""Fixed-delay timers without one heap entry per timer.
+
+Timeouts of a fixed length are created in time order, so their deadlines
+come out in order too. A :class:`FixedDelayTimers` keeps them in a deque and
+keeps exactly one SimPy event armed, at the earliest deadline. Per DESIGN.md,
+one SimPy timeout per attempt leaves spent timers in the heap and slows every
+heap operation; this was 1.67x faster on the full request path.
+
+Timers are never cancelled: the callback is given the item and decides
+whether it still matters (for example, the attempt already finished).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from simpy.events import Timeout
+
+
+class FixedDelayTimers:
+    """Calls ``callback(item)`` ``delay_s`` after each :meth:`start` (FIFO)."""
+
+    __slots__ = ("env", "delay_s", "callback", "_q", "_armed")
+
+    def __init__(self, env, delay_s: float, callback: Callable[[Any], None]):
+        if delay_s < 0:
+            raise ValueError(f"Negative delay {delay_s}")
+        self.env = env
+        self.delay_s = delay_s
+        self.callback = callback
+        self._q: deque = deque()
+        self._armed = False
+
+    def start(self, item: Any) -> None:
+        self._q.append((self.env._now + self.delay_s, item))
+        if not self._armed:
+            self._arm()
+
+    def _arm(self) -> None:
+        self._armed = True
+        ev = Timeout(self.env, self._q[0][0] - self.env._now)
+        ev.callbacks.append(self._fire)
+
+    def _fire(self, _ev) -> None:
+        q = self._q
+        now = self.env._now
+        cb = self.callback
+        # A hair of slack: now + (deadline - now) may round one ulp short.
+        while q and q[0][0] <= now + 1e-12:
+            cb(q.popleft()[1])
+        self._armed = False
+        if q:
+            self._arm()
+
+    def __len__(self) -> int:
+        return len(self._q)

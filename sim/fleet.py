@@ -1,0 +1,299 @@
+"""Builds a fleet from a validated experiment, checks it is whole, and runs it.
+
+Lifecycle (as desmod's): *elaborate* (lay the topology out as a networkx
+graph and refuse, before t=0, any part that no client can reach or any
+client that cannot reach a backend of a service it asks for), *build* (make
+the components and wire them), *run*, *collect*.
+
+Graph nodes: ``client:<region>``, ``lb:<region>:<az>``, ``gw:<instance>``,
+``be:<instance>``; edges: the hops a request can take, each with its AZ
+relation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import networkx as nx
+from simpy.events import Timeout
+
+from sim.components.backend import BackendInstance
+from sim.components.balancer import RegionalBalancer
+from sim.components.gateway import GatewayInstance
+from sim.components.network import INTERNET, Network
+from sim.components.workload import ClientPopulation, RateFunction
+from sim.config.models import Experiment
+from sim.engine import SimContext
+from sim.metrics.recorder import Recorder
+
+
+class FleetError(Exception):
+    """A fleet that cannot run; ``path`` is the config path at fault."""
+
+    def __init__(self, path: tuple, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{'.'.join(map(str, path))}: {reason}")
+
+
+class ConservationError(RuntimeError):
+    """Requests were created or lost: a bug in the simulator, never in the input."""
+
+
+def layout(exp: Experiment) -> nx.DiGraph:
+    """The fleet as a graph; raises :class:`FleetError` for a half-wired fleet."""
+    topo = exp.topology
+    T = ("topology",)
+    az_region = {az: r for r, reg in topo.regions.items() for az in reg.azs}
+    g = nx.DiGraph()
+    mix = exp.workload.services or {next(iter(topo.services)): 1.0}
+
+    gw_by_region: dict[str, list[str]] = {}
+    for pool, gp in topo.gateways.items():
+        region = az_region[gp.az]
+        gw_by_region.setdefault(region, []).append(pool)
+        for i in range(gp.instances):
+            g.add_node(f"gw:{pool}-{i}", kind="gateway", pool=pool, region=region, az=gp.az)
+    for svc, s in topo.services.items():
+        for az, n in s.instances_per_az.items():
+            for i in range(n):
+                g.add_node(f"be:{svc}-{az}-{i}", kind="backend", service=svc, region=az_region[az], az=az)
+
+    for region, bal in topo.balancers.items():
+        pools = gw_by_region.get(region)
+        if not pools:
+            raise FleetError(T + ("balancers", region), f"no gateway pool in region {region!r} to forward to")
+        gw_nodes = [n for n, d in g.nodes(data=True) if d["kind"] == "gateway" and d["region"] == region]
+        for az in sorted({topo.gateways[p].az for p in pools}):
+            lb = f"lb:{region}:{az}"
+            g.add_node(lb, kind="balancer", region=region, az=az)
+            for gw in gw_nodes:
+                if bal.cross_zone or g.nodes[gw]["az"] == az:
+                    g.add_edge(lb, gw, relation="same_az" if g.nodes[gw]["az"] == az else "cross_az")
+
+    for region in topo.clients:
+        client = f"client:{region}"
+        g.add_node(client, kind="client", region=region, az=INTERNET)
+        if region not in topo.balancers:
+            raise FleetError(T + ("clients", region), f"no balancer in region {region!r} for these clients")
+        for lb in [n for n, d in g.nodes(data=True) if d["kind"] == "balancer" and d["region"] == region]:
+            g.add_edge(client, lb, relation="internet")
+
+    for gw, d in list(g.nodes(data=True)):
+        if d["kind"] != "gateway":
+            continue
+        for svc in topo.services:
+            for be, bd in g.nodes(data=True):
+                if bd["kind"] == "backend" and bd["service"] == svc and bd["region"] == d["region"]:
+                    g.add_edge(gw, be, relation="same_az" if bd["az"] == d["az"] else "cross_az")
+
+    # Every client region must reach a backend of every service it asks for.
+    for region in topo.clients:
+        reach = nx.descendants(g, f"client:{region}")
+        for svc in mix:
+            if not any(g.nodes[n]["kind"] == "backend" and g.nodes[n]["service"] == svc for n in reach):
+                raise FleetError(T + ("services", svc, "instances_per_az"),
+                                 f"no instance in region {region!r}, whose clients send it requests")
+    # Every part must be reachable from some client.
+    reached = set()
+    for region in topo.clients:
+        reached |= nx.descendants(g, f"client:{region}") | {f"client:{region}"}
+    for n, d in g.nodes(data=True):
+        if n in reached:
+            continue
+        if d["kind"] == "gateway":
+            raise FleetError(T + ("gateways", d["pool"]), f"unconnected: no client reaches region {d['region']!r}")
+        if d["kind"] == "backend":
+            raise FleetError(T + ("services", d["service"], "instances_per_az", d["az"]),
+                             f"unconnected: no gateway routes to region {d['region']!r}")
+        if d["kind"] == "balancer":
+            raise FleetError(T + ("balancers", d["region"]), "unconnected: no clients in this region")
+    return g
+
+
+class Fleet:
+    """A built fleet for one replication of an experiment."""
+
+    def __init__(self, exp: Experiment, replication: int = 0):
+        self.exp = exp
+        self.graph = layout(exp)
+        self.ctx = ctx = SimContext(exp.seed, replication, warmup_s=exp.warmup_s, duration_s=exp.duration_s)
+        topo = exp.topology
+        self.az_region = {az: r for r, reg in topo.regions.items() for az in reg.azs}
+        self.network = Network(ctx, "network", topo.network, self.az_region)
+        self.recorder = Recorder(exp.duration_s, exp.warmup_s)
+
+        self.backends: dict[str, list[BackendInstance]] = {}
+        for svc, s in topo.services.items():
+            self.backends[svc] = [
+                BackendInstance(ctx, f"{svc}-{az}-{i}", s, svc, az)
+                for az in sorted(s.instances_per_az) for i in range(s.instances_per_az[az])
+            ]
+        self.gateways: dict[str, list[GatewayInstance]] = {}
+        for pool, gp in topo.gateways.items():
+            self.gateways[pool] = [GatewayInstance(ctx, f"{pool}-{i}", gp, gp.az) for i in range(gp.instances)]
+            for gw in self.gateways[pool]:
+                region = self.az_region[gp.az]
+                for svc, insts in self.backends.items():
+                    hosts = [b for b in insts if self.az_region[b.az] == region]
+                    if hosts:
+                        gw.add_cluster(svc, hosts, self.network)
+
+        self.balancers: dict[str, RegionalBalancer] = {}
+        for region, bal in topo.balancers.items():
+            by_az: dict[str, list[GatewayInstance]] = {}
+            for pool, gws in self.gateways.items():
+                if self.az_region[topo.gateways[pool].az] == region:
+                    by_az.setdefault(topo.gateways[pool].az, []).extend(gws)
+            self.balancers[region] = RegionalBalancer(ctx, f"lb.{region}", bal, by_az, self.network)
+
+        mix = exp.workload.services or {next(iter(topo.services)): 1.0}
+        services = [(s, share, topo.services[s].request_bytes) for s, share in mix.items()]
+        self.clients = []
+        for region, pop in topo.clients.items():
+            rate = RateFunction(exp.workload.rate_schedule, pop.share)
+            nodes = list(self.balancers[region].nodes.values())
+            self.clients.append(ClientPopulation(ctx, f"clients.{region}", region, rate, services, nodes, self.recorder))
+
+    def _all_gateways(self):
+        return [g for gws in self.gateways.values() for g in gws]
+
+    def _all_backends(self):
+        return [b for bs in self.backends.values() for b in bs]
+
+    def _end_warmup(self, _ev=None) -> None:
+        self.network.reset()
+        for part in [*self._all_gateways(), *self._all_backends(), *self.balancers.values()]:
+            part.reset()
+
+    def run(self, progress: Callable[[float], None] | None = None) -> dict:
+        """Run to ``duration_s`` and return this replication's results."""
+        env = self.ctx.env
+        if self.exp.warmup_s > 0:
+            Timeout(env, self.exp.warmup_s).callbacks.append(self._end_warmup)
+        for c in self.clients:
+            c.start()
+        end = self.exp.duration_s
+        step = max(1.0, end / 200)
+        t = 0.0
+        while t < end:
+            t = min(end, t + step)
+            env.run(until=t)
+            if progress:
+                progress(t)
+        for part in [*self._all_gateways(), *self._all_backends()]:
+            part.finish()
+        self.recorder.finish()
+        return self.collect()
+
+    # ---------------------------------------------------------------- results
+    def events_scheduled(self) -> int:
+        # SimPy numbers every scheduled event with an itertools.count; reading its
+        # repr costs nothing on the hot path.
+        text = repr(self.ctx.env._eid)
+        return int(text[text.index("(") + 1 : text.rindex(")")])
+
+    def check_conservation(self) -> dict:
+        rec = self.recorder
+        in_flight = sum(1 for c in self.clients for r in c.live if r.counted)
+        failed = sum(rec.failed.values())
+        issued = sum(c.issued for c in self.clients)
+        all_live = sum(len(c.live) for c in self.clients)
+        done = sum(rec.ts_done)
+        if rec.offered != rec.succeeded + failed + in_flight or issued != done + all_live:
+            raise ConservationError(
+                f"requests not conserved: offered {rec.offered} != succeeded {rec.succeeded} + failed "
+                f"{failed} + in flight {in_flight}, or issued {issued} != answered {done} + live {all_live}"
+            )
+        for b in self._all_backends():
+            s = b.stats()
+            if b.attempts != b.rejected + b.served + s["queue_len"] + s["busy"] and not self.exp.warmup_s:
+                raise ConservationError(f"backend {b.name}: attempts not conserved: {s}")
+        return {"in_flight": in_flight}
+
+    def collect(self) -> dict:
+        exp = self.exp
+        rec = self.recorder
+        window = exp.duration_s - exp.warmup_s
+        cons = self.check_conservation()
+        lat = rec.latency
+        qs = lat.quantiles([0.5, 0.9, 0.99, 0.999]) if lat.count else [math.nan] * 4
+        backend = {}
+        for svc, insts in self.backends.items():
+            st = [b.stats() for b in insts]
+            workers = sum(s["workers"] for s in st)
+            admitted = sum(s["admitted"] for s in st)
+            wait_n = sum(s["wait_n"] for s in st)
+            backend[svc] = {
+                "attempts": sum(s["attempts"] for s in st),
+                "rejected": sum(s["rejected"] for s in st),
+                "errors": sum(s["errors"] for s in st),
+                "utilization": sum(s["busy_s"] for s in st) / (workers * window),
+                "mean_wait_ms": 1000 * sum(s["wait_sum_s"] for s in st) / wait_n if wait_n else math.nan,
+                "p_wait": sum(s["waited"] for s in st) / admitted if admitted else math.nan,
+                "mean_in_system": sum(s["in_system_s"] for s in st) / window,
+                "wasted_work_s": sum(s["wasted_s"] for s in st),
+            }
+        gateway = {}
+        for pool, gws in self.gateways.items():
+            workers = sum(g.workers for g in gws)
+            gateway[pool] = {
+                "requests": sum(g.requests for g in gws),
+                "utilization": sum(g.busy_s for g in gws) / (workers * window),
+                "route_timeouts": sum(g.timeouts for g in gws),
+            }
+        summary = {
+            "experiment": exp.name,
+            "description": exp.description,
+            "seed": exp.seed,
+            "replications": 1,
+            "simulated_s": exp.duration_s,
+            "warmup_s": exp.warmup_s,
+            "requests": {
+                "offered": rec.offered,
+                "succeeded": rec.succeeded,
+                "failed": dict(sorted(rec.failed.items())),
+                "in_flight": cons["in_flight"],
+            },
+            "throughput_rps": rec.window_done / window,
+            "goodput_rps": rec.window_good / window,
+            "latency_ms": {
+                "mean": 1000 * lat.mean if lat.count else math.nan,
+                "p50": 1000 * qs[0], "p90": 1000 * qs[1], "p99": 1000 * qs[2], "p999": 1000 * qs[3],
+            },
+            "backend": backend,
+            "gateway": gateway,
+            "bytes_by_az_pair": self.network.bytes_by_pair(),
+        }
+        n = rec.n
+        ts = {
+            "t_s": list(range(n)),
+            "offered": rec.ts_offered,
+            "throughput": rec.ts_done,
+            "goodput": rec.ts_good,
+            "in_flight": rec.in_flight_series(),
+            "p50_ms": [1000 * x for x in rec.ts_p50],
+            "p99_ms": [1000 * x for x in rec.ts_p99],
+        }
+        for cause in sorted(rec.ts_errors):
+            ts[f"err_{cause}"] = rec.ts_errors[cause]
+        counters = {}
+        for b in self._all_backends():
+            counters[b.name] = b.stats()
+        for g in self._all_gateways():
+            counters[g.name] = g.stats()
+        for bal in self.balancers.values():
+            for node in bal.nodes.values():
+                counters[node.name] = {"connections": dict(zip([t.name for t in node.targets], node.connections, strict=True))}
+        counters["network"] = {l.key: {"bytes": l.bytes, "messages": l.messages, "relation": l.relation}
+                               for l in self.network.links.values()}
+        counters["clients"] = {c.name: {"issued": c.issued} for c in self.clients}
+        return {
+            "summary": summary,
+            "timeseries": ts,
+            "counters": counters,
+            "latency_histogram": lat.to_dict(),
+            "events": self.events_scheduled(),
+            "requests": sum(c.issued for c in self.clients),
+        }
