@@ -7,6 +7,7 @@ zone-aware local share. Times are in seconds and rates per second; see
 """
 
 from sim.analytic.queues import (
+    ekm1_mean_in_system,
     erlang_b,
     erlang_c,
     jackson_tandem_sojourn_s,
@@ -24,6 +25,7 @@ from sim.analytic.queues import (
 )
 
 __all__ = [
+    "ekm1_mean_in_system",
     "erlang_b",
     "erlang_c",
     "jackson_tandem_sojourn_s",

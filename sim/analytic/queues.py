@@ -606,3 +606,38 @@ def zone_aware_local_fraction(local_share: float, upstream_share: float) -> floa
     if upstream >= local:
         return 1.0
     return upstream / local
+
+
+def ekm1_mean_in_system(phases: int, arrival_rate_per_s: float, service_rate_per_s: float) -> float:
+    """Mean number in system of an E_k/M/1 queue (Erlang-k interarrival times).
+
+    A GI/M/1 queue (Kleinrock, Queueing Systems vol. 1, sec. 6.4): with sigma
+    the root in (0, 1) of sigma = A*(mu (1 - sigma)), where A*(s) is the
+    Laplace transform of the interarrival time, L = rho / (1 - sigma). For
+    Erlang-k interarrivals of rate lambda, A*(s) = (k lambda / (k lambda + s))^k.
+    This is what each of k hosts sees when round robin splits a Poisson stream.
+
+    Args:
+        phases: k >= 1 (k = 1 is M/M/1).
+        arrival_rate_per_s: lambda, the arrival rate at this queue.
+        service_rate_per_s: mu.
+    """
+    k = _check_int("phases", phases, 1)
+    lam = _check_positive("arrival_rate_per_s", arrival_rate_per_s)
+    mu = _check_positive("service_rate_per_s", service_rate_per_s)
+    rho = lam / mu
+    _check_stable(rho)
+
+    def gap(sigma: float) -> float:
+        return (k * lam / (k * lam + mu * (1.0 - sigma))) ** k - sigma
+
+    # gap(0) > 0 and gap(1 - eps) < 0 for rho < 1: bisection is safe and exact enough.
+    lo, hi = 0.0, 1.0 - 1e-15
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if gap(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+    sigma = (lo + hi) / 2
+    return rho / (1.0 - sigma)

@@ -22,7 +22,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from .checks import check_experiment
 from .errors import ConfigError, Issue, dotted
@@ -42,22 +44,61 @@ class Document:
 
 @dataclass
 class LoadedExperiment:
-    """A validated experiment and where each of its paths came from."""
+    """A validated experiment and where each of its paths came from.
+
+    ``overridden`` maps each path set by ``overrides`` or ``--set`` to the
+    place of that assignment.
+    """
 
     config: Experiment
     source: Path
     positions: dict[tuple, Pos]
+    overridden: dict[tuple, Pos] = field(default_factory=dict)
 
     def locate(self, path: tuple) -> Pos:
         """File and line of the longest known prefix of ``path``."""
         return _locate(self.positions, path, str(self.source))
 
     def issue(self, path: tuple, reason: str) -> Issue:
+        """An issue about the part at ``path`` (e.g. from the fleet builder).
+
+        The line is where the part is declared; overrides inside it are named
+        in the reason, since they may be what broke it.
+        """
         f, line = self.locate(path)
+        inner = _overrides_below(self.overridden, tuple(path))
+        if inner:
+            reason += " (overridden at " + ", ".join(_where(p) for p in inner) + ")"
         return Issue(f, line, dotted(path), reason)
 
 
-def _locate(positions: dict[tuple, Pos], path: tuple, default_file: str) -> Pos:
+def _where(pos: Pos) -> str:
+    return pos[0] if pos[1] is None else f"{pos[0]}:{pos[1]}"
+
+
+def _overrides_below(overridden: dict[tuple, Pos], path: tuple) -> list[Pos]:
+    """Places of the assignments strictly inside ``path``, in the order applied."""
+    out: list[Pos] = []
+    for p, pos in overridden.items():
+        if len(p) > len(path) and p[: len(path)] == path and pos not in out:
+            out.append(pos)
+    return out
+
+
+def _locate(
+    positions: dict[tuple, Pos], path: tuple, default_file: str, overridden: dict[tuple, Pos] | None = None
+) -> Pos:
+    """File and line for a problem at ``path``.
+
+    A problem at a mapping whose contents an override changed (a lognormal
+    whose p99 was overridden, client shares one of which was overridden) is
+    the override's doing: it points at the override, not at the file that
+    declared the mapping.
+    """
+    if overridden:
+        inner = _overrides_below(overridden, tuple(path))
+        if inner:
+            return inner[0]
     for n in range(len(path), -1, -1):
         pos = positions.get(tuple(path[:n]))
         if pos is not None:
@@ -68,8 +109,11 @@ def _locate(positions: dict[tuple, Pos], path: tuple, default_file: str) -> Pos:
 # --------------------------------------------------------------------------- YAML reading
 
 
-def read_yaml(path: Path, label: str | None = None) -> Document:
+def read_yaml(path: Path, label: str | None = None, prefix: tuple = ()) -> Document:
     """Parse one YAML file into plain dicts/lists with a line for every path.
+
+    ``prefix`` is where the document sits in the experiment (``("topology",)``
+    for a topology file); it only prefixes the path of a duplicate key.
 
     Raises:
         ConfigError: the file is missing, unreadable, empty, not a mapping, or
@@ -88,20 +132,93 @@ def read_yaml(path: Path, label: str | None = None) -> Document:
     yaml.allow_duplicate_keys = False
     try:
         node = yaml.load(text)
+    except DuplicateKeyError as e:
+        raise ConfigError([_duplicate_key_issue(yaml, text, e, label, prefix)]) from None
     except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark is not None else None
-        reason = " ".join(str(e.problem or e.context or "invalid YAML").split())
-        raise ConfigError([Issue(label, line, "", f"YAML syntax error: {reason}")]) from None
+        raise ConfigError([_syntax_issue(e, label)]) from None
     except YAMLError as e:
         raise ConfigError([Issue(label, None, "", f"YAML error: {' '.join(str(e).split())}")]) from None
     if node is None:
         raise ConfigError([Issue(label, 1, "", "empty file, expected a mapping")])
     if not isinstance(node, CommentedMap):
-        raise ConfigError([Issue(label, 1, "", f"expected a mapping at the top, got {type(node).__name__}")])
+        raise ConfigError([Issue(label, 1, "", f"expected a mapping at the top, got {_kind(node)}")])
     doc = Document(None, {(): (label, 1)})
     doc.data = _plain(node, (), label, doc.positions)
     return doc
+
+
+def _kind(value: Any) -> str:
+    """A YAML user's word for the type of ``value``."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, str):
+        return f"a string ({value!r})" if len(value) <= 40 else "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    return type(value).__name__
+
+
+def _syntax_issue(e: MarkedYAMLError, label: str) -> Issue:
+    """One line for a parser error, at the line the user has to look at.
+
+    An unclosed bracket or quote is only noticed at the end of the file; the
+    line that opened it (the parser's context) is the useful one then.
+    """
+    problem = " ".join(str(e.problem or e.context or "invalid YAML").split())
+    pmark, cmark = e.problem_mark, e.context_mark
+    at_end = "stream end" in problem or "end of stream" in problem
+    mark = cmark if (at_end and cmark is not None) or pmark is None else pmark
+    line = mark.line + 1 if mark is not None else None
+    reason = f"YAML syntax error: {problem}"
+    if e.context and e.problem and cmark is not None and cmark.line + 1 != line:
+        reason += f" ({' '.join(str(e.context).split())} started on line {cmark.line + 1})"
+    return Issue(label, line, "", reason)
+
+
+def _duplicate_key_issue(yaml: YAML, text: str, e: DuplicateKeyError, label: str, prefix: tuple) -> Issue:
+    """The duplicate key with its dotted path and the line of its first use."""
+    line = e.problem_mark.line if e.problem_mark is not None else None
+    try:
+        root = yaml.compose(text)
+    except YAMLError:  # pragma: no cover - it composed once already
+        root = None
+    found = _find_duplicate(root, (), line) if root is not None else None
+    if found is None:
+        problem = " ".join(str(e.problem).split())
+        return Issue(label, None if line is None else line + 1, "", f"duplicate key: {problem}")
+    path, first, dup = found
+    return Issue(label, dup + 1, dotted(prefix + path), f"duplicate key (first given on line {first + 1})")
+
+
+def _find_duplicate(node: Node, path: tuple, line: int | None) -> tuple[tuple, int, int] | None:
+    """(path, first line, duplicate line) of a duplicate key, preferring one on ``line``."""
+    found = None
+    if isinstance(node, MappingNode):
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            key = k.value if isinstance(k.value, str) else str(k.value)
+            if key in seen:
+                hit = (path + (key,), seen[key], k.start_mark.line)
+                if line is None or hit[2] == line:
+                    return hit
+                found = found or hit
+            else:
+                seen[key] = k.start_mark.line
+            inner = _find_duplicate(v, path + (key,), line)
+            if inner is not None and (line is None or inner[2] == line):
+                return inner
+            found = found or inner
+    elif isinstance(node, SequenceNode):
+        for i, v in enumerate(node.value):
+            inner = _find_duplicate(v, path + (i,), line)
+            if inner is not None and (line is None or inner[2] == line):
+                return inner
+            found = found or inner
+    return found
 
 
 def _plain(node: Any, path: tuple, label: str, positions: dict[tuple, Pos]) -> Any:
@@ -172,13 +289,21 @@ def _model_field(model: type[BaseModel], key: str) -> tuple[bool, Any]:
     return False, None
 
 
-def apply_override(data: dict, positions: dict[tuple, Pos], path_text: str, value: Any, origin: Pos) -> None:
+def apply_override(
+    data: dict,
+    positions: dict[tuple, Pos],
+    path_text: str,
+    value: Any,
+    origin: Pos,
+    overridden: dict[tuple, Pos] | None = None,
+) -> None:
     """Set ``path_text`` (dotted) in ``data`` to ``value``, checking the path.
 
     The path is checked against the Experiment schema as it is walked: a
     segment naming a model field must be a field of that model; a segment
     into a name-keyed map or a list must name an existing entry. Every path
-    at and below the assignment is re-located to ``origin``.
+    at and below the assignment is re-located to ``origin``, and the
+    assignment is recorded in ``overridden`` (replacing any made inside it).
 
     Raises:
         ConfigError: the path does not exist.
@@ -198,8 +323,9 @@ def apply_override(data: dict, positions: dict[tuple, Pos], path_text: str, valu
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             ok, ann = _model_field(tp, part)
             if not ok:
-                hint = difflib.get_close_matches(part, list(tp.model_fields), n=1)
-                extra = f" (did you mean {hint[0]!r}?)" if hint else f" (fields: {', '.join(tp.model_fields)})"
+                keys = _field_keys(tp)
+                hint = difflib.get_close_matches(part, keys, n=1)
+                extra = f" (did you mean {hint[0]!r}?)" if hint else f" (fields: {', '.join(keys)})"
                 raise ConfigError([Issue(file, line, path_text, f"{here} has no field {part!r}{extra}")])
             tp = ann
             if not isinstance(node, dict):
@@ -233,24 +359,48 @@ def apply_override(data: dict, positions: dict[tuple, Pos], path_text: str, valu
     for p in [p for p in positions if p[: len(prefix)] == prefix]:
         del positions[p]
     positions[prefix] = origin
+    if overridden is not None:
+        for p in [p for p in overridden if p[: len(prefix)] == prefix]:
+            del overridden[p]
+        overridden[prefix] = origin
 
 
 # --------------------------------------------------------------------------- validation
 
 
+DIST_TAGS = ("constant", "exponential", "lognormal", "gamma", "uniform", "empirical")
+
+
+def _shown(inp: Any) -> str:
+    if isinstance(inp, dict | list):
+        return _kind(inp)
+    return repr(inp)
+
+
 def _reason(err: dict) -> str:
     kind = err.get("type", "")
     msg = err.get("msg", "invalid value")
+    inp = err.get("input")
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "missing":
         return "required field is missing"
-    inp = err.get("input")
+    if kind == "union_tag_invalid":
+        tag = (err.get("ctx") or {}).get("tag", inp)
+        hint = difflib.get_close_matches(str(tag), DIST_TAGS, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"unknown distribution {tag!r}{extra}; expected one of {', '.join(DIST_TAGS)}"
+    if kind == "union_tag_not_found":
+        return f"a distribution needs 'dist: KIND' ({', '.join(DIST_TAGS)}) or is a bare number"
+    if kind in ("model_attributes_type", "model_type", "dict_type"):
+        return f"expected a mapping, got {_shown(inp)}"
     if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
-        shown = repr(inp) if not isinstance(inp, dict | list) else type(inp).__name__
-        return f"{msg}, got {shown}"
+        return f"{msg}, got {_shown(inp)}"
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        return msg[len("Value error, "):]
+    if isinstance(inp, str | int | float) and not isinstance(inp, bool):
+        # Bounds and patterns: show the offending value (``Input should be >= 1, got -1``).
+        return f"{msg}, got {inp!r}"
     return msg
 
 
@@ -277,14 +427,35 @@ def _user_path(data: Any, loc: Iterable) -> tuple:
 
 
 def _suggest(model_keys: Iterable[str], key: str) -> str:
-    hint = difflib.get_close_matches(key, list(model_keys), n=1)
-    return f" (did you mean {hint[0]!r}?)" if hint else ""
+    keys = list(model_keys)
+    hint = difflib.get_close_matches(key, keys, n=1)
+    if hint:
+        return f" (did you mean {hint[0]!r}?)"
+    return f" (fields: {', '.join(keys)})" if keys else ""
 
 
-def _known_fields(path: tuple) -> list[str]:
+def _field_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a user writes for ``model``: aliases where there are any (``mean``)."""
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _pick_model(tp: Any, node: Any) -> Any:
+    """The member of a tagged union (a distribution) that ``node`` names by its ``dist``."""
+    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and isinstance(node, dict):
+        for member in typing.get_args(tp):
+            member = _unwrap(member)
+            if isinstance(member, type) and issubclass(member, BaseModel) and "dist" in member.model_fields:
+                if member.model_fields["dist"].default == node.get("dist"):
+                    return member
+    return tp
+
+
+def _known_fields(path: tuple, data: Any = None) -> list[str]:
+    """Keys allowed in the mapping that holds ``path[-1]`` (empty when unknown)."""
     tp: Any = Experiment
+    node = data
     for part in path[:-1]:
-        tp = _unwrap(tp)
+        tp = _pick_model(_unwrap(tp), node)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             ok, ann = _model_field(tp, str(part))
             if not ok:
@@ -294,14 +465,24 @@ def _known_fields(path: tuple) -> list[str]:
             tp = typing.get_args(tp)[-1]
         else:
             return []
-    tp = _unwrap(tp)
+        try:
+            node = node[part] if node is not None else None
+        except (KeyError, IndexError, TypeError):
+            node = None
+    tp = _pick_model(_unwrap(tp), node)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return list(tp.model_fields)
+        return _field_keys(tp)
     return []
 
 
-def validate(data: dict, positions: dict[tuple, Pos], default_file: str) -> Experiment:
-    """Validate plain data as an Experiment; every error located."""
+def validate(
+    data: dict, positions: dict[tuple, Pos], default_file: str, overridden: dict[tuple, Pos] | None = None
+) -> Experiment:
+    """Validate plain data as an Experiment; every error located.
+
+    ``overridden`` (from :func:`apply_override`) lets a problem caused by an
+    override point at the override.
+    """
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as e:
@@ -311,8 +492,12 @@ def validate(data: dict, positions: dict[tuple, Pos], default_file: str) -> Expe
             path = _user_path(data, err["loc"])
             reason = _reason(err)
             if err.get("type") == "extra_forbidden" and path:
-                reason += _suggest(_known_fields(path), str(path[-1]))
-            f, line = _locate(positions, path, default_file)
+                reason += _suggest(_known_fields(path, data), str(path[-1]))
+            elif path and path[-1] == "[key]":
+                # pydantic's marker for a bad mapping key: the key is the name at fault.
+                path = path[:-1]
+                reason = f"invalid name {str(path[-1])!r}: use letters, digits, '-' and '_' (at most 63, no dots)"
+            f, line = _locate(positions, path, default_file, overridden)
             issue = Issue(f, line, dotted(path), reason)
             if str(issue) not in seen:
                 seen.add(str(issue))
@@ -322,7 +507,7 @@ def validate(data: dict, positions: dict[tuple, Pos], default_file: str) -> Expe
     if problems:
         issues = []
         for path, reason in problems:
-            f, line = _locate(positions, path, default_file)
+            f, line = _locate(positions, path, default_file, overridden)
             issues.append(Issue(f, line, dotted(path), reason))
         raise ConfigError(issues)
     return exp
@@ -355,7 +540,7 @@ def load_experiment(
     if isinstance(topo_ref, str):
         topo_path = (path.parent / topo_ref) if not Path(topo_ref).is_absolute() else Path(topo_ref)
         try:
-            tdoc = read_yaml(topo_path, str(topo_path))
+            tdoc = read_yaml(topo_path, str(topo_path), prefix=("topology",))
         except ConfigError as e:
             f, line = positions[("topology",)]
             if e.issues[0].file == str(topo_path) and e.issues[0].path == "" and e.issues[0].line is None:
@@ -371,27 +556,32 @@ def load_experiment(
         f, line = positions[("topology",)]
         raise ConfigError([Issue(f, line, "topology", "expected a file path or a mapping")])
 
+    overridden: dict[tuple, Pos] = {}
     overrides = data.get("overrides") or {}
     if not isinstance(overrides, dict):
         f, line = positions[("overrides",)]
         raise ConfigError([Issue(f, line, "overrides", "expected a mapping of dotted paths to values")])
     if isinstance(data.get("topology"), dict):
         for key, value in overrides.items():
-            apply_override(data, positions, f"topology.{key}", value, positions[("overrides", key)])
+            apply_override(data, positions, f"topology.{key}", value, positions[("overrides", key)], overridden)
 
     for assignment in sets:
-        if "=" not in assignment:
-            raise ConfigError([Issue(CLI, None, assignment, "--set needs dotted.path=value")])
-        key, _, text = assignment.partition("=")
-        apply_override(data, positions, key.strip(), parse_value(text), (CLI, None))
+        key, eq, text = assignment.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ConfigError([Issue(CLI, None, key or assignment, f"--set {assignment!r}: expected dotted.path=value")])
+        if not text.strip():
+            raise ConfigError([Issue(CLI, None, key, f"--set {assignment!r} has no value after '=' "
+                                                     "(write '' for an empty string)")])
+        apply_override(data, positions, key, parse_value(text), (CLI, None), overridden)
     if seed is not None:
         data["seed"] = seed
-        positions[("seed",)] = (CLI, None)
+        positions[("seed",)] = overridden[("seed",)] = (CLI, None)
     if replications is not None:
         data["replications"] = replications
-        positions[("replications",)] = (CLI, None)
+        positions[("replications",)] = overridden[("replications",)] = (CLI, None)
 
-    return LoadedExperiment(validate(data, positions, label), path, positions)
+    return LoadedExperiment(validate(data, positions, label, overridden), path, positions, overridden)
 
 
 def load_topology(path: str | Path) -> Topology:

@@ -1,0 +1,121 @@
+"""Statistical tests: fleetsim's queues against closed forms (STYLE.md rule).
+
+Each runs independent replications with the warm-up removed; the analytic
+value must lie inside the 99% confidence interval and the interval must be
+narrower than the stated tolerance.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.analytic import (
+    ekm1_mean_in_system,
+    erlang_c,
+    jackson_tandem_sojourn_s,
+    mm1_mean_sojourn_s,
+    mmc_mean_wait_s,
+    mmck_blocking,
+    mmck_mean_wait_s,
+)
+
+from .stats import assert_matches, ci, load, replicate
+
+pytestmark = pytest.mark.slow
+
+
+def _backend(res, svc="api"):
+    return res["summary"]["backend"][svc]
+
+
+def test_mmc_mean_wait_and_p_wait_match_erlang_c():
+    exp = load("mmc.yaml")
+    lam = exp.workload.rate_schedule[0].rate_per_s
+    mu = 1 / exp.topology.services["api"].service_time_s.mean
+    c = exp.topology.services["api"].workers
+    runs = replicate(exp)
+    waits = [_backend(r)["mean_wait_ms"] / 1000 for r in runs]
+    p_wait = [_backend(r)["p_wait"] for r in runs]
+    util = [_backend(r)["utilization"] for r in runs]
+    assert_matches(waits, mmc_mean_wait_s(lam, mu, c), 0.10, "M/M/4 mean wait (s)")
+    assert_matches(p_wait, erlang_c(c, lam / mu), 0.05, "M/M/4 P(wait)")
+    assert_matches(util, lam / (c * mu), 0.02, "M/M/4 utilization")
+
+
+def test_mmck_blocking_matches_finite_queue_formula():
+    # c = 4, 4 waiting slots (K = 8), rho = 0.95: blocking is a few percent.
+    exp = load("mmc.yaml", ["topology.services.api.queue_limit=4",
+                            "workload.rate_schedule.0.rate_per_s=380", "duration_s=120"])
+    lam, mu, c, k = 380.0, 100.0, 4, 8
+    runs = replicate(exp)
+    blocking = [_backend(r)["rejected"] / _backend(r)["attempts"] for r in runs]
+    waits = [_backend(r)["mean_wait_ms"] / 1000 for r in runs]
+    # The client sees each rejection as a 503 overflow.
+    for r in runs:
+        s = r["summary"]
+        assert s["requests"]["failed"].get("backend_overflow", 0) > 0
+    assert_matches(blocking, mmck_blocking(lam, mu, c, k), 0.08, "M/M/4/8 blocking")
+    assert_matches(waits, mmck_mean_wait_s(lam, mu, c, k), 0.08, "M/M/4/8 mean wait of admitted (s)")
+
+
+def test_tandem_sojourn_matches_jackson():
+    exp = load("tandem.yaml")
+    lam = exp.workload.rate_schedule[0].rate_per_s
+    mu1 = 1 / exp.topology.gateways["gw"].cpu_time_s.mean
+    mu2 = 1 / exp.topology.services["api"].service_time_s.mean
+    runs = replicate(exp)
+    latency = [r["summary"]["latency_ms"]["mean"] / 1000 for r in runs]
+    assert_matches(latency, jackson_tandem_sojourn_s(lam, [(mu1, 1), (mu2, 1)]), 0.06, "tandem sojourn (s)")
+
+
+def _in_system(run, hosts):
+    window = run["summary"]["simulated_s"] - run["summary"]["warmup_s"]
+    return [run["counters"][h]["in_system_s"] / window for h in hosts]
+
+
+HOSTS = ["api-a1-0", "api-a1-1", "api-a1-2", "api-a1-3"]
+
+
+def test_random_split_gives_mm1_per_host_and_round_robin_gives_e4m1():
+    rand = replicate(load("unequal_hosts.yaml", ["topology.gateways.gw.cluster.lb_policy=RANDOM"]))
+    rr = replicate(load("unequal_hosts.yaml", ["topology.gateways.gw.cluster.lb_policy=ROUND_ROBIN"]))
+    lam = 120 / 4
+    for k, host in enumerate(HOSTS):
+        mu = 100.0 if k < 2 else 50.0
+        # Little's law: L = lambda W.
+        assert_matches([_in_system(r, HOSTS)[k] for r in rand], lam * mm1_mean_sojourn_s(lam, mu), 0.12,
+                       f"RANDOM {host} mean in system")
+        assert_matches([_in_system(r, HOSTS)[k] for r in rr], ekm1_mean_in_system(4, lam, mu), 0.12,
+                       f"ROUND_ROBIN {host} mean in system")
+
+
+def test_least_request_p2c_narrows_queue_spread_vs_round_robin():
+    # At 80% load on the slow hosts, where the choice of policy matters most.
+    busy = ["workload.rate_schedule.0.rate_per_s=160"]
+    p2c = replicate(load("unequal_hosts.yaml", busy))
+    rr = replicate(load("unequal_hosts.yaml", [*busy, "topology.gateways.gw.cluster.lb_policy=ROUND_ROBIN"]))
+
+    def spread(run):
+        # Mean in system on the slow hosts minus on the fast ones (unbiased,
+        # unlike max - min, so it can be compared with the closed form).
+        q = _in_system(run, HOSTS)
+        return (q[2] + q[3]) / 2 - (q[0] + q[1]) / 2
+
+    diff = [spread(b) - spread(a) for a, b in zip(p2c, rr, strict=True)]
+    mean, half = ci(diff)
+    assert mean - half > 0, f"P2C does not narrow the spread: {mean:.3f} +/- {half:.3f}"
+    # Round robin leaves the slow hosts with about 2.6 in system against 0.5 on
+    # the fast ones (E4/M/1, closed form); P2C steers work away from the long
+    # queues and keeps the spread under half of that.
+    rr_spread = ekm1_mean_in_system(4, 40, 50) - ekm1_mean_in_system(4, 40, 100)
+    rr_sim, rr_half = ci([spread(b) for b in rr])
+    assert abs(rr_sim - rr_spread) <= rr_half, f"RR spread {rr_sim:.3f} +/- {rr_half:.3f} vs {rr_spread:.3f}"
+    p2c_spread, p2c_half = ci([spread(a) for a in p2c])
+    assert p2c_spread + p2c_half < 0.5 * rr_spread, f"P2C spread {p2c_spread:.3f} +/- {p2c_half:.3f}"
+    # P2C sends the slow hosts less than their round-robin quarter.
+    slow_share = [
+        sum(r["counters"][h]["attempts"] for h in HOSTS[2:]) / sum(r["counters"][h]["attempts"] for h in HOSTS)
+        for r in p2c
+    ]
+    m, h = ci(slow_share)
+    assert m + h < 0.5
