@@ -154,7 +154,8 @@ class Fleet:
         for region, pop in topo.clients.items():
             rate = RateFunction(exp.workload.rate_schedule, pop.share)
             nodes = list(self.balancers[region].nodes.values())
-            self.clients.append(ClientPopulation(ctx, f"clients.{region}", region, rate, services, nodes, self.recorder))
+            self.clients.append(ClientPopulation(ctx, f"clients.{region}", region, rate, services, nodes,
+                                                 self.recorder, exp.workload.arrivals))
 
     def _all_gateways(self):
         return [g for gws in self.gateways.values() for g in gws]

@@ -1,4 +1,4 @@
-"""Open-loop clients: Poisson arrivals following a piecewise-linear rate schedule.
+"""Open-loop clients: Poisson (or evenly spaced) arrivals following a piecewise-linear rate schedule.
 
 Each client population (one per region) issues requests as a
 non-homogeneous Poisson process with rate ``share x r(t)`` (requests per
@@ -20,7 +20,7 @@ import math
 
 from simpy.events import Timeout
 
-from sim.config.distributions import Exponential
+from sim.config.distributions import Constant, Exponential
 from sim.config.models import RateStep
 from sim.engine import Sampler, SimContext, UniformStream
 
@@ -118,7 +118,8 @@ class ClientPopulation:
     """
 
     def __init__(self, ctx: SimContext, name: str, region: str, rate: RateFunction,
-                 services: list[tuple[str, float, object]], nodes: list, recorder):
+                 services: list[tuple[str, float, object]], nodes: list, recorder,
+                 arrivals: str = "poisson"):
         if not nodes:
             raise ValueError(f"{name}: no balancer node to connect to")
         self.ctx = ctx
@@ -130,7 +131,8 @@ class ClientPopulation:
         self.recorder = recorder
         self.warmup_s = ctx.warmup_s
         self.stop_s = ctx.duration_s
-        self._gap = Sampler(Exponential(mean=1.0), ctx.rng(f"{name}.arrivals"))
+        unit = Exponential(mean=1.0) if arrivals == "poisson" else Constant(value=1.0)
+        self._gap = Sampler(unit, ctx.rng(f"{name}.arrivals"))
         self._uniform = UniformStream(ctx.rng(f"{name}.choices"))
         self.service_names = [s for s, _, _ in services]
         cum, acc = [], 0.0

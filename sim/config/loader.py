@@ -28,7 +28,7 @@ from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from .checks import check_experiment
 from .errors import ConfigError, Issue, dotted
-from .models import Experiment, Topology
+from .models import Experiment, Name, Topology
 
 Pos = tuple[str, int | None]
 CLI = "<command line>"
@@ -165,17 +165,21 @@ def _kind(value: Any) -> str:
 def _syntax_issue(e: MarkedYAMLError, label: str) -> Issue:
     """One line for a parser error, at the line the user has to look at.
 
-    An unclosed bracket or quote is only noticed at the end of the file; the
-    line that opened it (the parser's context) is the useful one then.
+    An unclosed bracket or quote is noticed only where the parser gives up (a
+    later line, or the end of the file); the line that opened it, the parser's
+    context, is the one to fix, so that line is reported.
     """
     problem = " ".join(str(e.problem or e.context or "invalid YAML").split())
+    context = " ".join(str(e.context or "").split())
     pmark, cmark = e.problem_mark, e.context_mark
     at_end = "stream end" in problem or "end of stream" in problem
-    mark = cmark if (at_end and cmark is not None) or pmark is None else pmark
-    line = mark.line + 1 if mark is not None else None
+    if cmark is not None and (at_end or context.startswith("while parsing a flow") or pmark is None):
+        where = "at the end of the file" if at_end or pmark is None else f"on line {pmark.line + 1}"
+        return Issue(label, cmark.line + 1, "", f"YAML syntax error: {context} started here: {problem} {where}")
+    line = pmark.line + 1 if pmark is not None else None
     reason = f"YAML syntax error: {problem}"
-    if e.context and e.problem and cmark is not None and cmark.line + 1 != line:
-        reason += f" ({' '.join(str(e.context).split())} started on line {cmark.line + 1})"
+    if context and e.problem and cmark is not None and cmark.line + 1 != line:
+        reason += f" ({context} started on line {cmark.line + 1})"
     return Issue(label, line, "", reason)
 
 
@@ -369,6 +373,8 @@ def apply_override(
 
 
 DIST_TAGS = ("constant", "exponential", "lognormal", "gamma", "uniform", "empirical")
+NAME_PATTERN = typing.get_args(Name)[1].pattern
+NAME_RULE = "start with a letter or digit, then letters, digits, '-' or '_' (at most 63; no dots)"
 
 
 def _shown(inp: Any) -> str:
@@ -392,6 +398,8 @@ def _reason(err: dict) -> str:
         return f"unknown distribution {tag!r}{extra}; expected one of {', '.join(DIST_TAGS)}"
     if kind == "union_tag_not_found":
         return f"a distribution needs 'dist: KIND' ({', '.join(DIST_TAGS)}) or is a bare number"
+    if kind == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == NAME_PATTERN:
+        return f"invalid name {inp!r}: {NAME_RULE}"
     if kind in ("model_attributes_type", "model_type", "dict_type"):
         return f"expected a mapping, got {_shown(inp)}"
     if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
@@ -496,7 +504,7 @@ def validate(
             elif path and path[-1] == "[key]":
                 # pydantic's marker for a bad mapping key: the key is the name at fault.
                 path = path[:-1]
-                reason = f"invalid name {str(path[-1])!r}: use letters, digits, '-' and '_' (at most 63, no dots)"
+                reason = f"invalid name {str(path[-1])!r}: {NAME_RULE}"
             f, line = _locate(positions, path, default_file, overridden)
             issue = Issue(f, line, dotted(path), reason)
             if str(issue) not in seen:

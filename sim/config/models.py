@@ -163,10 +163,15 @@ class RateStep(_Model):
 
 
 class Workload(_Model):
-    """Open-loop Poisson arrivals following ``rate_schedule``, split across
-    client populations by their share and across services by ``services``."""
+    """Open-loop arrivals following ``rate_schedule``, split across client
+    populations by their share and across services by ``services``.
 
-    arrivals: Literal["poisson"] = "poisson"
+    ``poisson``: a (non-homogeneous) Poisson process. ``deterministic``: an
+    arrival each time the integral of the rate grows by one (evenly spaced at
+    a constant rate), for exact tests and D/x/c checks.
+    """
+
+    arrivals: Literal["poisson", "deterministic"] = "poisson"
     rate_schedule: list[RateStep] = Field(min_length=1)
     services: dict[Name, Annotated[float, Field(gt=0, le=1)]] | None = Field(
         default=None, description="Service mix; default: the topology's only service."

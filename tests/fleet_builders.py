@@ -1,0 +1,38 @@
+"""Small experiments as plain data, for deterministic tests."""
+
+from __future__ import annotations
+
+import copy
+
+from sim.config.models import Experiment
+
+BASE = {
+    "name": "exact",
+    "topology": {
+        "name": "exact",
+        "regions": {"r1": {"azs": ["a1", "a2"]}},
+        "network": {"same_az_s": 0.001, "cross_az_s": 0.002, "cross_region_s": 0.03, "internet_s": 0.01},
+        "clients": {"r1": {"share": 1.0}},
+        "balancers": {"r1": {"policy": "round_robin", "cross_zone": False}},
+        "gateways": {"gw": {"az": "a1", "instances": 1, "workers": 1, "cpu_time_s": 0.0001,
+                            "route": {"timeout_s": 10.0}}},
+        "services": {"api": {"instances_per_az": {"a1": 1}, "workers": 1, "queue_limit": 10,
+                             "service_time_s": 0.005, "request_bytes": 1000, "response_bytes": 5000}},
+    },
+    "workload": {"arrivals": "deterministic", "rate_schedule": [{"at_s": 0, "rate_per_s": 1.0}]},
+    "duration_s": 3.5,
+    "warmup_s": 0.0,
+    "seed": 1,
+}
+
+
+def experiment(**changes) -> Experiment:
+    """BASE with ``changes`` applied; keys are dotted paths (``topology__gateways__gw__workers``)."""
+    data = copy.deepcopy(BASE)
+    for key, value in changes.items():
+        node = data
+        parts = key.split("__")
+        for p in parts[:-1]:
+            node = node[p]
+        node[parts[-1]] = value
+    return Experiment.model_validate(data)
