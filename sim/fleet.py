@@ -287,8 +287,8 @@ class Fleet:
         for bal in self.balancers.values():
             for node in bal.nodes.values():
                 counters[node.name] = {"connections": dict(zip([t.name for t in node.targets], node.connections, strict=True))}
-        counters["network"] = {l.key: {"bytes": l.bytes, "messages": l.messages, "relation": l.relation}
-                               for l in self.network.links.values()}
+        counters["network"] = {link.key: {"bytes": link.bytes, "messages": link.messages, "relation": link.relation}
+                               for link in self.network.links.values()}
         counters["clients"] = {c.name: {"issued": c.issued} for c in self.clients}
         return {
             "summary": summary,

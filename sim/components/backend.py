@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from collections import deque
 
-from simpy.events import Timeout
-
 from sim.config.models import Service
 from sim.engine import Sampler, SimContext, UniformStream
 
@@ -41,6 +39,7 @@ class BackendInstance:
     def __init__(self, ctx: SimContext, name: str, config: Service, service: str, az: str):
         self.ctx = ctx
         self.env = ctx.env
+        self._later = ctx.call_later
         self.name = name
         self.service = service
         self.az = az
@@ -106,8 +105,7 @@ class BackendInstance:
     def _start(self, attempt: Attempt) -> None:
         s = self._service_time.draw() * self.service_time_factor
         attempt.service_s = s
-        ev = Timeout(self.env, s, attempt)
-        ev.callbacks.append(self._finish)
+        self._later(s, self._finish, attempt)
 
     def _finish(self, ev) -> None:
         attempt: Attempt = ev._value

@@ -17,8 +17,6 @@ Counts (measurement window): ``connections`` per gateway instance.
 
 from __future__ import annotations
 
-from simpy.events import Timeout
-
 from sim.config.models import Balancer
 from sim.engine import SimContext, UniformStream
 
@@ -34,6 +32,7 @@ class BalancerNode:
             raise ValueError(f"balancer node {name} has no gateway to forward to")
         self.ctx = ctx
         self.env = ctx.env
+        self._later = ctx.call_later
         self.name = name
         self.az = az
         self.policy = config.policy
@@ -93,8 +92,7 @@ class BalancerNode:
         back.messages += 1
         out.bytes += nbytes
         out.messages += 1
-        ev = Timeout(self.env, back.draw() + out.draw(), req)
-        ev.callbacks.append(self._delivered)
+        self._later(back.draw() + out.draw(), self._delivered, req)
 
     def _delivered(self, ev) -> None:
         req: Request = ev._value

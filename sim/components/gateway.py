@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from collections import deque
 
-from simpy.events import Timeout
-
 from sim.config.models import GatewayPool
 from sim.engine import FixedDelayTimers, Sampler, SimContext, UniformStream
 
@@ -54,6 +52,7 @@ class GatewayInstance:
     def __init__(self, ctx: SimContext, name: str, config: GatewayPool, az: str):
         self.ctx = ctx
         self.env = ctx.env
+        self._later = ctx.call_later
         self.name = name
         self.config = config
         self.az = az
@@ -92,8 +91,7 @@ class GatewayInstance:
         self._last = now
         if self.busy < self.workers:
             self.busy += 1
-            t = Timeout(self.env, self._cpu.draw(), req)
-            t.callbacks.append(self._cpu_done)
+            self._later(self._cpu.draw(), self._cpu_done, req)
         else:
             self.queue.append(req)
 
@@ -102,8 +100,7 @@ class GatewayInstance:
         self.busy_s += self.busy * (now - self._last)
         self._last = now
         if self.queue:
-            t = Timeout(self.env, self._cpu.draw(), self.queue.popleft())
-            t.callbacks.append(self._cpu_done)
+            self._later(self._cpu.draw(), self._cpu_done, self.queue.popleft())
         else:
             self.busy -= 1
         self._route(ev._value)

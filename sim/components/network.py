@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from simpy.events import Timeout
-
 from sim.config.models import Network as NetworkConfig
 from sim.engine import Sampler, SimContext
 
@@ -30,10 +28,11 @@ class Link:
         messages: messages sent since the end of the warm-up.
     """
 
-    __slots__ = ("env", "key", "relation", "draw", "bytes", "messages")
+    __slots__ = ("env", "later", "key", "relation", "draw", "bytes", "messages")
 
     def __init__(self, ctx: SimContext, key: str, relation: str, sampler: Sampler):
         self.env = ctx.env
+        self.later = ctx.call_later
         self.key = key
         self.relation = relation
         self.draw = sampler.draw
@@ -44,8 +43,7 @@ class Link:
         """Deliver ``value`` to ``callback`` (as the event's value) after the hop's latency."""
         self.bytes += nbytes
         self.messages += 1
-        ev = Timeout(self.env, self.draw(), value)
-        ev.callbacks.append(callback)
+        self.later(self.draw(), callback, value)
 
     def reset(self) -> None:
         self.bytes = 0.0
@@ -97,4 +95,5 @@ class Network:
             link.reset()
 
     def bytes_by_pair(self) -> dict[str, float]:
-        return {l.key: round(l.bytes) for l in sorted(self.links.values(), key=lambda l: l.key) if l.messages}
+        links = sorted(self.links.values(), key=lambda link: link.key)
+        return {link.key: round(link.bytes) for link in links if link.messages}

@@ -18,8 +18,6 @@ from __future__ import annotations
 import bisect
 import math
 
-from simpy.events import Timeout
-
 from sim.config.distributions import Constant, Exponential
 from sim.config.models import RateStep
 from sim.engine import Sampler, SimContext, UniformStream
@@ -67,8 +65,7 @@ class RateFunction:
     def integral(self, a: float, b: float) -> float:
         """The expected number of arrivals in [a, b]."""
         total = 0.0
-        ts, rs = self.times, self.rates
-        edges = sorted({a, b, *[t for t in ts if a < t < b]})
+        edges = sorted({a, b, *[t for t in self.times if a < t < b]})
         for lo, hi in zip(edges, edges[1:], strict=False):
             mid = (lo + hi) / 2
             total += self.rate(mid) * (hi - lo)  # exact: r is linear on [lo, hi]
@@ -124,6 +121,7 @@ class ClientPopulation:
             raise ValueError(f"{name}: no balancer node to connect to")
         self.ctx = ctx
         self.env = ctx.env
+        self._later = ctx.call_later
         self.name = name
         self.region = region
         self.rate = rate
@@ -154,8 +152,7 @@ class ClientPopulation:
         if t >= self.stop_s:
             return
         self._t = t
-        ev = Timeout(self.env, t - self.env._now)
-        ev.callbacks.append(self._arrive)
+        self._later(t - self.env._now, self._arrive)
 
     def _arrive(self, _ev) -> None:
         now = self.env._now

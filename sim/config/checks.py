@@ -50,6 +50,23 @@ def check_experiment(exp: Experiment) -> list[Problem]:
             if inst not in names:
                 out.append((base + ("instance_overrides", inst), f"no instance {inst!r} (instances are named <service>-<az>-<i>)"))
 
+    # Instance names are identities: random streams, graph nodes, counters and
+    # instance_overrides are keyed by them. '-' may appear in pool, service and
+    # AZ names, so service 'a' in AZ 'b-c' and service 'a-b' in AZ 'c' would
+    # both name an instance 'a-b-c-0'.
+    owner: dict[str, str] = {}
+    for pool, gw in topo.gateways.items():
+        for i in range(gw.instances):
+            owner.setdefault(f"{pool}-{i}", f"gateway pool {pool!r}")
+    for name, svc in topo.services.items():
+        for az, n in svc.instances_per_az.items():
+            clash = next((owner[f"{name}-{az}-{i}"] for i in range(n) if f"{name}-{az}-{i}" in owner), None)
+            if clash is not None:
+                out.append((T + ("services", name, "instances_per_az", az),
+                            f"instance names {name}-{az}-<i> clash with an instance of {clash}; rename one"))
+            for i in range(n):
+                owner.setdefault(f"{name}-{az}-{i}", f"service {name!r} in AZ {az!r}")
+
     wl = exp.workload
     if wl.services is None:
         if len(topo.services) != 1:

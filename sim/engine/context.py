@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import simpy
 
+from .calls import make_call_later
+
 
 def name_key(name: str) -> tuple[int, int]:
     """A stable 64-bit hash of a component name, as two 32-bit words.
@@ -43,6 +45,8 @@ class SimContext:
         if replication < 0:
             raise ValueError(f"Negative replication {replication}")
         self.env = simpy.Environment()
+        #: ``call_later(delay_s, callback, value)``: the hot path's way to schedule.
+        self.call_later = make_call_later(self.env)
         self.seed = seed
         self.replication = replication
         self.warmup_s = warmup_s

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from simpy.events import Timeout
+from .calls import call_later
 
 
 class FixedDelayTimers:
@@ -40,8 +40,7 @@ class FixedDelayTimers:
 
     def _arm(self) -> None:
         self._armed = True
-        ev = Timeout(self.env, self._q[0][0] - self.env._now)
-        ev.callbacks.append(self._fire)
+        call_later(self.env, self._q[0][0] - self.env._now, self._fire)
 
     def _fire(self, _ev) -> None:
         q = self._q
