@@ -208,9 +208,10 @@ class Fleet:
                 f"{failed} + in flight {in_flight}, or issued {issued} != answered {done} + live {all_live}"
             )
         for b in self._all_backends():
-            s = b.stats()
-            if b.attempts != b.rejected + b.served + s["queue_len"] + s["busy"] and not self.exp.warmup_s:
-                raise ConservationError(f"backend {b.name}: attempts not conserved: {s}")
+            try:
+                b.check_conservation()
+            except RuntimeError as e:
+                raise ConservationError(str(e)) from None
         return {"in_flight": in_flight}
 
     def collect(self) -> dict:

@@ -241,3 +241,29 @@ def test_poisson_arrival_count_over_a_ramp_matches_the_integral():
     # Poisson: variance = mean; 99% interval of the mean of 20 counts.
     half = st.norm.ppf(0.995) * (expected / len(counts)) ** 0.5
     assert abs(mean - expected) <= half
+
+
+def test_conservation_check_fails_loudly_when_a_request_is_lost_or_doubled():
+    from sim.fleet import ConservationError
+
+    fleet, _, _ = run_logged(experiment())
+    fleet.check_conservation()
+    fleet.recorder.succeeded += 1  # an outcome counted that no request had
+    with pytest.raises(ConservationError, match="not conserved"):
+        fleet.check_conservation()
+    fleet.recorder.succeeded -= 1
+    fleet.backends["api"][0].served += 1
+    with pytest.raises(ConservationError, match="attempts"):
+        fleet.check_conservation()
+
+
+def test_a_request_answered_twice_is_refused():
+    fleet = Fleet(experiment())
+    fleet.run()
+    client = fleet.clients[0]
+    from sim.components.request import Request
+
+    stray = Request(0.0, True, "api", 1.0, client)
+    stray.outcome = "ok"
+    with pytest.raises(RuntimeError, match="answered twice or was never issued"):
+        client.on_response(stray)

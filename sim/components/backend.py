@@ -56,10 +56,16 @@ class BackendInstance:
         self.busy = 0
         self.queue: deque[Attempt] = deque()
         self._last = 0.0
+        self.attempts = self.rejected = self.served = 0
+        self.lifetime = [0, 0, 0]  # attempts, rejected, served before the last reset
         self.reset()
 
     def reset(self) -> None:
         """Start the measurement window now."""
+        life = self.lifetime
+        life[0] += self.attempts
+        life[1] += self.rejected
+        life[2] += self.served
         self._last = self.env.now
         self.attempts = 0
         self.rejected = 0
@@ -135,6 +141,13 @@ class BackendInstance:
     def finish(self) -> None:
         """Close the measurement window at the end of the run."""
         self._advance(self.env.now)
+
+    def check_conservation(self) -> None:
+        """Every attempt ever received was rejected, served, or is here now."""
+        a, r, s = (x + y for x, y in zip(self.lifetime, (self.attempts, self.rejected, self.served), strict=True))
+        if a != r + s + len(self.queue) + self.busy:
+            raise RuntimeError(f"backend {self.name}: {a} attempts != {r} rejected + {s} served "
+                               f"+ {len(self.queue)} queued + {self.busy} in service")
 
     def stats(self) -> dict:
         return {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -449,7 +450,7 @@ def _field_keys(model: type[BaseModel]) -> list[str]:
 
 def _pick_model(tp: Any, node: Any) -> Any:
     """The member of a tagged union (a distribution) that ``node`` names by its ``dist``."""
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and isinstance(node, dict):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and isinstance(node, dict):
         for member in typing.get_args(tp):
             member = _unwrap(member)
             if isinstance(member, type) and issubclass(member, BaseModel) and "dist" in member.model_fields:

@@ -29,7 +29,8 @@ class Recorder:
     def __init__(self, duration_s: float, warmup_s: float):
         self.duration_s = duration_s
         self.warmup_s = warmup_s
-        n = int(math.ceil(duration_s)) + 1
+        # SimPy's run(until=d) stops before events at d, so every time is < d.
+        n = max(1, int(math.ceil(duration_s)))
         self.n = n
         self.offered = 0
         self.succeeded = 0
