@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -157,8 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:
+        # `kill` (SIGTERM) stops a run as Ctrl-C does: workers stopped, stored work kept.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args)
     except ConfigError as e:

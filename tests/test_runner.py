@@ -121,3 +121,49 @@ def test_quickstart_end_to_end_in_a_temporary_folder(tmp_path):
     html = (run / "report.html").read_text()
     assert "quickstart" in html and "<script" in html
     assert "Traceback" not in proc.stderr
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_sigterm_stops_workers_keeps_stored_replications_and_the_run_resumes(tmp_path):
+    import os
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "sim.cli", "run", str(QUICK), "--set", "duration_s=15", "--set", "warmup_s=1",
+            "--replications", "8", "--jobs", "2", "--run-dir", str(run_dir), "--quiet", "--no-report"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((run_dir / "replications").glob("rep-*.json")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        workers = _children_of(proc.pid)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    time.sleep(0.5)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]]
+    assert alive == []
+    stored = len(list((run_dir / "replications").glob("rep-*.json")))
+    assert 1 <= stored < 8
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["resumed_replications"] == stored

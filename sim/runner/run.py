@@ -129,8 +129,9 @@ def run_experiment(
             ctx = mp.get_context("spawn")
             q = ctx.Queue()
             data = exp.model_dump(mode="json", by_alias=True)
-            with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker,
-                                     initargs=(q,)) as pool:
+            pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker,
+                                       initargs=(q,))
+            try:
                 pending = {pool.submit(_worker, data, r) for r in todo}
                 while pending:
                     done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -142,6 +143,14 @@ def run_experiment(
                         pass
                     for f in done:
                         store(f.result())
+            except BaseException:
+                # Interrupted or failed: stop the workers now rather than let them
+                # finish replications nobody will collect. Stored ones are kept.
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
     finally:
         prog.close()
 
