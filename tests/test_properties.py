@@ -30,7 +30,7 @@ from sim.fleet import Fleet
 
 CAUSES = {BACKEND_OVERFLOW, BACKEND_ERROR, ROUTE_TIMEOUT}
 
-RUNS = settings(max_examples=60, deadline=None, derandomize=True,
+RUNS = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 ROUND_TRIPS = settings(max_examples=60, deadline=None, derandomize=True,
                        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -106,7 +106,7 @@ def experiments(draw) -> dict:
             if draw(st.booleans()):
                 pool["cpu_time_s"] = draw(distributions(0.0002))
             if draw(st.booleans()):
-                pool["route"] = {"timeout_s": draw(positive(0.005, 2.0))}
+                pool["route"] = {"timeout_s": draw(positive(0.005, 1.0))}
             cluster: dict = {"lb_policy": draw(st.sampled_from(["ROUND_ROBIN", "RANDOM", "LEAST_REQUEST"]))}
             if draw(st.booleans()):
                 cluster["least_request_lb_config"] = {"choice_count": draw(st.integers(2, 4)),
@@ -125,7 +125,7 @@ def experiments(draw) -> dict:
             "instances_per_az": per_az,
             "workers": draw(st.integers(1, 4)),
             "queue_limit": draw(st.sampled_from([0, 1, 3, 50])),
-            "service_time_s": draw(distributions(0.02)),
+            "service_time_s": draw(distributions(draw(st.sampled_from([0.002, 0.02, 0.2])))),
             "error_probability": draw(st.sampled_from([0.0, 0.0, 0.05, 0.5, 1.0])),
         }
         if draw(st.booleans()):
@@ -139,9 +139,9 @@ def experiments(draw) -> dict:
         topo["services"][name] = svc
 
     duration_s = draw(st.integers(2, 5)) + draw(st.sampled_from([0.0, 0.5]))
-    schedule = [{"at_s": 0, "rate_per_s": draw(positive(0.0, 30.0))}]
+    schedule = [{"at_s": 0, "rate_per_s": draw(positive(1.0, 50.0))}]
     if draw(st.booleans()):
-        schedule.append({"at_s": draw(positive(0.5, duration_s)), "rate_per_s": draw(positive(0.0, 30.0)),
+        schedule.append({"at_s": draw(positive(0.5, duration_s)), "rate_per_s": draw(positive(0.0, 50.0)),
                          "ramp_s": draw(st.sampled_from([0.0, 1.0]))})
     workload: dict = {"rate_schedule": schedule}
     if len(names) > 1 or draw(st.booleans()):
