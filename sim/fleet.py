@@ -214,6 +214,24 @@ class Fleet:
                 raise ConservationError(str(e)) from None
         return {"in_flight": in_flight}
 
+    def traffic_graph(self) -> dict:
+        """The layout graph with the requests each edge carried in the window."""
+        load: dict[tuple[str, str], float] = {}
+        for region, bal in self.balancers.items():
+            for az, node in bal.nodes.items():
+                lb = f"lb:{region}:{az}"
+                load[(f"client:{region}", lb)] = float(sum(node.connections))
+                for gw, n in zip(node.targets, node.connections, strict=True):
+                    load[(lb, f"gw:{gw.name}")] = float(n)
+        for gw in self._all_gateways():
+            for c in gw.clusters.values():
+                for host, n in zip(c.hosts, c.sent, strict=True):
+                    load[(f"gw:{gw.name}", f"be:{host.name}")] = float(n)
+        nodes = [{"id": n, **d} for n, d in self.graph.nodes(data=True)]
+        edges = [{"source": u, "target": v, "relation": d["relation"], "requests": load.get((u, v), 0.0)}
+                 for u, v, d in self.graph.edges(data=True)]
+        return {"nodes": nodes, "edges": edges}
+
     def collect(self) -> dict:
         exp = self.exp
         rec = self.recorder
@@ -296,6 +314,7 @@ class Fleet:
             "timeseries": ts,
             "counters": counters,
             "latency_histogram": lat.to_dict(),
+            "graph": self.traffic_graph(),
             "events": self.events_scheduled(),
             "requests": sum(c.issued for c in self.clients),
         }

@@ -28,12 +28,13 @@ from .request import LOCAL_REPLY_BYTES, OK, ROUTE_TIMEOUT, Attempt, Request
 class UpstreamCluster:
     """One gateway instance's view of one service: hosts, active counts, policy, links."""
 
-    __slots__ = ("service", "hosts", "active", "pick", "links_out", "links_back")
+    __slots__ = ("service", "hosts", "active", "sent", "pick", "links_out", "links_back")
 
     def __init__(self, service: str, hosts: list, active: list[int], policy, links_out: list, links_back: list):
         self.service = service
         self.hosts = hosts
         self.active = active
+        self.sent = [0] * len(hosts)  # attempts sent to each host in the measurement window
         self.pick = policy.pick
         self.links_out = links_out
         self.links_back = links_back
@@ -80,6 +81,8 @@ class GatewayInstance:
         self.requests = 0
         self.busy_s = 0.0
         self.timeouts = 0
+        for c in self.clusters.values():
+            c.sent = [0] * len(c.hosts)
 
     # -- worker CPU
     def accept(self, ev) -> None:
@@ -111,6 +114,7 @@ class GatewayInstance:
         cluster = self.clusters[req.service]
         i = cluster.pick()
         cluster.active[i] += 1
+        cluster.sent[i] += 1
         attempt = Attempt(req, cluster, i, cluster.hosts[i])
         attempt.on_reply = self._upstream_replied
         req.attempt = attempt
@@ -150,7 +154,9 @@ class GatewayInstance:
     def stats(self) -> dict:
         return {"requests": self.requests, "busy_s": self.busy_s, "timeouts": self.timeouts,
                 "workers": self.workers, "queue_len": len(self.queue), "busy": self.busy,
-                "active": {c.service: sum(c.active) for c in self.clusters.values()}}
+                "active": {c.service: sum(c.active) for c in self.clusters.values()},
+                "sent": {c.service: {h.name: n for h, n in zip(c.hosts, c.sent, strict=True)}
+                         for c in self.clusters.values()}}
 
 
 __all__ = ["GatewayInstance", "UpstreamCluster", "OK"]

@@ -159,6 +159,13 @@ def run_experiment(
     atomic_write_json(run_dir / "summary.json", summary)
     atomic_write_text(run_dir / "timeseries.csv", timeseries_csv([res["timeseries"] for res in ordered]))
     atomic_write_json(run_dir / "counters.json", {f"rep-{res['replication']:03d}": res["counters"] for res in ordered})
+    graph = ordered[0]["graph"]
+    graph["edges"] = [
+        {**e, "requests": sum(res["graph"]["edges"][k]["requests"] for res in ordered) / len(ordered)}
+        for k, e in enumerate(graph["edges"])
+    ]
+    graph["window_s"] = exp.duration_s - exp.warmup_s
+    atomic_write_json(run_dir / "graph.json", graph)
     manifest = {
         "run_id": run_dir.name,
         "experiment": exp.name,
