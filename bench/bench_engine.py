@@ -10,8 +10,9 @@ that the *ratios* mean something on a shared, noisy 2-core box:
 
 1. An M/M/c station through fleetsim's own parts: a Poisson source written
    with the engine (:class:`~sim.engine.SimContext`, :class:`~sim.engine.Sampler`,
-   SimPy ``Timeout`` events with callbacks, as ``sim/components/workload.py``
-   does) feeding one :class:`~sim.components.backend.BackendInstance`.
+   timed callbacks instead of processes, scheduled as ``sim/components/workload.py``
+   schedules them: ``ctx.call_later``, or a SimPy ``Timeout`` with a callback
+   on an engine without it) feeding one :class:`~sim.components.backend.BackendInstance`.
 2. The same M/M/c written the way a competent SimPy user writes it: a process
    per customer and ``simpy.Resource`` (see :func:`mmc_naive_simpy`).
 3. The quickstart experiment's request path through :class:`sim.fleet.Fleet`.
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import math
 import random  # noqa: TID251 - the naive baselines' locally seeded scalar source, see module notes
@@ -92,10 +94,13 @@ def events_scheduled(env: simpy.Environment) -> int:
 class PoissonSource:
     """Poisson arrivals of :class:`Attempt` records into a backend, engine style.
 
-    Each arrival is one SimPy ``Timeout`` whose value is the new attempt and
-    whose callbacks are the backend's ``accept`` and this source's next
-    arrival, the way ``sim/components/workload.py`` and ``network.Link.send``
-    deliver a record: no process, no per-customer generator.
+    Each arrival is one scheduled callback whose event value is the new
+    attempt; the callback hands it to the backend's ``accept`` and schedules
+    the next arrival, the way ``sim/components/workload.py`` and
+    ``network.Link.send`` deliver a record: no process, no per-customer
+    generator. It schedules with the engine's ``ctx.call_later`` when the
+    engine has one (what the components use), else with a SimPy ``Timeout``
+    and a callback; :attr:`scheduler` says which.
     """
 
     def __init__(self, ctx: SimContext, name: str, rate_per_s: float, customers: int,
@@ -106,20 +111,32 @@ class PoissonSource:
         self.backend = backend
         self.on_reply = on_reply
         self.left = customers
+        self.later = getattr(ctx, "call_later", None)
+        self.scheduler = "ctx.call_later" if self.later is not None else "simpy Timeout + callback"
+        self._next = self._next_call_later if self.later is not None else self._next_timeout
 
     def start(self) -> None:
         self._next()
 
-    def _next(self, _ev=None) -> None:
+    def _arrive(self, ev) -> None:
+        self.accept(ev)
+        self._next()
+
+    def _next_call_later(self) -> None:
         if not self.left:
             return
         self.left -= 1
         attempt = Attempt(None, None, 0, self.backend)
         attempt.on_reply = self.on_reply
-        ev = Timeout(self.env, self.gap(), attempt)
-        cbs = ev.callbacks
-        cbs.append(self.accept)
-        cbs.append(self._next)
+        self.later(self.gap(), self._arrive, attempt)
+
+    def _next_timeout(self) -> None:
+        if not self.left:
+            return
+        self.left -= 1
+        attempt = Attempt(None, None, 0, self.backend)
+        attempt.on_reply = self.on_reply
+        Timeout(self.env, self.gap(), attempt).callbacks.append(self._arrive)
 
 
 class CountingSink:
@@ -138,19 +155,20 @@ def mmc_fleetsim(customers: int, seed: int = MMC_SEED) -> dict:
     """M/M/c through ``BackendInstance``; returns wall time, completions and mean wait."""
     mu = 1.0 / MMC_SERVICE_MEAN_S
     lam = MMC_RHO * MMC_SERVERS * mu
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ctx = SimContext(seed)
     config = Service(instances_per_az={"az1": 1}, workers=MMC_SERVERS, queue_limit=10**9,
                      service_time_s=Exponential(mean=MMC_SERVICE_MEAN_S))
     backend = BackendInstance(ctx, "mmc-az1-0", config, "mmc", "az1")
     sink = CountingSink()
-    PoissonSource(ctx, "source", lam, customers, backend, sink.reply).start()
-    ctx.env.run()
-    wall = time.perf_counter() - t0
+    source = PoissonSource(ctx, "source", lam, customers, backend, sink.reply)
+    source.start()
+    ctx.run(math.inf)  # the engine's run loop, as Fleet.run uses it
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if sink.done != customers:
         raise RuntimeError(f"fleetsim M/M/c: {sink.done} of {customers} customers completed")
-    return {"wall_s": wall, "customers": sink.done, "mean_wait_s": backend.wait_sum_s / backend.wait_n,
-            "events": events_scheduled(ctx.env)}
+    return {"wall_s": wall, "cpu_s": cpu, "customers": sink.done, "mean_wait_s": backend.wait_sum_s / backend.wait_n,
+            "events": events_scheduled(ctx.env), "scheduler": source.scheduler}
 
 
 # --------------------------------------------------------------------------- 2. M/M/c, naive SimPy
@@ -169,7 +187,7 @@ def mmc_naive_simpy(customers: int, seed: int = MMC_SEED) -> dict:
     """
     mu = 1.0 / MMC_SERVICE_MEAN_S
     lam = MMC_RHO * MMC_SERVERS * mu
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     env = simpy.Environment()
     server = simpy.Resource(env, capacity=MMC_SERVERS)
     rng = random.Random(seed)
@@ -191,10 +209,10 @@ def mmc_naive_simpy(customers: int, seed: int = MMC_SEED) -> dict:
 
     env.process(source())
     env.run()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if totals["done"] != customers:
         raise RuntimeError(f"naive M/M/c: {totals['done']} of {customers} customers completed")
-    return {"wall_s": wall, "customers": totals["done"], "mean_wait_s": totals["wait_s"] / customers,
+    return {"wall_s": wall, "cpu_s": cpu, "customers": totals["done"], "mean_wait_s": totals["wait_s"] / customers,
             "events": events_scheduled(env)}
 
 
@@ -209,11 +227,12 @@ def load_path_experiment(duration_s: float, warmup_s: float = 0.0) -> Experiment
 
 def path_fleetsim(exp: Experiment) -> dict:
     """Build and run the quickstart fleet (building is timed too; it is milliseconds)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = Fleet(exp).run()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     summary = result["summary"]
-    return {"wall_s": wall, "requests": result["requests"], "events": result["events"],
+    return {"wall_s": wall, "cpu_s": cpu, "requests": result["requests"], "events": result["events"],
+            "bytes_by_az_pair": summary["bytes_by_az_pair"],
             "mean_latency_s": summary["latency_ms"]["mean"] / 1000.0,
             "succeeded": summary["requests"]["succeeded"], "failed": summary["requests"]["failed"]}
 
@@ -283,7 +302,7 @@ def path_naive_simpy(exp: Experiment, seed: int) -> dict:
     if bal.policy != "round_robin":
         raise NotImplementedError("naive model: round-robin balancer only")
 
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     env = simpy.Environment()
     rng = random.Random(seed)
     uniform = rng.random
@@ -374,8 +393,8 @@ def path_naive_simpy(exp: Experiment, seed: int) -> dict:
         gw = targets[i]
         bytes_by_pair[node.az, gw.az] += nbytes
         yield env.timeout(hop(node.az, gw.az)())
-        with gw.cpu.request() as cpu:
-            yield cpu
+        with gw.cpu.request() as worker:
+            yield worker
             yield env.timeout(gw.cpu_time())
         active = gw.active
         n = len(active)
@@ -420,8 +439,8 @@ def path_naive_simpy(exp: Experiment, seed: int) -> dict:
 
     env.process(arrivals())
     env.run(until=duration)
-    wall = time.perf_counter() - t_start
-    return {"wall_s": wall, "requests": issued, "events": events_scheduled(env),
+    wall, cpu = time.perf_counter() - t_start, time.process_time() - c_start
+    return {"wall_s": wall, "cpu_s": cpu, "requests": issued, "events": events_scheduled(env),
             "mean_latency_s": sum(latencies) / len(latencies) if latencies else math.nan,
             "succeeded": outcomes[OK],
             "failed": {k: v for k, v in sorted(outcomes.items()) if k != OK},
@@ -483,6 +502,16 @@ def rel(a: float, b: float) -> float:
     return (a - b) / b
 
 
+def cross_az_bytes(by_pair: dict[str, float]) -> float:
+    """Bytes on hops between two different AZs (``"a->b"`` keys; the internet excluded)."""
+    total = 0.0
+    for key, nbytes in by_pair.items():
+        src, dst = key.split("->")
+        if src != dst and "internet" not in (src, dst):
+            total += nbytes
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller run, well under a minute")
@@ -515,15 +544,22 @@ def main(argv: list[str] | None = None) -> int:
           f"rate_per_s={exp.workload.rate_schedule[0].rate_per_s:g}")
     sys.stdout.flush()
 
+    benches = {
+        "mmc_fleetsim": lambda: mmc_fleetsim(customers),
+        "mmc_naive": lambda: mmc_naive_simpy(customers),
+        "path_fleetsim": lambda: path_fleetsim(exp),
+        "path_naive": lambda: path_naive_simpy(exp, naive_seed),
+    }
     runs: dict[str, list[dict]] = defaultdict(list)
     for _ in range(args.repeats):
-        runs["mmc_fleetsim"].append(mmc_fleetsim(customers))
-        runs["mmc_naive"].append(mmc_naive_simpy(customers))
-        runs["path_fleetsim"].append(path_fleetsim(exp))
-        runs["path_naive"].append(path_naive_simpy(exp, naive_seed))
+        for key, bench in benches.items():
+            # Collect the previous run's garbage (a Fleet is full of cycles) outside the timing,
+            # so that no measurement pays for another's.
+            gc.collect()
+            runs[key].append(bench())
 
-    def rates(key: str, unit: str) -> list[float]:
-        return [r[unit] / r["wall_s"] for r in runs[key]]
+    def rates(key: str, unit: str, clock: str = "wall_s") -> list[float]:
+        return [r[unit] / r[clock] for r in runs[key]]
 
     mmc_fs = rates("mmc_fleetsim", "customers")
     mmc_nv = rates("mmc_naive", "customers")
@@ -537,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
           f"target: >= {TARGET_MMC_SPEEDUP:g}x naive, got {speed_mmc:.2f}x)")
     print(f"mmc_naive_simpy_customers_per_s: {max(mmc_nv):.0f}  ({runs_note(mmc_nv)})")
     fs0, nv0 = runs["mmc_fleetsim"][0], runs["mmc_naive"][0]
+    print(f"mmc_fleetsim_source_scheduler: {fs0['scheduler']}")
     print(f"mmc_fleetsim_events_per_customer: {fs0['events'] / fs0['customers']:.2f}")
     print(f"mmc_naive_simpy_events_per_customer: {nv0['events'] / nv0['customers']:.2f}")
     erlang = mmc_mean_wait_s(lam, mu, MMC_SERVERS)
@@ -552,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
           f"target: >= {TARGET_PATH_SPEEDUP:g}x naive, got {speed_path:.2f}x)")
     print(f"path_naive_simpy_requests_per_s: {max(path_nv):.0f}  ({runs_note(path_nv)})")
     pf, pn = runs["path_fleetsim"][0], runs["path_naive"][0]
+    cross_fs = cross_az_bytes(pf["bytes_by_az_pair"]) / pf["requests"]
+    cross_nv = cross_az_bytes(pn["bytes_by_az_pair"]) / pn["requests"]
     print(f"path_fleetsim_events_per_request: {pf['events'] / pf['requests']:.2f}")
     print(f"path_naive_simpy_events_per_request: {pn['events'] / pn['requests']:.2f}")
     print(f"path_fleetsim_requests: {pf['requests']}  (succeeded {pf['succeeded']}, failed {pf['failed']})")
@@ -562,6 +601,16 @@ def main(argv: list[str] | None = None) -> int:
     ok &= good
     print(f"path_naive_simpy_mean_latency_ms: {1000 * pn['mean_latency_s']:.2f}  ({100 * d:+.1f}% vs "
           f"fleetsim; tolerance {100 * PATH_LATENCY_TOLERANCE:.0f}%: {'ok' if good else 'MISMATCH'})")
+    d = rel(cross_nv, cross_fs)
+    good = abs(d) <= PATH_LATENCY_TOLERANCE
+    ok &= good
+    print(f"path_fleetsim_cross_az_bytes_per_request: {cross_fs:.0f}")
+    print(f"path_naive_simpy_cross_az_bytes_per_request: {cross_nv:.0f}  ({100 * d:+.1f}% vs fleetsim; "
+          f"tolerance {100 * PATH_LATENCY_TOLERANCE:.0f}%: {'ok' if good else 'MISMATCH'})")
+    cpu_mmc = max(rates("mmc_fleetsim", "customers", "cpu_s")) / max(rates("mmc_naive", "customers", "cpu_s"))
+    cpu_path = max(rates("path_fleetsim", "requests", "cpu_s")) / max(rates("path_naive", "requests", "cpu_s"))
+    print(f"speedup_mmc_by_cpu_time: {cpu_mmc:.2f}  (same runs, process CPU seconds instead of wall)")
+    print(f"speedup_path_by_cpu_time: {cpu_path:.2f}  (same runs, process CPU seconds instead of wall)")
     sys.stdout.flush()
 
     if not args.no_rss:

@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable
 
 import networkx as nx
-from simpy.events import Timeout
 
 from sim.components.backend import BackendInstance
 from sim.components.balancer import RegionalBalancer
@@ -163,16 +162,15 @@ class Fleet:
     def _all_backends(self):
         return [b for bs in self.backends.values() for b in bs]
 
-    def _end_warmup(self, _ev=None) -> None:
+    def _end_warmup(self, _value=None) -> None:
         self.network.reset()
         for part in [*self._all_gateways(), *self._all_backends(), *self.balancers.values()]:
             part.reset()
 
     def run(self, progress: Callable[[float], None] | None = None) -> dict:
         """Run to ``duration_s`` and return this replication's results."""
-        env = self.ctx.env
         if self.exp.warmup_s > 0:
-            Timeout(env, self.exp.warmup_s).callbacks.append(self._end_warmup)
+            self.ctx.call_later(self.exp.warmup_s, self._end_warmup)
         for c in self.clients:
             c.start()
         end = self.exp.duration_s
@@ -180,7 +178,7 @@ class Fleet:
         t = 0.0
         while t < end:
             t = min(end, t + step)
-            env.run(until=t)
+            self.ctx.run(t)
             if progress:
                 progress(t)
         for part in [*self._all_gateways(), *self._all_backends()]:

@@ -116,7 +116,7 @@ def test_fixed_delay_timers_fire_in_order_with_one_armed_event():
         timers.start("d")
 
     env.process(starter(env))
-    env.run()
+    ctx.run(float("inf"))
     assert log == [(1.5, "a"), (2.0, "b"), (2.0, "c"), (4.0, "d")]
     assert len(timers) == 0
 
@@ -124,3 +124,42 @@ def test_fixed_delay_timers_fire_in_order_with_one_armed_event():
 def test_fixed_delay_timers_refuse_negative_delay():
     with pytest.raises(ValueError, match="Negative delay -1"):
         FixedDelayTimers(SimContext(0).env, -1, print)
+
+
+def test_context_run_matches_simpy_ordering_and_stops_before_until():
+    from sim.engine import call_later
+
+    ctx = SimContext(0)
+    env = ctx.env
+    log = []
+
+    def proc(env):
+        yield env.timeout(1.0)
+        log.append(("process", env.now))
+        call_later(env, 0.0, lambda value: log.append(("call", env.now, value)), "x")
+        yield env.timeout(1.0)
+        log.append(("process", env.now))
+
+    env.process(proc(env))
+    call_later(env, 1.0, lambda _: log.append(("early", env.now)))
+    call_later(env, 2.0, lambda _: log.append(("at-until", env.now)))
+    ctx.run(2.0)
+    # Same-time events run in the order they were scheduled ("early" before the
+    # process's first timeout, made when the process started); events at `until` wait.
+    assert log == [("early", 1.0), ("process", 1.0), ("call", 1.0, "x")]
+    assert env.now == 2.0
+    ctx.run(float("inf"))
+    assert log[3:] == [("at-until", 2.0), ("process", 2.0)]
+    assert env.now == 2.0
+
+
+def test_context_run_raises_a_failed_event():
+    ctx = SimContext(0)
+
+    def boom(env):
+        yield env.timeout(0.5)
+        raise RuntimeError("broken component")
+
+    ctx.env.process(boom(ctx.env))
+    with pytest.raises(RuntimeError, match="broken component"):
+        ctx.run(1.0)

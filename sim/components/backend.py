@@ -8,7 +8,7 @@ instance's ``service_time_factor`` of one worker, then fails (500,
 attempt whether or not its caller is still waiting: time spent on an attempt
 that was abandoned by the time it finished is *wasted work*.
 
-Counts (measurement window, from the end of warm-up): ``attempts``,
+Counts (measurement window, from the end of warm-up to the end of the run): ``attempts``,
 ``rejected``, ``errors``, ``served``; ``busy_s`` (worker-seconds busy),
 ``in_system_s`` (the time integral of attempts in the station, for the mean
 number in system), ``wasted_s``; and over admitted attempts that arrived in
@@ -30,7 +30,8 @@ class BackendInstance:
     """One instance of a backend service.
 
     Args:
-        ctx: simulation context.
+        ctx: simulation context (its ``warmup_s`` and ``duration_s`` bound the
+            measurement window; a duration of 0 means no end).
         name: ``<service>-<az>-<i>``; also its random streams' prefix.
         config: the service's validated model.
         service: service name; az: the instance's AZ.
@@ -50,56 +51,47 @@ class BackendInstance:
         self.workers = config.workers
         self.queue_limit = config.queue_limit
         self.error_probability = config.error_probability
-        self._service_time = Sampler(config.service_time_s, ctx.rng(f"{name}.service_time"))
-        self._resp_bytes = Sampler(config.response_bytes, ctx.rng(f"{name}.response_bytes"))
+        draw = Sampler(config.service_time_s, ctx.rng(f"{name}.service_time")).draw
+        factor = self.service_time_factor
+        self._service_time = draw if factor == 1.0 else (lambda: draw() * factor)
+        self._resp_bytes = Sampler(config.response_bytes, ctx.rng(f"{name}.response_bytes")).draw
         self._coin = UniformStream(ctx.rng(f"{name}.errors"))
         self.busy = 0
         self.queue: deque[Attempt] = deque()
-        self._last = 0.0
+        # The window is known in advance, so time integrals are clipped to it
+        # when each interval becomes known (at service start, at dequeue): no
+        # per-event bookkeeping, and nothing to patch up at the warm-up.
+        self._ws = ctx.warmup_s
+        self._we = ctx.duration_s if ctx.duration_s > 0 else float("inf")
+        self.busy_s = 0.0
+        self.waiting_s = 0.0
         self.attempts = self.rejected = self.served = 0
         self.lifetime = [0, 0, 0]  # attempts, rejected, served before the last reset
         self.reset()
 
     def reset(self) -> None:
-        """Start the measurement window now."""
+        """Restart the window's counts (called at the end of the warm-up)."""
         life = self.lifetime
         life[0] += self.attempts
         life[1] += self.rejected
         life[2] += self.served
-        self._last = self.env.now
         self.attempts = 0
         self.rejected = 0
         self.served = 0
         self.errors = 0
-        self.busy_s = 0.0
-        self.in_system_s = 0.0
         self.wasted_s = 0.0
         self.wait_sum_s = 0.0
         self.waited = 0
-        self.admitted = 0
-        self.wait_n = 0
-        self._window_start = self.env.now
+        self.dequeued = 0
 
-    def _advance(self, now: float) -> None:
-        dt = now - self._last
-        self.busy_s += self.busy * dt
-        self.in_system_s += (self.busy + len(self.queue)) * dt
-        self._last = now
-
-    def accept(self, ev) -> None:
-        """An attempt arrives (SimPy callback; the attempt is the event's value)."""
-        attempt: Attempt = ev._value
-        now = self.env._now
-        self._advance(now)
+    def accept(self, attempt: Attempt) -> None:
+        """An attempt arrives (a scheduled callback)."""
         self.attempts += 1
-        attempt.t_arrive = now
+        now = attempt.t_arrive = self.env._now
         if self.busy < self.workers:
             self.busy += 1
-            self.admitted += 1
-            self.wait_n += 1
-            self._start(attempt)
+            self._start(attempt, now)
         elif len(self.queue) < self.queue_limit:
-            self.admitted += 1
             self.waited += 1
             self.queue.append(attempt)
         else:
@@ -108,15 +100,18 @@ class BackendInstance:
             attempt.resp_bytes = LOCAL_REPLY_BYTES
             attempt.on_reply(attempt)
 
-    def _start(self, attempt: Attempt) -> None:
-        s = self._service_time.draw() * self.service_time_factor
+    def _start(self, attempt: Attempt, now: float) -> None:
+        s = self._service_time()
         attempt.service_s = s
+        a = now if now > self._ws else self._ws
+        b = now + s
+        if b > self._we:
+            b = self._we
+        if b > a:
+            self.busy_s += b - a
         self._later(s, self._finish, attempt)
 
-    def _finish(self, ev) -> None:
-        attempt: Attempt = ev._value
-        now = self.env._now
-        self._advance(now)
+    def _finish(self, attempt: Attempt) -> None:
         self.served += 1
         if attempt.abandoned:
             self.wasted_s += attempt.service_s
@@ -126,21 +121,43 @@ class BackendInstance:
             attempt.resp_bytes = LOCAL_REPLY_BYTES
         else:
             attempt.outcome = OK
-            attempt.resp_bytes = self._resp_bytes.draw()
+            attempt.resp_bytes = self._resp_bytes()
         queue = self.queue
         if queue:
             nxt = queue.popleft()
-            if nxt.t_arrive >= self._window_start:
-                self.wait_sum_s += now - nxt.t_arrive
-                self.wait_n += 1
-            self._start(nxt)
+            now = self.env._now
+            t = nxt.t_arrive
+            if t >= self._ws:
+                self.wait_sum_s += now - t
+                self.dequeued += 1
+                self.waiting_s += now - t
+            elif now > self._ws:
+                self.waiting_s += now - self._ws
+            self._start(nxt, now)
         else:
             self.busy -= 1
         attempt.on_reply(attempt)
 
+    @property
+    def admitted(self) -> int:
+        """Attempts that arrived in the window and were not rejected."""
+        return self.attempts - self.rejected
+
+    @property
+    def wait_n(self) -> int:
+        """Attempts that arrived in the window and have started service."""
+        return self.admitted - self.waited + self.dequeued
+
+    @property
+    def in_system_s(self) -> float:
+        """Time integral of attempts in the station over the window (attempt-seconds)."""
+        we = self._we if self._we != float("inf") else self.env.now
+        ws = self._ws
+        queued = sum(we - (a.t_arrive if a.t_arrive > ws else ws) for a in self.queue)
+        return self.busy_s + self.waiting_s + queued
+
     def finish(self) -> None:
-        """Close the measurement window at the end of the run."""
-        self._advance(self.env.now)
+        """Nothing left to close: integrals are clipped to the window as they are made."""
 
     def check_conservation(self) -> None:
         """Every attempt ever received was rejected, served, or is here now."""

@@ -73,9 +73,8 @@ class BalancerNode:
                 best, low = j, active[j]
         return best
 
-    def accept(self, ev) -> None:
-        """A client's request reaches this node (SimPy callback)."""
-        req: Request = ev._value
+    def accept(self, req: Request) -> None:
+        """A client's request reaches this node (a scheduled callback)."""
         i = self._pick()
         self.active[i] += 1
         self.connections[i] += 1
@@ -94,8 +93,7 @@ class BalancerNode:
         out.messages += 1
         self._later(back.draw() + out.draw(), self._delivered, req)
 
-    def _delivered(self, ev) -> None:
-        req: Request = ev._value
+    def _delivered(self, req: Request) -> None:
         self.active[req.lb_index] -= 1
         req.client.on_response(req)
 

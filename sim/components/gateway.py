@@ -25,6 +25,10 @@ from .lb import make_policy
 from .request import LOCAL_REPLY_BYTES, OK, ROUTE_TIMEOUT, Attempt, Request
 
 
+def _answered(req: Request) -> bool:
+    return req.outcome is not None
+
+
 class UpstreamCluster:
     """One gateway instance's view of one service: hosts, active counts, policy, links."""
 
@@ -58,13 +62,18 @@ class GatewayInstance:
         self.config = config
         self.az = az
         self.workers = config.workers
-        self._cpu = Sampler(config.cpu_time_s, ctx.rng(f"{name}.cpu_time"))
+        self._cpu = Sampler(config.cpu_time_s, ctx.rng(f"{name}.cpu_time")).draw
         self._uniform = UniformStream(ctx.rng(f"{name}.lb"))
-        self._timers = FixedDelayTimers(ctx.env, config.route.timeout_s, self._route_timeout)
+        self._timers = FixedDelayTimers(ctx.env, config.route.timeout_s, self._route_timeout,
+                                        is_done=_answered)
         self.clusters: dict[str, UpstreamCluster] = {}
         self.busy = 0
         self.queue: deque[Request] = deque()
-        self._last = 0.0
+        self._on_reply = self._upstream_replied
+        # Busy time is clipped to the (known) window as each CPU slice starts.
+        self._ws = ctx.warmup_s
+        self._we = ctx.duration_s if ctx.duration_s > 0 else float("inf")
+        self.busy_s = 0.0
         self.reset()
 
     # -- wiring (before t=0)
@@ -77,36 +86,40 @@ class GatewayInstance:
         self.clusters[service] = UpstreamCluster(service, hosts, active, policy, out, back)
 
     def reset(self) -> None:
-        self._last = self.env.now
+        """Restart the window's counts (called at the end of the warm-up)."""
         self.requests = 0
-        self.busy_s = 0.0
         self.timeouts = 0
         for c in self.clusters.values():
             c.sent = [0] * len(c.hosts)
 
     # -- worker CPU
-    def accept(self, ev) -> None:
-        """A request arrives from the balancer (SimPy callback)."""
-        req: Request = ev._value
+    def accept(self, req: Request) -> None:
+        """A request arrives from the balancer (a scheduled callback)."""
         req.gateway = self
-        now = self.env._now
-        self.busy_s += self.busy * (now - self._last)
-        self._last = now
         if self.busy < self.workers:
             self.busy += 1
-            self._later(self._cpu.draw(), self._cpu_done, req)
+            self._run_cpu(req)
         else:
             self.queue.append(req)
 
-    def _cpu_done(self, ev) -> None:
+    def _run_cpu(self, req: Request) -> None:
+        s = self._cpu()
         now = self.env._now
-        self.busy_s += self.busy * (now - self._last)
-        self._last = now
+        if now >= self._ws and now + s <= self._we:
+            self.busy_s += s
+        else:
+            a = now if now > self._ws else self._ws
+            b = now + s if now + s < self._we else self._we
+            if b > a:
+                self.busy_s += b - a
+        self._later(s, self._cpu_done, req)
+
+    def _cpu_done(self, req: Request) -> None:
         if self.queue:
-            self._later(self._cpu.draw(), self._cpu_done, self.queue.popleft())
+            self._run_cpu(self.queue.popleft())
         else:
             self.busy -= 1
-        self._route(ev._value)
+        self._route(req)
 
     # -- router
     def _route(self, req: Request) -> None:
@@ -116,7 +129,7 @@ class GatewayInstance:
         cluster.active[i] += 1
         cluster.sent[i] += 1
         attempt = Attempt(req, cluster, i, cluster.hosts[i])
-        attempt.on_reply = self._upstream_replied
+        attempt.on_reply = self._on_reply
         req.attempt = attempt
         self._timers.start(req)
         cluster.links_out[i].send(req.req_bytes, attempt.backend.accept, attempt)
@@ -125,12 +138,12 @@ class GatewayInstance:
         """The backend answered; carry the answer back over the network."""
         attempt.cluster.links_back[attempt.host].send(attempt.resp_bytes, self._response_arrived, attempt)
 
-    def _response_arrived(self, ev) -> None:
-        attempt: Attempt = ev._value
+    def _response_arrived(self, attempt: Attempt) -> None:
         if attempt.abandoned:
             return
         attempt.cluster.active[attempt.host] -= 1
         req = attempt.request
+        req.attempt = None  # break the request-attempt cycle so refcounting frees both
         req.outcome = attempt.outcome
         req.resp_bytes = attempt.resp_bytes
         req.lb_node.respond(req)
@@ -140,6 +153,7 @@ class GatewayInstance:
             return
         self.timeouts += 1
         attempt = req.attempt
+        req.attempt = None
         attempt.abandoned = True
         attempt.cluster.active[attempt.host] -= 1
         req.outcome = ROUTE_TIMEOUT
@@ -147,9 +161,7 @@ class GatewayInstance:
         req.lb_node.respond(req)
 
     def finish(self) -> None:
-        now = self.env.now
-        self.busy_s += self.busy * (now - self._last)
-        self._last = now
+        """Nothing to close: busy time is clipped to the window as it is made."""
 
     def stats(self) -> dict:
         return {"requests": self.requests, "busy_s": self.busy_s, "timeouts": self.timeouts,

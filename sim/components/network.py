@@ -40,10 +40,16 @@ class Link:
         self.messages = 0
 
     def send(self, nbytes: float, callback: Callable, value) -> None:
-        """Deliver ``value`` to ``callback`` (as the event's value) after the hop's latency."""
+        """Call ``callback(value)`` after the hop's latency."""
         self.bytes += nbytes
         self.messages += 1
         self.later(self.draw(), callback, value)
+
+    def send_after(self, wait_s: float, nbytes: float, callback: Callable, value) -> None:
+        """Like :meth:`send`, for a message that leaves ``wait_s`` from now."""
+        self.bytes += nbytes
+        self.messages += 1
+        self.later(wait_s + self.draw(), callback, value)
 
     def reset(self) -> None:
         self.bytes = 0.0

@@ -33,17 +33,14 @@ class Request:
                  "lb_index", "gateway", "outcome", "attempt")
 
     def __init__(self, t0: float, counted: bool, service: str, req_bytes: float, client):
+        # Only what may be read before it is written; the balancer, gateway
+        # and the answer set the rest.
         self.t0 = t0
         self.counted = counted
         self.service = service
         self.req_bytes = req_bytes
-        self.resp_bytes = 0.0
         self.client = client
-        self.lb_node = None
-        self.lb_index = 0
-        self.gateway = None
         self.outcome = None
-        self.attempt = None
 
 
 class Attempt:
@@ -62,13 +59,10 @@ class Attempt:
                  "t_arrive", "service_s", "on_reply")
 
     def __init__(self, request: Request, cluster, host: int, backend):
+        # Only what may be read before it is written; outcome, resp_bytes,
+        # t_arrive, service_s and on_reply are set by whoever knows them first.
         self.request = request
         self.cluster = cluster
         self.host = host
         self.backend = backend
-        self.outcome = None
-        self.resp_bytes = 0.0
         self.abandoned = False
-        self.t_arrive = 0.0
-        self.service_s = 0.0
-        self.on_reply = None

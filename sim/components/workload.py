@@ -24,6 +24,9 @@ from sim.engine import Sampler, SimContext, UniformStream
 
 from .request import Request
 
+#: How far ahead a client population issues its requests (s); see ``_batch``.
+LOOKAHEAD_S = 0.05
+
 
 def rate_breakpoints(schedule: list[RateStep]) -> list[tuple[float, float]]:
     """The schedule as (time, rate) points, linear in between; the last rate holds forever.
@@ -142,33 +145,50 @@ class ClientPopulation:
         self.req_bytes = [Sampler(d, ctx.rng(f"{name}.{s}.request_bytes")) for s, _, d in services]
         self.issued = 0
         self.live: set[Request] = set()
-        self._t = 0.0
+        self._next_t = 0.0
 
     def start(self) -> None:
-        self._schedule()
+        self._next_t = self.rate.advance(0.0, self._gap.draw())
+        if self._next_t < self.stop_s:
+            self._later(self._next_t, self._batch)
 
-    def _schedule(self) -> None:
-        t = self.rate.advance(self._t, self._gap.draw())
-        if t >= self.stop_s:
-            return
-        self._t = t
-        self._later(t - self.env._now, self._arrive)
+    def _batch(self, _value) -> None:
+        """Issue every request due in the next ``LOOKAHEAD_S`` now.
 
-    def _arrive(self, _ev) -> None:
+        Each request's first hop is scheduled to end at its issue time plus
+        the hop's latency, exactly as if it had been sent at its issue time,
+        so one event per batch replaces one event per request. Nothing in
+        the fleet sees a request before it reaches the balancer. A batch never
+        spans the end of the warm-up, so the window's byte counts are exact.
+        """
         now = self.env._now
+        end = now + LOOKAHEAD_S
+        if now < self.warmup_s < end:
+            end = self.warmup_s
+        stop = self.stop_s
+        advance = self.rate.advance
+        gap = self._gap.draw
+        t = self._next_t
+        while t < end and t < stop:
+            self._issue(t, now)
+            t = advance(t, gap())
+        self._next_t = t
+        if t < stop:
+            self._later((end if end > t else t) - now, self._batch)
+
+    def _issue(self, t: float, now: float) -> None:
         u = self._uniform
         k = 0 if len(self.service_cum) == 1 else bisect.bisect_right(self.service_cum, u())
         if k >= len(self.service_cum):
             k = len(self.service_cum) - 1
-        counted = now >= self.warmup_s
-        req = Request(now, counted, self.service_names[k], self.req_bytes[k].draw(), self)
+        counted = t >= self.warmup_s
+        req = Request(t, counted, self.service_names[k], self.req_bytes[k].draw(), self)
         self.issued += 1
         self.live.add(req)
-        self.recorder.arrival(now, counted)
+        self.recorder.arrival(t, counted)
         nodes = self.nodes
         node = nodes[0] if len(nodes) == 1 else nodes[int(u() * len(nodes))]
-        node.link_in.send(req.req_bytes, node.accept, req)
-        self._schedule()
+        node.link_in.send_after(t - now, req.req_bytes, node.accept, req)
 
     def on_response(self, req: Request) -> None:
         """The response reached the client."""

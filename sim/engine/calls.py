@@ -1,13 +1,16 @@
 """Scheduling a callback on SimPy's event queue at the lowest possible cost.
 
-The hot path schedules several timed callbacks per request. ``simpy.Timeout``
-validates its delay and goes through ``Environment.schedule``; here the same
-heap entry SimPy would make, ``(time, NORMAL, event id, event)``, is pushed
-directly (inlined from ``Environment.schedule`` for performance reasons), with
-an event object that carries only what ``Environment.step`` reads:
-``callbacks``, ``_ok`` and ``_value``. Same-time events keep SimPy's order
-(by event id), so runs stay deterministic and interleave correctly with
-ordinary SimPy events and processes.
+The hot path schedules several timed callbacks per request. Instead of a
+``simpy.Timeout`` (an object, a delay check, a callbacks list) each one is a
+single heap entry, ``(time, NORMAL, event id, callback, value)``: SimPy's own
+entry ``(time, priority, event id, event)`` with the event replaced by what
+it would have called. Entries of both kinds share SimPy's heap and are
+ordered by SimPy's (time, priority, id) key, so hot-path callbacks, SimPy
+events and SimPy processes interleave exactly as SimPy orders them.
+
+``Environment.step`` knows only 4-tuples, so a context whose queue holds
+these entries is driven by :meth:`sim.engine.SimContext.run` (which handles
+both), never by ``env.run``.
 """
 
 from __future__ import annotations
@@ -19,24 +22,9 @@ from typing import Any
 from simpy.core import NORMAL
 
 
-class Call:
-    """A scheduled callback; ``value`` reaches the callback as ``event._value``."""
-
-    __slots__ = ("callbacks", "_ok", "_value")
-
-    def __init__(self, callback: Callable, value: Any):
-        self.callbacks = [callback]
-        self._ok = True
-        self._value = value
-
-    @property
-    def value(self) -> Any:
-        return self._value
-
-
-def call_later(env, delay: float, callback: Callable, value: Any = None) -> None:
-    """Call ``callback(event)`` ``delay`` seconds from now (``delay`` >= 0)."""
-    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), Call(callback, value)))
+def call_later(env, delay: float, callback: Callable[[Any], None], value: Any = None) -> None:
+    """Call ``callback(value)`` ``delay`` seconds from now (``delay`` >= 0)."""
+    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), callback, value))
 
 
 def make_call_later(env) -> Callable[[float, Callable, Any], None]:
@@ -44,7 +32,8 @@ def make_call_later(env) -> Callable[[float, Callable, Any], None]:
     queue = env._queue
     eid = env._eid
 
-    def schedule(delay: float, callback: Callable, value: Any = None) -> None:
-        heappush(queue, (env._now + delay, NORMAL, next(eid), Call(callback, value)))
+    def schedule(delay: float, callback: Callable[[Any], None], value: Any = None,
+                 _push=heappush, _normal=NORMAL) -> None:
+        _push(queue, (env._now + delay, _normal, next(eid), callback, value))
 
     return schedule

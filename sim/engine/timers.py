@@ -6,8 +6,10 @@ keeps exactly one SimPy event armed, at the earliest deadline. Per DESIGN.md,
 one SimPy timeout per attempt leaves spent timers in the heap and slows every
 heap operation; this was 1.67x faster on the full request path.
 
-Timers are never cancelled: the callback is given the item and decides
-whether it still matters (for example, the attempt already finished).
+Timers are never cancelled. An optional ``is_done(item)`` lets the queue
+skip items that no longer matter (a request already answered) when it
+re-arms, so the armed event waits for the next live deadline instead of
+waking for every item; the callback still decides for the items it gets.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ from .calls import call_later
 class FixedDelayTimers:
     """Calls ``callback(item)`` ``delay_s`` after each :meth:`start` (FIFO)."""
 
-    __slots__ = ("env", "delay_s", "callback", "_q", "_armed")
+    __slots__ = ("env", "delay_s", "callback", "is_done", "_q", "_armed")
 
-    def __init__(self, env, delay_s: float, callback: Callable[[Any], None]):
+    def __init__(self, env, delay_s: float, callback: Callable[[Any], None],
+                 is_done: Callable[[Any], bool] | None = None):
         if delay_s < 0:
             raise ValueError(f"Negative delay {delay_s}")
         self.env = env
         self.delay_s = delay_s
         self.callback = callback
+        self.is_done = is_done
         self._q: deque = deque()
         self._armed = False
 
@@ -42,13 +46,17 @@ class FixedDelayTimers:
         self._armed = True
         call_later(self.env, self._q[0][0] - self.env._now, self._fire)
 
-    def _fire(self, _ev) -> None:
+    def _fire(self, _value) -> None:
         q = self._q
         now = self.env._now
         cb = self.callback
         # A hair of slack: now + (deadline - now) may round one ulp short.
         while q and q[0][0] <= now + 1e-12:
             cb(q.popleft()[1])
+        done = self.is_done
+        if done is not None:
+            while q and done(q[0][1]):
+                q.popleft()
         self._armed = False
         if q:
             self._arm()
