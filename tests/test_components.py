@@ -267,3 +267,23 @@ def test_a_request_answered_twice_is_refused():
     stray.outcome = "ok"
     with pytest.raises(RuntimeError, match="answered twice or was never issued"):
         client.on_response(stray)
+
+
+def test_time_integrals_are_exact_across_the_edges_of_the_window():
+    # Service 1.0121-2.5121 and 2.5121-4.0121; arrivals at the backend 1.0121,
+    # 2.0121, 3.0121; the run ends at 3.5.
+    def backend(warmup):
+        res = Fleet(experiment(topology__services__api__service_time_s=1.5, warmup_s=warmup)).run()
+        return res["summary"]["backend"]["api"]
+
+    b = backend(1.5)  # window [1.5, 3.5]: one in service at each edge
+    assert b["utilization"] == pytest.approx(1.0)
+    assert b["mean_in_system"] == pytest.approx((1.0121 + 1.4879 + 0.4879) / 2.0)
+    b = backend(2.3)  # window [2.3, 3.5]: one waiting at the start
+    assert b["utilization"] == pytest.approx(1.0)
+    assert b["mean_in_system"] == pytest.approx((0.2121 + 1.2 + 0.4879) / 1.2)
+    assert b["p_wait"] == 1.0 and b["attempts"] == 1
+
+    # Gateway CPU 0.6 s: slices 1.011-1.611, 2.011-2.611, 3.011-3.611.
+    res = Fleet(experiment(topology__gateways__gw__cpu_time_s=0.6, warmup_s=1.5)).run()
+    assert res["summary"]["gateway"]["gw"]["utilization"] == pytest.approx((0.111 + 0.6 + 0.489) / 2.0)

@@ -18,6 +18,7 @@ the window, ``wait_sum_s`` over the ``wait_n`` that have started service, ``wait
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from sim.config.models import Service
@@ -58,11 +59,11 @@ class BackendInstance:
         self._coin = UniformStream(ctx.rng(f"{name}.errors"))
         self.busy = 0
         self.queue: deque[Attempt] = deque()
-        # The window is known in advance, so time integrals are clipped to it
-        # when each interval becomes known (at service start, at dequeue): no
-        # per-event bookkeeping, and nothing to patch up at the warm-up.
-        self._ws = ctx.warmup_s
-        self._we = ctx.duration_s if ctx.duration_s > 0 else float("inf")
+        # Time integrals add whole intervals as they become known (a service
+        # time when it starts, a wait when it ends) and are corrected once at
+        # each edge of the window (reset, finish) for what straddles it: no
+        # per-event bookkeeping on the hot path.
+        self._ws = 0.0
         self.busy_s = 0.0
         self.waiting_s = 0.0
         self.attempts = self.rejected = self.served = 0
@@ -70,7 +71,12 @@ class BackendInstance:
         self.reset()
 
     def reset(self) -> None:
-        """Restart the window's counts (called at the end of the warm-up)."""
+        """Start the measurement window now (called at the end of the warm-up)."""
+        now = self._ws = self.env._now
+        # What is in service now counts from now to its (scheduled) end; what is
+        # waiting will add its whole wait when served, minus the part before now.
+        self.busy_s = math.fsum(t - now for t, _ in self.ctx.pending(self._finish))
+        self.waiting_s = -math.fsum(now - a.t_arrive for a in self.queue)
         life = self.lifetime
         life[0] += self.attempts
         life[1] += self.rejected
@@ -103,12 +109,7 @@ class BackendInstance:
     def _start(self, attempt: Attempt, now: float) -> None:
         s = self._service_time()
         attempt.service_s = s
-        a = now if now > self._ws else self._ws
-        b = now + s
-        if b > self._we:
-            b = self._we
-        if b > a:
-            self.busy_s += b - a
+        self.busy_s += s
         self._later(s, self._finish, attempt)
 
     def _finish(self, attempt: Attempt) -> None:
@@ -127,12 +128,10 @@ class BackendInstance:
             nxt = queue.popleft()
             now = self.env._now
             t = nxt.t_arrive
+            self.waiting_s += now - t
             if t >= self._ws:
                 self.wait_sum_s += now - t
                 self.dequeued += 1
-                self.waiting_s += now - t
-            elif now > self._ws:
-                self.waiting_s += now - self._ws
             self._start(nxt, now)
         else:
             self.busy -= 1
@@ -151,13 +150,13 @@ class BackendInstance:
     @property
     def in_system_s(self) -> float:
         """Time integral of attempts in the station over the window (attempt-seconds)."""
-        we = self._we if self._we != float("inf") else self.env.now
-        ws = self._ws
-        queued = sum(we - (a.t_arrive if a.t_arrive > ws else ws) for a in self.queue)
-        return self.busy_s + self.waiting_s + queued
+        return self.busy_s + self.waiting_s
 
     def finish(self) -> None:
-        """Nothing left to close: integrals are clipped to the window as they are made."""
+        """Close the window now: drop service beyond it, add waits up to it."""
+        now = self.env._now
+        self.busy_s -= math.fsum(t - now for t, _ in self.ctx.pending(self._finish))
+        self.waiting_s += math.fsum(now - a.t_arrive for a in self.queue)
 
     def check_conservation(self) -> None:
         """Every attempt ever received was rejected, served, or is here now."""

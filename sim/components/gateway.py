@@ -16,6 +16,7 @@ Counts (measurement window): ``requests`` routed, ``busy_s`` worker-seconds,
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from sim.config.models import GatewayPool
@@ -70,9 +71,8 @@ class GatewayInstance:
         self.busy = 0
         self.queue: deque[Request] = deque()
         self._on_reply = self._upstream_replied
-        # Busy time is clipped to the (known) window as each CPU slice starts.
-        self._ws = ctx.warmup_s
-        self._we = ctx.duration_s if ctx.duration_s > 0 else float("inf")
+        # Busy time adds each CPU slice when it starts and is corrected once at
+        # each edge of the window for slices that straddle it.
         self.busy_s = 0.0
         self.reset()
 
@@ -86,7 +86,9 @@ class GatewayInstance:
         self.clusters[service] = UpstreamCluster(service, hosts, active, policy, out, back)
 
     def reset(self) -> None:
-        """Restart the window's counts (called at the end of the warm-up)."""
+        """Start the measurement window now (called at the end of the warm-up)."""
+        now = self.env._now
+        self.busy_s = math.fsum(t - now for t, _ in self.ctx.pending(self._cpu_done))
         self.requests = 0
         self.timeouts = 0
         for c in self.clusters.values():
@@ -104,14 +106,7 @@ class GatewayInstance:
 
     def _run_cpu(self, req: Request) -> None:
         s = self._cpu()
-        now = self.env._now
-        if now >= self._ws and now + s <= self._we:
-            self.busy_s += s
-        else:
-            a = now if now > self._ws else self._ws
-            b = now + s if now + s < self._we else self._we
-            if b > a:
-                self.busy_s += b - a
+        self.busy_s += s
         self._later(s, self._cpu_done, req)
 
     def _cpu_done(self, req: Request) -> None:
@@ -161,7 +156,9 @@ class GatewayInstance:
         req.lb_node.respond(req)
 
     def finish(self) -> None:
-        """Nothing to close: busy time is clipped to the window as it is made."""
+        """Close the window now: drop CPU time scheduled beyond it."""
+        now = self.env._now
+        self.busy_s -= math.fsum(t - now for t, _ in self.ctx.pending(self._cpu_done))
 
     def stats(self) -> dict:
         return {"requests": self.requests, "busy_s": self.busy_s, "timeouts": self.timeouts,

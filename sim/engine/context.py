@@ -108,6 +108,14 @@ class SimContext:
         if until != float("inf"):
             env._now = until
 
+    def pending(self, callback) -> list[tuple[float, Any]]:
+        """(time, value) of every scheduled call of ``callback``, in heap order.
+
+        For components that close their time integrals at the edges of the
+        measurement window instead of on every event.
+        """
+        return [(e[0], e[4]) for e in self.env._queue if len(e) == 5 and e[3] == callback]
+
     def counter_block(self, name: str) -> dict[str, Any]:
         """The counters dict of component ``name`` (created empty)."""
         return self.counters.setdefault(name, {})

@@ -1,12 +1,14 @@
 """Block-sampled random variates from configuration distributions.
 
 A :class:`Sampler` draws a block of variates with numpy and hands them out one
-at a time as Python floats: numpy's vectorised generators are far cheaper per
+at a time, in order, as Python floats: numpy's vectorised generators are far cheaper per
 variate than scalar calls, and Python floats keep the hot path's arithmetic and
 heap comparisons fast (numpy scalars lose half the gain, see DESIGN.md).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -34,52 +36,42 @@ def draw_block(dist, rng: np.random.Generator, n: int) -> np.ndarray:
     raise TypeError(f"unknown distribution {dist!r}")
 
 
+def _blocks(dist, rng: np.random.Generator, block: int):
+    while True:
+        yield draw_block(dist, rng, block).tolist()
+
+
 class Sampler:
     """Draws from one distribution with one generator, a block at a time.
 
-    Call :meth:`draw` (bind it to a local in hot loops). A constant
-    distribution never touches the generator, so switching a field between a
-    constant and a random distribution does not shift anyone else's draws.
+    Call :meth:`draw` (bind it to a local or an attribute in hot code): it is
+    the ``__next__`` of a C-level iterator over the current block, so a draw
+    costs no Python frame; a generator refills it once per block. A
+    constant distribution never touches the generator, so switching a field
+    between a constant and a random distribution does not shift anyone
+    else's draws.
     """
 
-    __slots__ = ("dist", "rng", "block", "_buf", "draw", "mean")
+    __slots__ = ("dist", "rng", "block", "draw", "mean")
 
     def __init__(self, dist, rng: np.random.Generator, block: int = BLOCK):
         self.dist = dist
         self.rng = rng
         self.block = block
         self.mean = dist.mean
-        self._buf: list[float] = []
         if isinstance(dist, Constant):
-            value = float(dist.value)
-            self.draw = lambda: value
+            self.draw = itertools.repeat(float(dist.value)).__next__
         else:
-            self.draw = self._draw
-
-    def _draw(self) -> float:
-        try:
-            return self._buf.pop()
-        except IndexError:
-            self._buf = draw_block(self.dist, self.rng, self.block).tolist()
-            return self._buf.pop()
+            self.draw = itertools.chain.from_iterable(_blocks(dist, rng, block)).__next__
 
     def __repr__(self) -> str:
         return f"Sampler({self.dist!r})"
 
 
-class UniformStream:
-    """Uniform [0, 1) floats drawn in blocks (for choices and coin flips)."""
+def UniformStream(rng: np.random.Generator, block: int = BLOCK):  # noqa: N802 - used like a class
+    """A function returning uniform [0, 1) floats drawn in blocks (choices, coin flips)."""
+    def blocks():
+        while True:
+            yield rng.random(block).tolist()
 
-    __slots__ = ("rng", "block", "_buf")
-
-    def __init__(self, rng: np.random.Generator, block: int = BLOCK):
-        self.rng = rng
-        self.block = block
-        self._buf: list[float] = []
-
-    def __call__(self) -> float:
-        try:
-            return self._buf.pop()
-        except IndexError:
-            self._buf = self.rng.random(self.block).tolist()
-            return self._buf.pop()
+    return itertools.chain.from_iterable(blocks()).__next__
