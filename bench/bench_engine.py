@@ -10,9 +10,8 @@ that the *ratios* mean something on a shared, noisy 2-core box:
 
 1. An M/M/c station through fleetsim's own parts: a Poisson source written
    with the engine (:class:`~sim.engine.SimContext`, :class:`~sim.engine.Sampler`,
-   timed callbacks instead of processes, scheduled as ``sim/components/workload.py``
-   schedules them: ``ctx.call_later``, or a SimPy ``Timeout`` with a callback
-   on an engine without it) feeding one :class:`~sim.components.backend.BackendInstance`.
+   timed callbacks scheduled with ``ctx.call_later`` instead of processes)
+   feeding one :class:`~sim.components.backend.BackendInstance`.
 2. The same M/M/c written the way a competent SimPy user writes it: a process
    per customer and ``simpy.Resource`` (see :func:`mmc_naive_simpy`).
 3. The quickstart experiment's request path through :class:`sim.fleet.Fleet`.
@@ -53,7 +52,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import simpy
-from simpy.events import Timeout
 
 from sim.analytic import mmc_mean_wait_s
 from sim.components.backend import BackendInstance
@@ -94,49 +92,36 @@ def events_scheduled(env: simpy.Environment) -> int:
 class PoissonSource:
     """Poisson arrivals of :class:`Attempt` records into a backend, engine style.
 
-    Each arrival is one scheduled callback whose event value is the new
-    attempt; the callback hands it to the backend's ``accept`` and schedules
-    the next arrival, the way ``sim/components/workload.py`` and
-    ``network.Link.send`` deliver a record: no process, no per-customer
-    generator. It schedules with the engine's ``ctx.call_later`` when the
-    engine has one (what the components use), else with a SimPy ``Timeout``
-    and a callback; :attr:`scheduler` says which.
+    Each arrival is one scheduled callback (``ctx.call_later``) whose value is
+    the new attempt; the callback hands it to the backend's ``accept`` and
+    schedules the next arrival, the way ``sim/components/network.Link.send``
+    delivers a record: no process, no per-customer generator.
     """
 
     def __init__(self, ctx: SimContext, name: str, rate_per_s: float, customers: int,
                  backend: BackendInstance, on_reply):
-        self.env = ctx.env
         self.gap = Sampler(Exponential(mean=1.0 / rate_per_s), ctx.rng(f"{name}.arrivals")).draw
         self.accept = backend.accept
         self.backend = backend
         self.on_reply = on_reply
         self.left = customers
-        self.later = getattr(ctx, "call_later", None)
-        self.scheduler = "ctx.call_later" if self.later is not None else "simpy Timeout + callback"
-        self._next = self._next_call_later if self.later is not None else self._next_timeout
+        self.later = ctx.call_later
+        self.scheduler = "ctx.call_later"
 
     def start(self) -> None:
         self._next()
 
-    def _arrive(self, ev) -> None:
-        self.accept(ev)
+    def _arrive(self, attempt: Attempt) -> None:
+        self.accept(attempt)
         self._next()
 
-    def _next_call_later(self) -> None:
+    def _next(self) -> None:
         if not self.left:
             return
         self.left -= 1
         attempt = Attempt(None, None, 0, self.backend)
         attempt.on_reply = self.on_reply
         self.later(self.gap(), self._arrive, attempt)
-
-    def _next_timeout(self) -> None:
-        if not self.left:
-            return
-        self.left -= 1
-        attempt = Attempt(None, None, 0, self.backend)
-        attempt.on_reply = self.on_reply
-        Timeout(self.env, self.gap(), attempt).callbacks.append(self._arrive)
 
 
 class CountingSink:

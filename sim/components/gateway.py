@@ -23,7 +23,7 @@ from sim.config.models import GatewayPool
 from sim.engine import FixedDelayTimers, Sampler, SimContext, UniformStream
 
 from .lb import make_policy
-from .request import LOCAL_REPLY_BYTES, OK, ROUTE_TIMEOUT, Attempt, Request
+from .request import LOCAL_REPLY_BYTES, ROUTE_TIMEOUT, Attempt, Request
 
 
 def _answered(req: Request) -> bool:
@@ -168,4 +168,4 @@ class GatewayInstance:
                          for c in self.clusters.values()}}
 
 
-__all__ = ["GatewayInstance", "UpstreamCluster", "OK"]
+__all__ = ["GatewayInstance", "UpstreamCluster"]
