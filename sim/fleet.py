@@ -254,13 +254,29 @@ class Fleet:
                 "wasted_work_s": sum(s["wasted_s"] for s in st),
             }
         gateway = {}
+        by_reason: dict[str, int] = {}
+        overflow = {"max_requests": 0, "retries": 0}
         for pool, gws in self.gateways.items():
             workers = sum(g.workers for g in gws)
+            clusters = [c for g in gws for c in g.clusters.values()]
+            pool_reasons: dict[str, int] = {}
+            for c in clusters:
+                for k, v in c.retries_by_reason.items():
+                    pool_reasons[k] = pool_reasons.get(k, 0) + v
+                    by_reason[k] = by_reason.get(k, 0) + v
             gateway[pool] = {
                 "requests": sum(g.requests for g in gws),
                 "utilization": sum(g.busy_s for g in gws) / (workers * window),
                 "route_timeouts": sum(g.timeouts for g in gws),
+                "per_try_timeouts": sum(c.per_try_timeouts for c in clusters),
+                "retries": sum(pool_reasons.values()),
+                "overflow_max_requests": sum(c.overflow_max_requests for c in clusters),
+                "retry_overflow": sum(c.retry_overflow for c in clusters),
             }
+            overflow["max_requests"] += gateway[pool]["overflow_max_requests"]
+            overflow["retries"] += gateway[pool]["retry_overflow"]
+        tries = sum(sum(c.sent) for g in self._all_gateways() for c in g.clusters.values())
+        routed = sum(g.requests for g in self._all_gateways())
         summary = {
             "experiment": exp.name,
             "description": exp.description,
@@ -282,6 +298,15 @@ class Fleet:
             },
             "backend": backend,
             "gateway": gateway,
+            "retries": {
+                # Backend tries per client request (retry amplification), and per
+                # request the gateways routed, both over the measurement window.
+                "amplification": tries / rec.offered if rec.offered else math.nan,
+                "gateway_amplification": tries / routed if routed else math.nan,
+                "gateway_retries": sum(by_reason.values()),
+                "by_reason": dict(sorted(by_reason.items())),
+                "overflow": overflow,
+            },
             "bytes_by_az_pair": self.network.bytes_by_pair(),
         }
         n = rec.n
@@ -293,6 +318,7 @@ class Fleet:
             "in_flight": rec.in_flight_series(),
             "p50_ms": [1000 * x for x in rec.ts_p50],
             "p99_ms": [1000 * x for x in rec.ts_p99],
+            "attempts": [sum(col) for col in zip(*(g.tries_ts for g in self._all_gateways()), strict=True)],
         }
         for cause in sorted(rec.ts_errors):
             ts[f"err_{cause}"] = rec.ts_errors[cause]

@@ -23,26 +23,52 @@ from sim.config.models import GatewayPool
 from sim.engine import FixedDelayTimers, Sampler, SimContext, UniformStream
 
 from .lb import make_policy
-from .request import LOCAL_REPLY_BYTES, ROUTE_TIMEOUT, Attempt, Request
+from .request import (
+    LOCAL_REPLY_BYTES,
+    OK,
+    OVERFLOW_MAX_REQUESTS,
+    PER_TRY_TIMEOUT,
+    ROUTE_TIMEOUT,
+    Attempt,
+    Request,
+)
+from .router import BackOff, RetryRules, retry_limit
 
 
 def _answered(req: Request) -> bool:
     return req.outcome is not None
 
 
+def _try_over(attempt: Attempt) -> bool:
+    return attempt.abandoned or attempt.request.attempt is not attempt
+
+
 class UpstreamCluster:
     """One gateway instance's view of one service: hosts, active counts, policy, links."""
 
-    __slots__ = ("service", "hosts", "active", "sent", "pick", "links_out", "links_back")
+    __slots__ = ("service", "hosts", "active", "sent", "pick", "links_out", "links_back", "rq_active",
+                 "max_requests", "retries_active", "overflow_max_requests", "retry_overflow",
+                 "per_try_timeouts", "retries_by_reason")
 
-    def __init__(self, service: str, hosts: list, active: list[int], policy, links_out: list, links_back: list):
+    def __init__(self, service: str, hosts: list, active: list[int], policy, links_out: list, links_back: list,
+                 max_requests: int):
         self.service = service
         self.hosts = hosts
         self.active = active
-        self.sent = [0] * len(hosts)  # attempts sent to each host in the measurement window
         self.pick = policy.pick
         self.links_out = links_out
         self.links_back = links_back
+        self.rq_active = 0  # tries in flight (Envoy upstream_rq_active)
+        self.retries_active = 0  # retries scheduled or in flight (the max_retries resource)
+        self.max_requests = max_requests
+        self.reset()
+
+    def reset(self) -> None:
+        self.sent = [0] * len(self.hosts)  # tries sent to each host in the measurement window
+        self.overflow_max_requests = 0
+        self.retry_overflow = 0
+        self.per_try_timeouts = 0
+        self.retries_by_reason: dict[str, int] = {}
 
 
 class GatewayInstance:
@@ -67,6 +93,12 @@ class GatewayInstance:
         self._uniform = UniformStream(ctx.rng(f"{name}.lb"))
         self._timers = FixedDelayTimers(ctx.env, config.route.timeout_s, self._route_timeout,
                                         is_done=_answered)
+        policy = config.route.retry_policy
+        self.retry = RetryRules(policy) if policy is not None else None
+        self._per_try = None
+        if self.retry is not None and self.retry.per_try_timeout_s is not None:
+            self._per_try = FixedDelayTimers(ctx.env, self.retry.per_try_timeout_s, self._per_try_timeout,
+                                             is_done=_try_over)
         self.clusters: dict[str, UpstreamCluster] = {}
         self.busy = 0
         self.queue: deque[Request] = deque()
@@ -74,6 +106,8 @@ class GatewayInstance:
         # Busy time adds each CPU slice when it starts and is corrected once at
         # each edge of the window for slices that straddle it.
         self.busy_s = 0.0
+        # Tries sent upstream in each simulated second (retries included).
+        self.tries_ts = [0] * max(1, math.ceil(ctx.duration_s))
         self.reset()
 
     # -- wiring (before t=0)
@@ -83,7 +117,8 @@ class GatewayInstance:
         policy = make_policy(self.config.cluster, [h.lb_weight for h in hosts], active, self._uniform)
         out = [network.link(self.az, h.az) for h in hosts]
         back = [network.link(h.az, self.az) for h in hosts]
-        self.clusters[service] = UpstreamCluster(service, hosts, active, policy, out, back)
+        self.clusters[service] = UpstreamCluster(service, hosts, active, policy, out, back,
+                                                 self.config.cluster.circuit_breakers.max_requests)
 
     def reset(self) -> None:
         """Start the measurement window now (called at the end of the warm-up)."""
@@ -92,7 +127,7 @@ class GatewayInstance:
         self.requests = 0
         self.timeouts = 0
         for c in self.clusters.values():
-            c.sent = [0] * len(c.hosts)
+            c.reset()
 
     # -- worker CPU
     def accept(self, req: Request) -> None:
@@ -120,40 +155,121 @@ class GatewayInstance:
     def _route(self, req: Request) -> None:
         self.requests += 1
         cluster = self.clusters[req.service]
+        req.cluster = cluster
+        req.retries = 0
+        req.backoff = None
+        req.tried = None
+        self._timers.start(req)
+        self._send(req, cluster, False)
+
+    def _send(self, req: Request, cluster: UpstreamCluster, is_retry: bool) -> None:
+        """Start one try: the max_requests breaker, a host, the per-try timer, the hop."""
+        if cluster.rq_active >= cluster.max_requests:
+            cluster.overflow_max_requests += 1
+            if is_retry:
+                cluster.retries_active -= 1
+            self._answer(req, OVERFLOW_MAX_REQUESTS, LOCAL_REPLY_BYTES)
+            return
+        rules = self.retry
         i = cluster.pick()
+        if rules is not None and rules.previous_hosts and req.tried:
+            # Envoy's previous_hosts predicate: re-pick up to
+            # host_selection_retry_max_attempts times, then take the last pick.
+            for _ in range(rules.host_selection_max_attempts):
+                if i not in req.tried:
+                    break
+                i = cluster.pick()
         cluster.active[i] += 1
+        cluster.rq_active += 1
         cluster.sent[i] += 1
+        self.tries_ts[int(self.env._now)] += 1
         attempt = Attempt(req, cluster, i, cluster.hosts[i])
         attempt.on_reply = self._on_reply
+        attempt.is_retry = is_retry
         req.attempt = attempt
-        self._timers.start(req)
+        if rules is not None:
+            if rules.previous_hosts:
+                if req.tried is None:
+                    req.tried = [i]
+                else:
+                    req.tried.append(i)
+            if self._per_try is not None:
+                self._per_try.start(attempt)
         cluster.links_out[i].send(req.req_bytes, attempt.backend.accept, attempt)
 
     def _upstream_replied(self, attempt: Attempt) -> None:
         """The backend answered; carry the answer back over the network."""
         attempt.cluster.links_back[attempt.host].send(attempt.resp_bytes, self._response_arrived, attempt)
 
+    def _release(self, attempt: Attempt) -> None:
+        """The try is over for the gateway: its host and breaker counts drop."""
+        cluster = attempt.cluster
+        cluster.active[attempt.host] -= 1
+        cluster.rq_active -= 1
+        if attempt.is_retry:
+            cluster.retries_active -= 1
+
     def _response_arrived(self, attempt: Attempt) -> None:
         if attempt.abandoned:
             return
-        attempt.cluster.active[attempt.host] -= 1
+        self._release(attempt)
         req = attempt.request
         req.attempt = None  # break the request-attempt cycle so refcounting frees both
-        req.outcome = attempt.outcome
-        req.resp_bytes = attempt.resp_bytes
+        outcome = attempt.outcome
+        if outcome == OK or self.retry is None:
+            self._answer(req, outcome, attempt.resp_bytes)
+        else:
+            self._try_failed(req, outcome, attempt.resp_bytes)
+
+    def _try_failed(self, req: Request, outcome: str, resp_bytes: float) -> None:
+        """A try ended with ``outcome``: retry it if the policy and the breakers allow."""
+        rules = self.retry
+        if rules is None or req.retries >= rules.num_retries or not rules.retriable(outcome):
+            self._answer(req, outcome, resp_bytes)
+            return
+        cluster = req.cluster
+        if cluster.retries_active >= retry_limit(self.config.cluster.circuit_breakers, cluster.rq_active):
+            cluster.retry_overflow += 1
+            self._answer(req, outcome, resp_bytes)
+            return
+        cluster.retries_active += 1
+        req.retries += 1
+        cluster.retries_by_reason[outcome] = cluster.retries_by_reason.get(outcome, 0) + 1
+        if req.backoff is None:
+            req.backoff = BackOff(rules.base_ms, rules.max_ms)
+        self._later(req.backoff.next_ms(self._uniform()) / 1000.0, self._retry, req)
+
+    def _retry(self, req: Request) -> None:
+        if req.outcome is not None:  # the route timeout fired during the back-off
+            req.cluster.retries_active -= 1
+            return
+        self._send(req, req.cluster, True)
+
+    def _answer(self, req: Request, outcome: str, resp_bytes: float) -> None:
+        req.outcome = outcome
+        req.resp_bytes = resp_bytes
         req.lb_node.respond(req)
+
+    def _per_try_timeout(self, attempt: Attempt) -> None:
+        req = attempt.request
+        if attempt.abandoned or req.attempt is not attempt:
+            return
+        attempt.abandoned = True
+        req.attempt = None
+        self._release(attempt)
+        attempt.cluster.per_try_timeouts += 1
+        self._try_failed(req, PER_TRY_TIMEOUT, LOCAL_REPLY_BYTES)
 
     def _route_timeout(self, req: Request) -> None:
         if req.outcome is not None:
             return
         self.timeouts += 1
         attempt = req.attempt
-        req.attempt = None
-        attempt.abandoned = True
-        attempt.cluster.active[attempt.host] -= 1
-        req.outcome = ROUTE_TIMEOUT
-        req.resp_bytes = LOCAL_REPLY_BYTES
-        req.lb_node.respond(req)
+        if attempt is not None:  # else it is between tries, in its back-off
+            req.attempt = None
+            attempt.abandoned = True
+            self._release(attempt)
+        self._answer(req, ROUTE_TIMEOUT, LOCAL_REPLY_BYTES)
 
     def finish(self) -> None:
         """Close the window now: drop CPU time scheduled beyond it."""

@@ -14,6 +14,10 @@ OK = "ok"
 BACKEND_OVERFLOW = "backend_overflow"  # 503: the backend's queue was full
 BACKEND_ERROR = "backend_error"  # 500: the backend failed the request
 ROUTE_TIMEOUT = "route_timeout"  # 504: the gateway's route timeout fired
+PER_TRY_TIMEOUT = "per_try_timeout"  # 504: the last try's per-try timeout fired
+OVERFLOW_MAX_REQUESTS = "overflow_max_requests"  # 503: the cluster's max_requests breaker
+UPSTREAM_RESET = "upstream_reset"  # 503: the upstream reset the stream (instance crashed)
+CONNECT_FAILURE = "connect_failure"  # 503: the upstream refused the connection (instance down)
 
 
 class Request:
@@ -30,7 +34,7 @@ class Request:
     """
 
     __slots__ = ("t0", "counted", "service", "req_bytes", "resp_bytes", "client", "lb_node",
-                 "lb_index", "gateway", "outcome", "attempt")
+                 "lb_index", "gateway", "outcome", "attempt", "cluster", "retries", "tried", "backoff")
 
     def __init__(self, t0: float, counted: bool, service: str, req_bytes: float, client):
         # Only what may be read before it is written; the balancer, gateway
@@ -56,7 +60,7 @@ class Attempt:
     """
 
     __slots__ = ("request", "cluster", "host", "backend", "outcome", "resp_bytes", "abandoned",
-                 "t_arrive", "service_s", "on_reply")
+                 "t_arrive", "service_s", "on_reply", "is_retry", "deadline")
 
     def __init__(self, request: Request, cluster, host: int, backend):
         # Only what may be read before it is written; outcome, resp_bytes,
@@ -66,3 +70,4 @@ class Attempt:
         self.host = host
         self.backend = backend
         self.abandoned = False
+        self.is_retry = False

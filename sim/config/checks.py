@@ -67,6 +67,18 @@ def check_experiment(exp: Experiment) -> list[Problem]:
             for i in range(n):
                 owner.setdefault(f"{name}-{az}-{i}", f"service {name!r} in AZ {az!r}")
 
+    for name, gw in topo.gateways.items():
+        rp = gw.route.retry_policy
+        if rp is not None and rp.per_try_timeout_s is not None and rp.per_try_timeout_s >= gw.route.timeout_s:
+            out.append((T + ("gateways", name, "route", "retry_policy", "per_try_timeout_s"),
+                        f"per_try_timeout_s ({rp.per_try_timeout_s:g}) must be below the route's timeout_s "
+                        f"({gw.route.timeout_s:g}), which covers every try"))
+        if rp is not None:
+            bo = rp.retry_back_off
+            if bo.max_interval_s is not None and bo.max_interval_s < bo.base_interval_s:
+                out.append((T + ("gateways", name, "route", "retry_policy", "retry_back_off", "max_interval_s"),
+                            f"must be at least base_interval_s ({bo.base_interval_s:g})"))
+
     wl = exp.workload
     if wl.services is None:
         if len(topo.services) != 1:

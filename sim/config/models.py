@@ -79,17 +79,80 @@ class LeastRequestLbConfig(_Model):
     )
 
 
+class RetryBudget(_Model):
+    """Envoy ``CircuitBreakers.Thresholds.RetryBudget``: caps concurrent retries.
+
+    Retries in flight may not exceed max(min_retry_concurrency,
+    budget_percent / 100 x (active + pending requests)). Replaces max_retries.
+    """
+
+    budget_percent: float = Field(default=20.0, ge=0, le=100)
+    min_retry_concurrency: int = Field(default=3, ge=0)
+
+
+class CircuitBreakers(_Model):
+    """Envoy circuit-breaker thresholds (priority DEFAULT), per gateway and cluster.
+
+    ``max_requests``: requests in flight to the cluster; beyond it a request
+    fails at once with 503 (``overflow_max_requests``, Envoy's
+    upstream_rq_pending_overflow). ``max_retries``: retries in flight; a retry
+    beyond it is not made and the failure it would have retried is returned
+    (upstream_rq_retry_overflow). ``retry_budget``, when set, replaces
+    ``max_retries``.
+    """
+
+    max_requests: int = Field(default=1024, ge=1)
+    max_retries: int = Field(default=3, ge=0)
+    retry_budget: RetryBudget | None = None
+
+
 class Cluster(_Model):
     """The gateway's upstream cluster settings, applied to every service it routes to."""
 
     lb_policy: Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"] = "ROUND_ROBIN"
     least_request_lb_config: LeastRequestLbConfig = LeastRequestLbConfig()
+    circuit_breakers: CircuitBreakers = CircuitBreakers()
+
+
+RetryOn = Literal["5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes"]
+
+
+class RetryBackOff(_Model):
+    """Envoy ``retry_back_off``: fully jittered exponential back-off.
+
+    Retry n waits a uniformly random whole number of milliseconds in
+    [0, I_n), where I_1 = base and I_n doubles until it would pass half of the
+    max, then is the max (Envoy's JitteredExponentialBackOffStrategy, source
+    wins over the docs' (2^n - 1) x base). Default max: 10 x base.
+    """
+
+    base_interval_s: float = Field(default=0.025, ge=0.001)
+    max_interval_s: float | None = Field(default=None, gt=0)
+
+
+class RetryPolicy(_Model):
+    """Envoy ``RetryPolicy`` on a route.
+
+    ``retry_on``: ``5xx`` (any 5xx, reset, connect failure, per-try timeout),
+    ``gateway-error`` (502, 503, 504, per-try timeout), ``reset``,
+    ``connect-failure``, ``retriable-status-codes`` (the codes listed).
+    Locally generated overflow 503s are not retried.
+    """
+
+    retry_on: list[RetryOn] = Field(min_length=1)
+    retriable_status_codes: list[Annotated[int, Field(ge=100, le=599)]] = []
+    num_retries: int = Field(default=1, ge=0)
+    per_try_timeout_s: float | None = Field(default=None, gt=0)
+    retry_back_off: RetryBackOff = RetryBackOff()
+    retry_host_predicate: list[Literal["previous_hosts"]] = []
+    host_selection_retry_max_attempts: int = Field(default=1, ge=1)
 
 
 class Route(_Model):
     """Route settings (Envoy ``RouteAction``)."""
 
     timeout_s: float = Field(default=15.0, gt=0, description="Envoy route timeout; 504 when it fires.")
+    retry_policy: RetryPolicy | None = None
 
 
 class GatewayPool(_Model):
