@@ -93,6 +93,7 @@ class GatewayInstance:
         self._uniform = UniformStream(ctx.rng(f"{name}.lb"))
         self._timers = FixedDelayTimers(ctx.env, config.route.timeout_s, self._route_timeout,
                                         is_done=_answered)
+        self._route_timeout_s = config.route.timeout_s
         policy = config.route.retry_policy
         self.retry = RetryRules(policy) if policy is not None else None
         self._per_try = None
@@ -159,6 +160,7 @@ class GatewayInstance:
         req.retries = 0
         req.backoff = None
         req.tried = None
+        req.deadline = self.env._now + self._route_timeout_s
         self._timers.start(req)
         self._send(req, cluster, False)
 
@@ -186,6 +188,7 @@ class GatewayInstance:
         attempt = Attempt(req, cluster, i, cluster.hosts[i])
         attempt.on_reply = self._on_reply
         attempt.is_retry = is_retry
+        attempt.deadline = req.deadline
         req.attempt = attempt
         if rules is not None:
             if rules.previous_hosts:
@@ -195,6 +198,9 @@ class GatewayInstance:
                     req.tried.append(i)
             if self._per_try is not None:
                 self._per_try.start(attempt)
+                per_try_end = self.env._now + rules.per_try_timeout_s
+                if per_try_end < attempt.deadline:
+                    attempt.deadline = per_try_end
         cluster.links_out[i].send(req.req_bytes, attempt.backend.accept, attempt)
 
     def _upstream_replied(self, attempt: Attempt) -> None:

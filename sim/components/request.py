@@ -34,7 +34,8 @@ class Request:
     """
 
     __slots__ = ("t0", "counted", "service", "req_bytes", "resp_bytes", "client", "lb_node",
-                 "lb_index", "gateway", "outcome", "attempt", "cluster", "retries", "tried", "backoff")
+                 "lb_index", "gateway", "outcome", "attempt", "cluster", "retries", "tried", "backoff",
+                 "deadline")
 
     def __init__(self, t0: float, counted: bool, service: str, req_bytes: float, client):
         # Only what may be read before it is written; the balancer, gateway
@@ -56,6 +57,8 @@ class Attempt:
         backend: the backend instance.
         outcome: ``OK``, ``BACKEND_ERROR`` or ``BACKEND_OVERFLOW`` once answered.
         abandoned: the gateway gave up on it (timeout); a late answer is wasted.
+        deadline: when the gateway will stop waiting for it (s): the per-try or
+            route timeout, whichever is first (Envoy's x-envoy-expected-rq-timeout-ms).
         t_arrive: when it reached the backend (s); service_s: its service time (s).
     """
 

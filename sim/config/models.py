@@ -195,6 +195,12 @@ class Service(_Model):
     request_bytes: Distribution = Constant(value=1024)
     response_bytes: Distribution = Constant(value=4096)
     instance_overrides: dict[Name, InstanceOverride] = {}
+    queue_discipline: Literal["fifo", "lifo"] = Field(
+        default="fifo", description="Which waiting attempt a free worker takes: the oldest or the newest.")
+    drop_expired: bool = Field(
+        default=False,
+        description="Drop a waiting attempt whose caller's deadline (per-try or route timeout) has passed "
+                    "instead of serving it; it is answered 503 and costs no service time.")
 
 
 class Topology(_Model):
@@ -241,6 +247,65 @@ class Workload(_Model):
     )
 
 
+class FaultTarget(_Model):
+    """Which parts a fault hits: every field given must match (none given: all).
+
+    ``instance`` names one backend instance (``api-use1-az1-0``) or gateway
+    instance (``gw-az1-0``).
+    """
+
+    service: Name | None = None
+    az: Name | None = None
+    region: Name | None = None
+    instance: Name | None = None
+
+
+class _Fault(_Model):
+    at_s: float = Field(ge=0, description="When the fault starts (s).")
+    for_s: float = Field(gt=0, description="How long it lasts (s).")
+    target: FaultTarget = FaultTarget()
+
+
+class BackendSlowdown(_Fault):
+    """Matching backend instances take ``factor`` times longer per attempt started in the window."""
+
+    kind: Literal["backend_slowdown"]
+    factor: float = Field(gt=0)
+
+
+class ErrorBurst(_Fault):
+    """Matching backend instances fail attempts with ``error_probability`` (if higher than their own)."""
+
+    kind: Literal["error_burst"]
+    error_probability: Probability
+
+
+class InstanceCrash(_Fault):
+    """Matching instances crash at ``at_s`` (work in progress is reset) and restart empty after ``for_s``."""
+
+    kind: Literal["instance_crash"]
+
+
+class AzOutage(_Fault):
+    """Every gateway and backend in ``az`` is down for the window; balancer nodes there stop taking clients."""
+
+    kind: Literal["az_outage"]
+    az: Name
+
+
+class LoadSpike(_Fault):
+    """The offered rate of matching client regions is multiplied by ``factor`` in the window."""
+
+    kind: Literal["load_spike"]
+    factor: float = Field(gt=0)
+
+
+Fault = Annotated[
+    BackendSlowdown | ErrorBurst | InstanceCrash | AzOutage | LoadSpike,
+    Field(discriminator="kind"),
+]
+
+
 class Experiment(_Model):
     """An experiment: a topology, a workload and how long and how often to run."""
 
@@ -256,3 +321,4 @@ class Experiment(_Model):
     warmup_s: float = Field(default=0.0, ge=0)
     seed: int = Field(default=1, ge=0)
     replications: int = Field(default=1, ge=1)
+    faults: list[Fault] = Field(default=[], description="The fault timeline.")
