@@ -151,10 +151,12 @@ class Fleet:
         services = [(s, share, topo.services[s].request_bytes) for s, share in mix.items()]
         self.clients = []
         for region, pop in topo.clients.items():
-            rate = RateFunction(exp.workload.rate_schedule, pop.share)
+            spikes = [(f.at_s, f.at_s + f.for_s, f.factor) for f in exp.faults
+                      if f.kind == "load_spike" and f.target.region in (None, region)]
+            rate = RateFunction(exp.workload.rate_schedule, pop.share, spikes)
             nodes = list(self.balancers[region].nodes.values())
             self.clients.append(ClientPopulation(ctx, f"clients.{region}", region, rate, services, nodes,
-                                                 self.recorder, exp.workload.arrivals))
+                                                 self.recorder, exp.workload.arrivals, exp.workload.client))
 
     def _all_gateways(self):
         return [g for gws in self.gateways.values() for g in gws]
@@ -197,14 +199,18 @@ class Fleet:
         rec = self.recorder
         in_flight = sum(1 for c in self.clients for r in c.live if r.counted)
         failed = sum(rec.failed.values())
-        issued = sum(c.issued for c in self.clients)
+        calls = sum(c.calls for c in self.clients)
         all_live = sum(len(c.live) for c in self.clients)
         done = sum(rec.ts_done)
-        if rec.offered != rec.succeeded + failed + in_flight or issued != done + all_live:
+        if rec.offered != rec.succeeded + failed + in_flight or calls != done + all_live:
             raise ConservationError(
                 f"requests not conserved: offered {rec.offered} != succeeded {rec.succeeded} + failed "
-                f"{failed} + in flight {in_flight}, or issued {issued} != answered {done} + live {all_live}"
+                f"{failed} + in flight {in_flight}, or calls {calls} != answered {done} + live {all_live}"
             )
+        for c in self.clients:
+            if c.issued != c.answered + len(c.live_tries):
+                raise ConservationError(f"{c.name}: tries not conserved: issued {c.issued} != answered "
+                                        f"{c.answered} + live {len(c.live_tries)}")
         for b in self._all_backends():
             try:
                 b.check_conservation()
@@ -298,6 +304,13 @@ class Fleet:
             },
             "backend": backend,
             "gateway": gateway,
+            "client": {
+                "calls": sum(c.calls for c in self.clients),
+                "tries": sum(c.issued for c in self.clients),
+                "retries": sum(c.retries for c in self.clients),
+                "timeouts": sum(c.client_timeouts for c in self.clients),
+                "retries_denied": sum(c.retries_denied for c in self.clients),
+            },
             "retries": {
                 # Backend tries per client request (retry amplification), and per
                 # request the gateways routed, both over the measurement window.
@@ -318,6 +331,7 @@ class Fleet:
             "in_flight": rec.in_flight_series(),
             "p50_ms": [1000 * x for x in rec.ts_p50],
             "p99_ms": [1000 * x for x in rec.ts_p99],
+            "tries": rec.ts_tries,
             "attempts": [sum(col) for col in zip(*(g.tries_ts for g in self._all_gateways()), strict=True)],
         }
         for cause in sorted(rec.ts_errors):
@@ -332,7 +346,9 @@ class Fleet:
                 counters[node.name] = {"connections": dict(zip([t.name for t in node.targets], node.connections, strict=True))}
         counters["network"] = {link.key: {"bytes": link.bytes, "messages": link.messages, "relation": link.relation}
                                for link in self.network.links.values()}
-        counters["clients"] = {c.name: {"issued": c.issued} for c in self.clients}
+        counters["clients"] = {c.name: {"calls": c.calls, "tries": c.issued, "retries": c.retries,
+                                        "client_timeouts": c.client_timeouts, "retries_denied": c.retries_denied}
+                               for c in self.clients}
         return {
             "summary": summary,
             "timeseries": ts,
@@ -340,5 +356,5 @@ class Fleet:
             "latency_histogram": lat.to_dict(),
             "graph": self.traffic_graph(),
             "events": self.events_scheduled(),
-            "requests": sum(c.issued for c in self.clients),
+            "requests": sum(c.calls for c in self.clients),
         }

@@ -171,3 +171,16 @@ def test_max_requests_overflow_is_a_local_503_and_not_retried():
     # The first request holds the only slot until 2.5121; the second overflows at once.
     assert log[0] == (2.0, 0.0221, "overflow_max_requests")
     assert res["summary"]["retries"]["overflow"]["max_requests"] == 1
+
+
+def test_envoys_default_max_retries_refuses_retries_at_a_high_retry_rate():
+    from sim.config import load_experiment
+
+    from .stats import VALIDATION
+
+    exp = load_experiment(VALIDATION / "retries.yaml", [
+        "topology.gateways.gw.cluster.circuit_breakers.max_retries=3", "duration_s=8", "warmup_s=2"]).config
+    s = Fleet(exp).run()["summary"]
+    # About 200 retries/s per gateway, each in flight ~15 ms: more than 3 at once.
+    assert s["retries"]["overflow"]["retries"] > 100
+    assert s["retries"]["amplification"] < 1.39 - 0.05

@@ -119,3 +119,42 @@ def test_least_request_p2c_narrows_queue_spread_vs_round_robin():
     ]
     m, h = ci(slow_share)
     assert m + h < 0.5
+
+
+def test_gateway_retry_amplification_and_failure_match_independent_failures():
+    from sim.analytic import retry_amplification, retry_failure_probability
+
+    exp = load("retries.yaml")
+    f = exp.topology.services["api"].error_probability
+    n = exp.topology.gateways["gw"].route.retry_policy.num_retries
+    runs = replicate(exp)
+    amp = [r["summary"]["retries"]["amplification"] for r in runs]
+    fail = [r["summary"]["requests"]["failed"].get("backend_error", 0) / r["summary"]["requests"]["offered"]
+            for r in runs]
+    assert_matches(amp, retry_amplification(f, n), 0.01, "retry amplification")
+    assert_matches(fail, retry_failure_probability(f, n), 0.0, "client-visible failure", abs_width=0.004)
+
+
+def test_client_retries_follow_the_same_closed_form():
+    from sim.analytic import retry_amplification, retry_failure_probability
+
+    exp = load("retries.yaml", ["topology.gateways.gw.route.retry_policy=null",
+                                "workload.client.max_attempts=3", "workload.client.backoff.base_s=0.001"])
+    f = 0.3
+    runs = replicate(exp)
+    tries = [r["summary"]["client"]["tries"] / r["summary"]["client"]["calls"] for r in runs]
+    fail = [r["summary"]["requests"]["failed"].get("backend_error", 0) / r["summary"]["requests"]["offered"]
+            for r in runs]
+    assert_matches(tries, retry_amplification(f, 2), 0.01, "client tries per call")
+    assert_matches(fail, retry_failure_probability(f, 2), 0.0, "client-visible failure", abs_width=0.004)
+
+
+def test_max_requests_overflow_matches_mmck_blocking():
+    # Zero latency: requests in flight to the cluster = customers in the backend
+    # station, so max_requests = K turns the M/M/4 station into M/M/4/K.
+    exp = load("mmc.yaml", ["topology.gateways.gw.cluster.circuit_breakers.max_requests=8",
+                            "workload.rate_schedule.0.rate_per_s=380", "duration_s=120"])
+    runs = replicate(exp)
+    frac = [r["summary"]["retries"]["overflow"]["max_requests"] / r["summary"]["requests"]["offered"]
+            for r in runs]
+    assert_matches(frac, mmck_blocking(380.0, 100.0, 4, 8), 0.08, "max_requests overflow fraction")

@@ -35,6 +35,7 @@ class BalancerNode:
         self._later = ctx.call_later
         self.name = name
         self.az = az
+        self.up = True  # False during an AZ outage: clients stop connecting here
         self.policy = config.policy
         self.targets = targets
         self.n = len(targets)

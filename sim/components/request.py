@@ -18,6 +18,10 @@ PER_TRY_TIMEOUT = "per_try_timeout"  # 504: the last try's per-try timeout fired
 OVERFLOW_MAX_REQUESTS = "overflow_max_requests"  # 503: the cluster's max_requests breaker
 UPSTREAM_RESET = "upstream_reset"  # 503: the upstream reset the stream (instance crashed)
 CONNECT_FAILURE = "connect_failure"  # 503: the upstream refused the connection (instance down)
+CLIENT_TIMEOUT = "client_timeout"  # the client stopped waiting for its try
+DROPPED_EXPIRED = "backend_dropped_expired"  # 503: the backend dropped it unserved, its deadline passed
+GATEWAY_RESET = "gateway_reset"  # no status: the client's connection was reset (its gateway or node crashed)
+NO_HEALTHY_UPSTREAM = "no_healthy_upstream"  # 503: the balancer node had no gateway up
 
 
 class Request:
@@ -35,7 +39,7 @@ class Request:
 
     __slots__ = ("t0", "counted", "service", "req_bytes", "resp_bytes", "client", "lb_node",
                  "lb_index", "gateway", "outcome", "attempt", "cluster", "retries", "tried", "backoff",
-                 "deadline")
+                 "deadline", "call")
 
     def __init__(self, t0: float, counted: bool, service: str, req_bytes: float, client):
         # Only what may be read before it is written; the balancer, gateway

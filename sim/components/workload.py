@@ -19,10 +19,10 @@ import bisect
 import math
 
 from sim.config.distributions import Constant, Exponential
-from sim.config.models import RateStep
+from sim.config.models import ClientPolicy, RateStep
 from sim.engine import Sampler, SimContext, UniformStream
 
-from .request import Request
+from .request import CLIENT_TIMEOUT, OK, Request
 
 #: How far ahead a client population issues its requests (s); see ``_batch``.
 LOOKAHEAD_S = 0.05
@@ -50,10 +50,40 @@ def rate_breakpoints(schedule: list[RateStep]) -> list[tuple[float, float]]:
 class RateFunction:
     """r(t) and the inversion of its integral, scaled by ``scale``."""
 
-    def __init__(self, schedule: list[RateStep], scale: float = 1.0):
+    def __init__(self, schedule: list[RateStep], scale: float = 1.0,
+                 spikes: list[tuple[float, float, float]] = ()):
         pts = rate_breakpoints(schedule)
         self.times = [t for t, _ in pts]
         self.rates = [r * scale for _, r in pts]
+        if spikes:
+            self._apply_spikes(spikes)
+
+    def _left(self, t: float) -> float:
+        """The rate just before ``t``."""
+        i = bisect.bisect_left(self.times, t)
+        if i < len(self.times) and self.times[i] == t:
+            return self.rates[i]
+        return self.rate(t)
+
+    def _apply_spikes(self, spikes: list[tuple[float, float, float]]) -> None:
+        """Multiply the rate by ``factor`` on each ``[start, end)`` (load spikes; they stack)."""
+        def factor(t: float) -> float:
+            f = 1.0
+            for start, end, k in spikes:
+                if start <= t < end:
+                    f *= k
+            return f
+
+        cuts = sorted({*self.times, *[t for s, e, _ in spikes for t in (s, e)]})
+        times, rates = [], []
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            f = factor((a + b) / 2)
+            times += [a, b]
+            rates += [self.rate(a) * f, self._left(b) * f]
+        last = cuts[-1]
+        times.append(last)
+        rates.append(self.rate(last) * factor(last))
+        self.times, self.rates = times, rates
 
     def rate(self, t: float) -> float:
         i = bisect.bisect_right(self.times, t) - 1
@@ -103,23 +133,55 @@ class RateFunction:
             i += 1
 
 
+class Call:
+    """One client call: its tries, until one succeeds or the client gives up.
+
+    Attributes:
+        t0: when the call was made (s); counted: made after warm-up.
+        service: the service; tries: tries made; current: the try awaited.
+        client: index of the client (SDK instance) making it; outcome: final.
+    """
+
+    __slots__ = ("t0", "counted", "service", "k", "tries", "current", "client", "outcome")
+
+    def __init__(self, t0: float, counted: bool, service: str, k: int, client: int):
+        self.t0 = t0
+        self.counted = counted
+        self.service = service
+        self.k = k
+        self.tries = 0
+        self.current = None
+        self.client = client
+        self.outcome = None
+
+
 class ClientPopulation:
     """The clients of one region.
+
+    Calls arrive as an open-loop process; each call makes tries (fleet
+    requests) as the workload's :class:`~sim.config.models.ClientPolicy`
+    says: per-try timeout, back-off, retry token bucket (AWS SDK standard
+    mode). KPIs count calls: a call succeeds when one of its tries does.
+
+    Counts: ``issued`` tries, ``calls``, ``retries``, ``client_timeouts``,
+    ``retries_denied`` (token bucket empty); the live calls and live tries,
+    for the conservation checks.
 
     Args:
         ctx: simulation context.
         name: ``clients.<region>``; its streams are prefixed with it.
         region: the region.
-        rate: the population's own rate function (already scaled by its share).
+        rate: the population's own rate function (share and load spikes included).
         services: (name, share, request-size distribution) of each service.
         nodes: the region's balancer nodes.
-        network: for the client-to-node links.
         recorder: where outcomes go.
+        arrivals: ``poisson`` or ``deterministic``.
+        policy: the client policy (default: one try, no timeout).
     """
 
     def __init__(self, ctx: SimContext, name: str, region: str, rate: RateFunction,
                  services: list[tuple[str, float, object]], nodes: list, recorder,
-                 arrivals: str = "poisson"):
+                 arrivals: str = "poisson", policy: ClientPolicy | None = None):
         if not nodes:
             raise ValueError(f"{name}: no balancer node to connect to")
         self.ctx = ctx
@@ -132,9 +194,11 @@ class ClientPopulation:
         self.recorder = recorder
         self.warmup_s = ctx.warmup_s
         self.stop_s = ctx.duration_s
+        self.policy = policy = policy or ClientPolicy()
         unit = Exponential(mean=1.0) if arrivals == "poisson" else Constant(value=1.0)
         self._gap = Sampler(unit, ctx.rng(f"{name}.arrivals"))
         self._uniform = UniformStream(ctx.rng(f"{name}.choices"))
+        self._retry_uniform = UniformStream(ctx.rng(f"{name}.retries"))
         self.service_names = [s for s, _, _ in services]
         cum, acc = [], 0.0
         for _, share, _ in services:
@@ -143,9 +207,27 @@ class ClientPopulation:
         cum[-1] = 1.0
         self.service_cum = cum
         self.req_bytes = [Sampler(d, ctx.rng(f"{name}.{s}.request_bytes")) for s, _, d in services]
+        self.simple = policy.max_attempts == 1 and policy.timeout_s is None
+        bucket = policy.token_bucket
+        self.tokens = [bucket.capacity] * policy.clients if bucket is not None else None
         self.issued = 0
-        self.live: set[Request] = set()
+        self.answered = 0
+        self.calls = 0
+        self.retries = 0
+        self.client_timeouts = 0
+        self.retries_denied = 0
+        self.live: set[Call] = set()
+        self.live_tries: set[Request] = set()
+        self.rate_factor = 1.0
         self._next_t = 0.0
+
+    def set_rate_factor(self, factor: float) -> None:
+        """Record the load-spike factor in force (for reports).
+
+        The spike itself is part of the population's rate function, built with
+        the fault timeline before t=0, so look-ahead batching stays exact.
+        """
+        self.rate_factor = factor
 
     def start(self) -> None:
         self._next_t = self.rate.advance(0.0, self._gap.draw())
@@ -153,13 +235,14 @@ class ClientPopulation:
             self._later(self._next_t, self._batch)
 
     def _batch(self, _value) -> None:
-        """Issue every request due in the next ``LOOKAHEAD_S`` now.
+        """Make every call due in the next ``LOOKAHEAD_S`` now.
 
-        Each request's first hop is scheduled to end at its issue time plus
-        the hop's latency, exactly as if it had been sent at its issue time,
-        so one event per batch replaces one event per request. Nothing in
-        the fleet sees a request before it reaches the balancer. A batch never
-        spans the end of the warm-up, so the window's byte counts are exact.
+        Each call's first try is scheduled to reach the balancer at its issue
+        time plus the hop's latency, exactly as if it had been sent at its
+        issue time, so one event per batch replaces one event per call.
+        Nothing in the fleet sees a try before it reaches the balancer. A
+        batch never spans the end of the warm-up, so the window's byte counts
+        are exact.
         """
         now = self.env._now
         end = now + LOOKAHEAD_S
@@ -170,30 +253,100 @@ class ClientPopulation:
         gap = self._gap.draw
         t = self._next_t
         while t < end and t < stop:
-            self._issue(t, now)
+            self._call(t, now)
             t = advance(t, gap())
         self._next_t = t
         if t < stop:
             self._later((end if end > t else t) - now, self._batch)
 
-    def _issue(self, t: float, now: float) -> None:
+    def _call(self, t: float, now: float) -> None:
         u = self._uniform
         k = 0 if len(self.service_cum) == 1 else bisect.bisect_right(self.service_cum, u())
         if k >= len(self.service_cum):
             k = len(self.service_cum) - 1
         counted = t >= self.warmup_s
-        req = Request(t, counted, self.service_names[k], self.req_bytes[k].draw(), self)
-        self.issued += 1
-        self.live.add(req)
+        client = 0 if self.tokens is None or len(self.tokens) == 1 else int(u() * len(self.tokens))
+        call = Call(t, counted, self.service_names[k], k, client)
+        self.calls += 1
+        self.live.add(call)
         self.recorder.arrival(t, counted)
+        self._try(call, t, now)
+
+    def _try(self, call: Call, t: float, now: float) -> None:
+        """Send a try of ``call`` that leaves at ``t`` (>= now)."""
+        k = call.k
+        req = Request(t, call.counted, call.service, self.req_bytes[k].draw(), self)
+        req.call = call
+        call.tries += 1
+        call.current = req
+        self.issued += 1
+        self.live_tries.add(req)
+        self.recorder.try_sent(t)
         nodes = self.nodes
-        node = nodes[0] if len(nodes) == 1 else nodes[int(u() * len(nodes))]
+        node = nodes[0] if len(nodes) == 1 else nodes[int(self._uniform() * len(nodes))]
+        if not node.up:
+            # DNS stops answering with a node that is down (an AZ outage).
+            up = [n for n in nodes if n.up]
+            if up:
+                node = up[0] if len(up) == 1 else up[int(self._uniform() * len(up))]
+        if self.policy.timeout_s is not None:
+            self._later(t - now + self.policy.timeout_s, self._timed_out, req)
         node.link_in.send_after(t - now, req.req_bytes, node.accept, req)
 
     def on_response(self, req: Request) -> None:
-        """The response reached the client."""
+        """A try's answer reached the client."""
         try:
-            self.live.remove(req)
+            self.live_tries.remove(req)
         except KeyError:
             raise RuntimeError(f"{self.name}: a request was answered twice or was never issued") from None
-        self.recorder.completion(self.env._now, req.t0, req.counted, req.outcome)
+        self.answered += 1
+        call = req.call
+        if call.current is not req:
+            return  # the client stopped waiting for this try; its answer is wasted
+        self._try_over(call, req.outcome)
+
+    def _timed_out(self, req: Request) -> None:
+        call = req.call
+        if call.current is not req:
+            return  # answered (or timed out) already
+        self.client_timeouts += 1
+        self._try_over(call, CLIENT_TIMEOUT)
+
+    def _try_over(self, call: Call, outcome: str) -> None:
+        call.current = None
+        policy = self.policy
+        if outcome == OK:
+            if self.tokens is not None:
+                tb = policy.token_bucket
+                self.tokens[call.client] = min(tb.capacity, self.tokens[call.client] + tb.success_refund)
+            self._finish(call, OK)
+            return
+        if call.tries >= policy.max_attempts:
+            self._finish(call, outcome)
+            return
+        if self.tokens is not None:
+            tb = policy.token_bucket
+            cost = tb.timeout_retry_cost if outcome == CLIENT_TIMEOUT else tb.retry_cost
+            if self.tokens[call.client] < cost:
+                self.retries_denied += 1
+                self._finish(call, outcome)
+                return
+            self.tokens[call.client] -= cost
+        self.retries += 1
+        b = policy.backoff
+        delay = min(b.max_s, b.base_s * 2.0 ** (call.tries - 1))
+        if b.jitter == "full":
+            delay *= self._retry_uniform()
+        self._later(delay, self._retry, call)
+
+    def _retry(self, call: Call) -> None:
+        now = self.env._now
+        self._try(call, now, now)
+
+    def _finish(self, call: Call, outcome: str) -> None:
+        call.outcome = outcome
+        try:
+            self.live.remove(call)
+        except KeyError:
+            raise RuntimeError(f"{self.name}: a call was answered twice or was never made") from None
+        self.recorder.completion(self.env._now, call.t0, call.counted, outcome)

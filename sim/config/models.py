@@ -231,6 +231,48 @@ class RateStep(_Model):
     ramp_s: float = Field(default=0.0, ge=0)
 
 
+class ClientBackoff(_Model):
+    """Client back-off before try n+1: min(max_s, base_s x 2^(n-1)), times U[0,1) with full jitter.
+
+    AWS SDK standard retry mode: base 100 ms, max 20 s, full jitter (FACTS.md).
+    """
+
+    base_s: float = Field(default=0.1, gt=0)
+    max_s: float = Field(default=20.0, gt=0)
+    jitter: Literal["full", "none"] = "full"
+
+
+class RetryTokenBucket(_Model):
+    """AWS SDK standard-mode retry quota: a retry spends tokens, a success refunds some.
+
+    A retry costs ``retry_cost`` tokens (``timeout_retry_cost`` after a
+    client timeout) and is not made when the bucket holds fewer; each
+    successful call returns ``success_refund`` (up to ``capacity``). Defaults:
+    500, 5, 10, 1 (FACTS.md). Each of the population's ``clients`` has its own bucket.
+    """
+
+    capacity: int = Field(default=500, ge=0)
+    retry_cost: int = Field(default=5, ge=0)
+    timeout_retry_cost: int = Field(default=10, ge=0)
+    success_refund: int = Field(default=1, ge=0)
+
+
+class ClientPolicy(_Model):
+    """How clients behave: tries per call, per-try timeout, back-off, retry quota.
+
+    A client retries any failed try (5xx, 504, its own timeout) until
+    ``max_attempts`` tries were made. A try it timed out on keeps running in
+    the fleet; its late answer is ignored. Each call goes to one of
+    ``clients`` independent clients (SDK instances), picked uniformly.
+    """
+
+    max_attempts: int = Field(default=1, ge=1, description="Tries per call, the first included.")
+    timeout_s: float | None = Field(default=None, gt=0, description="Per try; none: wait for the fleet.")
+    backoff: ClientBackoff = ClientBackoff()
+    token_bucket: RetryTokenBucket | None = None
+    clients: int = Field(default=1, ge=1, description="Independent clients (each with its own bucket).")
+
+
 class Workload(_Model):
     """Open-loop arrivals following ``rate_schedule``, split across client
     populations by their share and across services by ``services``.
@@ -245,6 +287,7 @@ class Workload(_Model):
     services: dict[Name, Annotated[float, Field(gt=0, le=1)]] | None = Field(
         default=None, description="Service mix; default: the topology's only service."
     )
+    client: ClientPolicy = ClientPolicy()
 
 
 class FaultTarget(_Model):

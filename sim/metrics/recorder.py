@@ -37,6 +37,7 @@ class Recorder:
         self.failed: dict[str, int] = {}
         self.latency = LogHistogram()
         self.ts_offered = [0] * n
+        self.ts_tries = [0] * n  # client tries sent, retries included
         self.ts_done = [0] * n
         self.ts_good = [0] * n
         self.ts_errors: dict[str, list[int]] = {}
@@ -51,6 +52,9 @@ class Recorder:
         if counted:
             self.offered += 1
         self.ts_offered[int(t)] += 1
+
+    def try_sent(self, t: float) -> None:
+        self.ts_tries[int(t)] += 1
 
     def completion(self, now: float, t0: float, counted: bool, outcome: str) -> None:
         sec = int(now)

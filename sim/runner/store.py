@@ -59,7 +59,7 @@ def atomic_write_json(path: Path, value: Any) -> None:
 
 def timeseries_csv(series_by_rep: list[dict[str, list]]) -> str:
     """One row per (replication, second); error columns are the union of causes."""
-    base = ["t_s", "offered", "throughput", "goodput", "in_flight", "p50_ms", "p99_ms", "attempts"]
+    base = ["t_s", "offered", "throughput", "goodput", "in_flight", "p50_ms", "p99_ms", "tries", "attempts"]
     errs = sorted({k for ts in series_by_rep for k in ts if k.startswith("err_")})
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
