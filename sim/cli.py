@@ -65,7 +65,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from sim.runner import run_experiment
+    from sim.runner import run_experiment, run_variants
 
     got, code = _load(args, args.experiment)
     if code:
@@ -74,17 +74,22 @@ def cmd_run(args) -> int:
     if args.jobs < 1:
         return _fail([Issue("<command line>", None, "--jobs", f"must be at least 1, got {args.jobs}")])
     try:
-        run_dir = run_experiment(
-            loaded.config, Path(args.out), jobs=args.jobs,
-            run_dir=Path(args.run_dir) if args.run_dir else None,
-            show_progress=not args.quiet, report=not args.no_report,
-        )
+        kwargs = dict(jobs=args.jobs, run_dir=Path(args.run_dir) if args.run_dir else None,
+                      show_progress=not args.quiet, report=not args.no_report)
+        if loaded.variants:
+            run_dir = run_variants(loaded.config, loaded.variants, Path(args.out), **kwargs)
+        else:
+            run_dir = run_experiment(loaded.config, Path(args.out), **kwargs)
     except FileExistsError as e:
         return _fail([Issue("<command line>", None, "--run-dir", str(e))])
     except KeyboardInterrupt:
         print("interrupted: completed replications are kept; rerun with --run-dir to resume", file=sys.stderr)
         return 130
-    if not args.quiet:
+    if not args.quiet and loaded.variants:
+        for name in loaded.variants:
+            print(f"--- variant {name}")
+            _print_summary(json.loads((run_dir / "variants" / name / "summary.json").read_text()))
+    elif not args.quiet:
         summary = json.loads((run_dir / "summary.json").read_text())
         _print_summary(summary)
         if not args.no_report:
@@ -110,6 +115,20 @@ def _print_summary(s: dict) -> None:
     pairs = s.get("bytes_by_az_pair", {})
     cross = sum(v for k, v in pairs.items() if "internet" not in k and k.split("->")[0] != k.split("->")[1])
     print(f"  cross-AZ  {cross / 1e9:.3f} GB in the measurement window")
+    retries = s.get("retries") or {}
+    if retries.get("amplification") is not None:
+        over = retries.get("overflow", {})
+        print(f"  retries   amplification {retries['amplification']:.3f} backend tries per call, "
+              f"retry overflow {over.get('retries', 0):.0f}, max_requests overflow {over.get('max_requests', 0):.0f}")
+    rec = s.get("recovery")
+    if rec:
+        def yes(x):
+            return "yes" if x is True else "no" if x is False else f"{x:.0%} of replications"
+
+        after = "n/a" if rec.get("recovery_s") is None else f"{rec['recovery_s']:.1f} s after the fault"
+        print(f"  recovery  goodput {f(rec.get('goodput_before_rps'))}/s before, {f(rec.get('goodput_during_rps'))}/s "
+              f"during, {f(rec.get('goodput_after_rps'))}/s after; recovered {yes(rec['recovered'])} ({after}); "
+              f"metastable {yes(rec['metastable'])}")
 
 
 def cmd_schema(args) -> int:

@@ -25,6 +25,11 @@ from sim.components.workload import ClientPopulation, RateFunction
 from sim.config.models import Experiment
 from sim.engine import SimContext
 from sim.metrics.recorder import Recorder
+from sim.metrics.recovery import analyse_recovery
+
+#: Recovery rules (sim.metrics.recovery): goodput back to 90% of its level
+#: before the fault, smoothed over 3 s and held for 5 s.
+RECOVERY = {"threshold": 0.9, "baseline_s": 30.0, "hold_s": 5.0, "smooth_s": 3}
 
 
 class FleetError(Exception):
@@ -86,6 +91,17 @@ def layout(exp: Experiment) -> nx.DiGraph:
             for be, bd in g.nodes(data=True):
                 if bd["kind"] == "backend" and bd["service"] == svc and bd["region"] == d["region"]:
                     g.add_edge(gw, be, relation="same_az" if bd["az"] == d["az"] else "cross_az")
+
+    if exp.faults:
+        end = max(f.at_s + f.for_s for f in exp.faults)
+        need = end + RECOVERY["hold_s"] + RECOVERY["smooth_s"]
+        if exp.duration_s < need:
+            raise FleetError(("duration_s",), f"must be at least {need:g} s: recovery is judged over "
+                             f"{RECOVERY['hold_s'] + RECOVERY['smooth_s']:g} s after the last fault ends at {end:g} s")
+        start = min(f.at_s for f in exp.faults)
+        if start < exp.warmup_s:
+            raise FleetError(("faults",), f"the first fault starts at {start:g} s, inside the warm-up "
+                             f"({exp.warmup_s:g} s): there is no baseline to recover to")
 
     # Every client region must reach a backend of every service it asks for.
     for region in topo.clients:
@@ -283,6 +299,11 @@ class Fleet:
             overflow["retries"] += gateway[pool]["retry_overflow"]
         tries = sum(sum(c.sent) for g in self._all_gateways() for c in g.clusters.values())
         routed = sum(g.requests for g in self._all_gateways())
+        recovery = None
+        if exp.faults:
+            windows = [(f.at_s, f.at_s + f.for_s) for f in exp.faults]
+            recovery = analyse_recovery(rec.ts_good, windows, warmup_s=exp.warmup_s,
+                                        duration_s=exp.duration_s, **RECOVERY).to_dict()
         summary = {
             "experiment": exp.name,
             "description": exp.description,
@@ -321,6 +342,7 @@ class Fleet:
                 "overflow": overflow,
             },
             "bytes_by_az_pair": self.network.bytes_by_pair(),
+            "recovery": recovery,
         }
         n = rec.n
         ts = {

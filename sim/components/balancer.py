@@ -12,7 +12,17 @@ forwards a response in one step over both hops (gateway to node, node to
 client), counting bytes on each; a least-connections count is therefore
 released when the response reaches the client, one hop after the node saw it.
 
-Counts (measurement window): ``connections`` per gateway instance.
+A node skips gateways that are down (``up`` False: crashed by a fault).
+Round robin moves on to the next one up, random re-picks uniformly among
+those up, least connections takes the least busy of those up. If none of
+its targets is up the node answers at once with 503
+(``no_healthy_upstream``). A node is itself down (``up`` False) during an
+outage of its AZ: clients stop choosing it, and a request that reaches it
+anyway gets ``gateway_reset`` (its connection fails).
+
+Counts (measurement window): ``connections`` per gateway instance,
+``no_healthy`` requests answered 503 for want of a gateway up, ``refused``
+requests that reached the node while it was down.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from sim.config.models import Balancer
 from sim.engine import SimContext, UniformStream
 
 from .network import INTERNET
-from .request import Request
+from .request import GATEWAY_RESET, LOCAL_REPLY_BYTES, NO_HEALTHY_UPSTREAM, Request
 
 
 class BalancerNode:
@@ -50,6 +60,8 @@ class BalancerNode:
 
     def reset(self) -> None:
         self.connections = [0] * self.n
+        self.no_healthy = 0
+        self.refused = 0
 
     def _pick(self) -> int:
         if self.policy == "round_robin":
@@ -74,9 +86,60 @@ class BalancerNode:
                 best, low = j, active[j]
         return best
 
+    def _pick_up(self) -> int:
+        """:meth:`_pick` chose a target that is down: pick among those up (-1: none is)."""
+        targets = self.targets
+        n = self.n
+        if self.policy == "round_robin":
+            for _ in range(n - 1):
+                j = self._rr
+                self._rr = j + 1 if j + 1 < n else 0
+                if targets[j].up:
+                    return j
+            return -1
+        ups = [j for j in range(n) if targets[j].up]
+        if not ups:
+            return -1
+        if self.policy == "random":
+            return ups[int(self.uniform() * len(ups))]
+        # least_connections: the same scan as _pick's, from the start it used, over those up.
+        start = self._rr - 1 if self._rr > 0 else n - 1
+        active = self.active
+        best, low = -1, 0
+        for k in range(n):
+            j = start + k
+            if j >= n:
+                j -= n
+            if targets[j].up and (best < 0 or active[j] < low):
+                best, low = j, active[j]
+        return best
+
+    def _local_reply(self, req: Request, outcome: str, nbytes: float) -> None:
+        """Answer ``req`` from the node itself, back over the client's hop."""
+        req.lb_node = self
+        req.outcome = outcome
+        req.resp_bytes = nbytes
+        out = self.link_out
+        out.bytes += nbytes
+        out.messages += 1
+        self._later(out.draw(), self._locally_answered, req)
+
+    def _locally_answered(self, req: Request) -> None:
+        req.client.on_response(req)
+
     def accept(self, req: Request) -> None:
         """A client's request reaches this node (a scheduled callback)."""
+        if not self.up:
+            self.refused += 1
+            self._local_reply(req, GATEWAY_RESET, 0.0)
+            return
         i = self._pick()
+        if not self.targets[i].up:
+            i = self._pick_up()
+            if i < 0:
+                self.no_healthy += 1
+                self._local_reply(req, NO_HEALTHY_UPSTREAM, LOCAL_REPLY_BYTES)
+                return
         self.active[i] += 1
         self.connections[i] += 1
         req.lb_node = self

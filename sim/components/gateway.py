@@ -24,6 +24,7 @@ from sim.engine import FixedDelayTimers, Sampler, SimContext, UniformStream
 
 from .lb import make_policy
 from .request import (
+    GATEWAY_RESET,
     LOCAL_REPLY_BYTES,
     OK,
     OVERFLOW_MAX_REQUESTS,
@@ -109,6 +110,7 @@ class GatewayInstance:
         self.busy_s = 0.0
         # Tries sent upstream in each simulated second (retries included).
         self.tries_ts = [0] * max(1, math.ceil(ctx.duration_s))
+        self.up = True  # False while crashed (a fault): balancer nodes skip it
         self.reset()
 
     # -- wiring (before t=0)
@@ -124,9 +126,11 @@ class GatewayInstance:
     def reset(self) -> None:
         """Start the measurement window now (called at the end of the warm-up)."""
         now = self.env._now
-        self.busy_s = math.fsum(t - now for t, _ in self.ctx.pending(self._cpu_done))
+        # A request answered while in CPU was reset by a crash: its slice ended then.
+        self.busy_s = math.fsum(t - now for t, r in self.ctx.pending(self._cpu_done) if r.outcome is None)
         self.requests = 0
         self.timeouts = 0
+        self.resets = 0  # requests reset by a crash, or arriving while down
         for c in self.clusters.values():
             c.reset()
 
@@ -134,6 +138,10 @@ class GatewayInstance:
     def accept(self, req: Request) -> None:
         """A request arrives from the balancer (a scheduled callback)."""
         req.gateway = self
+        if not self.up:  # it crashed while the request was on its way
+            self.resets += 1
+            self._answer(req, GATEWAY_RESET, 0.0)
+            return
         if self.busy < self.workers:
             self.busy += 1
             self._run_cpu(req)
@@ -146,6 +154,8 @@ class GatewayInstance:
         self._later(s, self._cpu_done, req)
 
     def _cpu_done(self, req: Request) -> None:
+        if req.outcome is not None:  # reset by a crash while in CPU; the worker was freed then
+            return
         if self.queue:
             self._run_cpu(self.queue.popleft())
         else:
@@ -280,10 +290,53 @@ class GatewayInstance:
     def finish(self) -> None:
         """Close the window now: drop CPU time scheduled beyond it."""
         now = self.env._now
-        self.busy_s -= math.fsum(t - now for t, _ in self.ctx.pending(self._cpu_done))
+        self.busy_s -= math.fsum(t - now for t, r in self.ctx.pending(self._cpu_done) if r.outcome is None)
+
+    # -- faults (sim.components.faults)
+    def crash(self) -> None:
+        """Go down now: every request here is answered ``gateway_reset``, its try abandoned.
+
+        Requests waiting for CPU, in CPU, and routed but unanswered (a try in
+        flight or in its back-off) lose their client connection: the client
+        gets ``gateway_reset`` (no bytes: a TCP reset). Tries in flight are
+        abandoned and released as on a route timeout, so a late backend answer
+        is discarded and the host's active count drops. Until :meth:`restart`,
+        arriving requests are reset too and balancer nodes skip this instance.
+        """
+        if not self.up:
+            raise RuntimeError(f"gateway {self.name} is already down")
+        now = self.env._now
+        self.up = False
+        in_cpu = sorted(((t, r) for t, r in self.ctx.pending(self._cpu_done) if r.outcome is None),
+                        key=lambda e: e[0])
+        for t_end, _ in in_cpu:
+            self.busy_s -= t_end - now  # the slice ends now, not at its scheduled end
+        waiting = list(self.queue)
+        self.queue.clear()
+        self.busy = 0
+        # Every routed request holds a route timer until it fires; those not yet
+        # answered are the ones in the router.
+        routed = [r for _, r in self._timers._q if r.outcome is None]
+        for req in routed:
+            attempt = req.attempt
+            if attempt is not None:  # else it is in its back-off; _retry sees the answer
+                req.attempt = None
+                attempt.abandoned = True
+                self._release(attempt)
+        reset = [r for _, r in in_cpu] + waiting + routed
+        self.resets += len(reset)
+        for req in reset:
+            self._answer(req, GATEWAY_RESET, 0.0)
+
+    def restart(self) -> None:
+        """Come back up, empty (a crash emptied it)."""
+        if self.up:
+            raise RuntimeError(f"gateway {self.name} is not down")
+        self.up = True
 
     def stats(self) -> dict:
         return {"requests": self.requests, "busy_s": self.busy_s, "timeouts": self.timeouts,
+                "resets": self.resets, "up": self.up,
                 "workers": self.workers, "queue_len": len(self.queue), "busy": self.busy,
                 "active": {c.service: sum(c.active) for c in self.clusters.values()},
                 "sent": {c.service: {h.name: n for h, n in zip(c.hosts, c.sent, strict=True)}

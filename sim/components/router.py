@@ -14,6 +14,8 @@ from .request import (
     BACKEND_ERROR,
     BACKEND_OVERFLOW,
     CONNECT_FAILURE,
+    DROPPED_EXPIRED,
+    NO_HEALTHY_UPSTREAM,
     OK,
     OVERFLOW_MAX_REQUESTS,
     PER_TRY_TIMEOUT,
@@ -29,6 +31,8 @@ STATUS = {
     UPSTREAM_RESET: 503,  # "upstream connect error or disconnect/reset before headers"
     CONNECT_FAILURE: 503,
     OVERFLOW_MAX_REQUESTS: 503,  # x-envoy-overloaded
+    DROPPED_EXPIRED: 503,  # the backend shed it unserved: its caller's deadline had passed
+    NO_HEALTHY_UPSTREAM: 503,  # the balancer node had no gateway up (never retried by a gateway)
     PER_TRY_TIMEOUT: 504,
     ROUTE_TIMEOUT: 504,
 }

@@ -11,6 +11,7 @@ from an override points at the override, not at the topology.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import io
 import types
@@ -55,6 +56,7 @@ class LoadedExperiment:
     source: Path
     positions: dict[tuple, Pos]
     overridden: dict[tuple, Pos] = field(default_factory=dict)
+    variants: dict[str, Experiment] = field(default_factory=dict)
 
     def locate(self, path: tuple) -> Pos:
         """File and line of the longest known prefix of ``path``."""
@@ -590,7 +592,18 @@ def load_experiment(
         data["replications"] = replications
         positions[("replications",)] = overridden[("replications",)] = (CLI, None)
 
-    return LoadedExperiment(validate(data, positions, label, overridden), path, positions, overridden)
+    base = validate(data, positions, label, overridden)
+    variants: dict[str, Experiment] = {}
+    raw = data.get("variants") or {}
+    for name, changes in raw.items():
+        vdata = copy.deepcopy(data)
+        vdata["variants"] = {}
+        vpositions = dict(positions)
+        voverridden = dict(overridden)
+        for key, value in changes.items():
+            apply_override(vdata, vpositions, str(key), value, positions[("variants", name, key)], voverridden)
+        variants[name] = validate(vdata, vpositions, label, voverridden)
+    return LoadedExperiment(base, path, positions, overridden, variants)
 
 
 def load_topology(path: str | Path) -> Topology:

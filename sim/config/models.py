@@ -365,3 +365,8 @@ class Experiment(_Model):
     seed: int = Field(default=1, ge=0)
     replications: int = Field(default=1, ge=1)
     faults: list[Fault] = Field(default=[], description="The fault timeline.")
+    variants: dict[Name, dict[str, Any]] = Field(
+        default={},
+        description="Named variants to run and compare: each maps dotted paths into this experiment "
+                    "(as --set does) to values. Every variant uses the same seed (common random numbers).",
+    )

@@ -29,6 +29,12 @@ def _keys(dicts: list[dict]) -> list:
 
 
 def _combine(values: list[Any], half_width: bool) -> Any:
+    if values and all(isinstance(v, bool) for v in values):
+        # A yes/no outcome (recovered, metastable): the common answer, or the
+        # fraction of replications that said yes when they disagree.
+        if half_width:
+            return math.nan
+        return values[0] if len(set(values)) == 1 else sum(values) / len(values)
     if all(isinstance(v, dict) for v in values):
         out = {}
         for k in _keys(values):
@@ -65,7 +71,7 @@ def combine_summaries(summaries: list[dict]) -> dict:
         values = [s.get(k, 0) for s in summaries]
         out[k] = _combine(values, False)
         hw = _combine(values, True)
-        if isinstance(hw, dict) or _is_num(hw):
+        if isinstance(hw, dict) or (_is_num(hw) and not isinstance(out[k], bool)):
             ci[k] = hw
     out["replications"] = len(summaries)
     out["ci95"] = ci

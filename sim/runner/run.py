@@ -185,3 +185,40 @@ def run_experiment(
 
         write_report(run_dir)
     return run_dir
+
+
+def run_variants(
+    base: Experiment,
+    variants: dict[str, Experiment],
+    out: Path = Path("results"),
+    *,
+    jobs: int = 1,
+    run_dir: Path | None = None,
+    show_progress: bool = True,
+    report: bool = True,
+) -> Path:
+    """Run every named variant of an experiment and write one comparison.
+
+    Each variant is a complete run folder under ``<run_dir>/variants/<name>/``
+    (resumable like any run); ``comparison.json`` lists them in order, and
+    ``report.html`` compares them. Variants share the seed, so they see the
+    same arrivals and service times where their configurations agree
+    (common random numbers).
+    """
+    run_dir = run_dir or new_run_dir(Path(out), base)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for name, exp in variants.items():
+        vdir = run_experiment(exp, out, jobs=jobs, run_dir=run_dir / "variants" / name,
+                              show_progress=show_progress, report=report)
+        entries.append({"name": name, "dir": str(vdir.relative_to(run_dir)),
+                        "overrides": base.variants.get(name, {})})
+    atomic_write_json(run_dir / "comparison.json", {
+        "experiment": base.name, "description": base.description, "seed": base.seed,
+        "replications": base.replications, "variants": entries,
+    })
+    if report:
+        from sim.report import write_comparison
+
+        write_comparison(run_dir)
+    return run_dir
