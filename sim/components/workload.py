@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import deque
 
 from sim.config.distributions import Constant, Exponential
 from sim.config.models import ClientPolicy, RateStep
@@ -133,6 +134,48 @@ class RateFunction:
             i += 1
 
 
+class RetryBudget:
+    """A client-side retry budget: expiring deposits per call plus a per-second reserve.
+
+    See :class:`sim.config.models.ClientRetryBudget`. Deposits live in a deque
+    of (expiry time, tokens) and are spent oldest first; the reserve refills
+    continuously up to ``min_retries_per_s x ttl_s``.
+    """
+
+    def __init__(self, ratio: float, min_per_s: float, ttl_s: float):
+        self.ratio = ratio
+        self.min_per_s = min_per_s
+        self.ttl_s = ttl_s
+        self.deposits: deque[list[float]] = deque()
+        self.reserve = min_per_s * ttl_s
+        self._t = 0.0
+
+    def deposit(self, now: float) -> None:
+        if self.ratio > 0:
+            self.deposits.append([now + self.ttl_s, self.ratio])
+
+    def withdraw(self, now: float) -> bool:
+        """Spend one token if there is one; True when the retry may go."""
+        self.reserve = min(self.min_per_s * self.ttl_s, self.reserve + (now - self._t) * self.min_per_s)
+        self._t = now
+        d = self.deposits
+        while d and d[0][0] <= now:
+            d.popleft()
+        need = 1.0
+        while d and need > 1e-12:
+            take = min(need, d[0][1])
+            d[0][1] -= take
+            need -= take
+            if d[0][1] <= 1e-12:
+                d.popleft()
+        if need <= 1e-12:
+            return True
+        if self.reserve >= need:
+            self.reserve -= need
+            return True
+        return False
+
+
 class Call:
     """One client call: its tries, until one succeeds or the client gives up.
 
@@ -210,6 +253,9 @@ class ClientPopulation:
         self.simple = policy.max_attempts == 1 and policy.timeout_s is None
         bucket = policy.token_bucket
         self.tokens = [bucket.capacity] * policy.clients if bucket is not None else None
+        rb = policy.retry_budget
+        self.budgets = ([RetryBudget(rb.retry_ratio, rb.min_retries_per_s, rb.ttl_s) for _ in range(policy.clients)]
+                        if rb is not None else None)
         self.issued = 0
         self.answered = 0
         self.calls = 0
@@ -265,8 +311,11 @@ class ClientPopulation:
         if k >= len(self.service_cum):
             k = len(self.service_cum) - 1
         counted = t >= self.warmup_s
-        client = 0 if self.tokens is None or len(self.tokens) == 1 else int(u() * len(self.tokens))
+        n = self.policy.clients
+        client = 0 if n == 1 else int(u() * n)
         call = Call(t, counted, self.service_names[k], k, client)
+        if self.budgets is not None:
+            self.budgets[client].deposit(t)
         self.calls += 1
         self.live.add(call)
         self.recorder.arrival(t, counted)
@@ -332,6 +381,10 @@ class ClientPopulation:
                 self._finish(call, outcome)
                 return
             self.tokens[call.client] -= cost
+        if self.budgets is not None and not self.budgets[call.client].withdraw(self.env._now):
+            self.retries_denied += 1
+            self._finish(call, outcome)
+            return
         self.retries += 1
         b = policy.backoff
         delay = min(b.max_s, b.base_s * 2.0 ** (call.tries - 1))

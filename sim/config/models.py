@@ -257,6 +257,20 @@ class RetryTokenBucket(_Model):
     success_refund: int = Field(default=1, ge=0)
 
 
+class ClientRetryBudget(_Model):
+    """A client-side retry budget (Finagle's RetryBudget, Linkerd's retry_budget).
+
+    Every call deposits ``retry_ratio`` tokens, which expire after ``ttl_s``;
+    a reserve allows ``min_retries_per_s`` retries a second on top. A retry
+    spends one token and is not made without one, so retries stay within
+    ``retry_ratio`` of calls (20% by default) plus the reserve.
+    """
+
+    retry_ratio: float = Field(default=0.2, ge=0)
+    min_retries_per_s: float = Field(default=10.0, ge=0)
+    ttl_s: float = Field(default=10.0, gt=0)
+
+
 class ClientPolicy(_Model):
     """How clients behave: tries per call, per-try timeout, back-off, retry quota.
 
@@ -270,6 +284,7 @@ class ClientPolicy(_Model):
     timeout_s: float | None = Field(default=None, gt=0, description="Per try; none: wait for the fleet.")
     backoff: ClientBackoff = ClientBackoff()
     token_bucket: RetryTokenBucket | None = None
+    retry_budget: ClientRetryBudget | None = None
     clients: int = Field(default=1, ge=1, description="Independent clients (each with its own bucket).")
 
 
