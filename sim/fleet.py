@@ -19,6 +19,7 @@ import networkx as nx
 
 from sim.components.backend import BackendInstance
 from sim.components.balancer import RegionalBalancer
+from sim.components.faults import FaultTimeline, FleetParts
 from sim.components.gateway import GatewayInstance
 from sim.components.network import INTERNET, Network
 from sim.components.workload import ClientPopulation, RateFunction
@@ -174,6 +175,12 @@ class Fleet:
             self.clients.append(ClientPopulation(ctx, f"clients.{region}", region, rate, services, nodes,
                                                  self.recorder, exp.workload.arrivals, exp.workload.client))
 
+        # Faults (sim.components.faults): targets resolved before t=0, or FleetError.
+        parts = FleetParts(backends=self._all_backends(), gateways=self._all_gateways(),
+                           nodes=[n for bal in self.balancers.values() for n in bal.nodes.values()],
+                           populations=self.clients, az_region=self.az_region)
+        self.faults = FaultTimeline(ctx, exp.faults, parts)
+
     def _all_gateways(self):
         return [g for gws in self.gateways.values() for g in gws]
 
@@ -189,6 +196,7 @@ class Fleet:
         """Run to ``duration_s`` and return this replication's results."""
         if self.exp.warmup_s > 0:
             self.ctx.call_later(self.exp.warmup_s, self._end_warmup)
+        self.faults.start()  # before the clients: a fault precedes requests at the same instant
         for c in self.clients:
             c.start()
         end = self.exp.duration_s
@@ -343,6 +351,7 @@ class Fleet:
             },
             "bytes_by_az_pair": self.network.bytes_by_pair(),
             "recovery": recovery,
+            "faults": self.faults.summary(),  # kind, at_s, for_s, targets (names)
         }
         n = rec.n
         ts = {
@@ -379,4 +388,10 @@ class Fleet:
             "graph": self.traffic_graph(),
             "events": self.events_scheduled(),
             "requests": sum(c.calls for c in self.clients),
+            "faults": {  # the timeline as it ran, and what balancer nodes refused because of it
+                "timeline": self.faults.summary(),
+                "events": self.faults.events(),
+                "nodes": {node.name: {"no_healthy": node.no_healthy, "refused": node.refused}
+                          for bal in self.balancers.values() for node in bal.nodes.values()},
+            },
         }

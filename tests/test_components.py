@@ -38,8 +38,9 @@ def run_logged(exp):
 
 def test_one_path_latency_is_the_exact_sum_of_hops_and_service():
     fleet, log, res = run_logged(experiment())
-    # internet 10 ms + lb->gw 1 + cpu 0.1 + gw->be 1 + service 5 + be->gw 1 + gw->lb 1 + internet 10
-    assert log == [(1.0, 0.0291, "ok"), (2.0, 0.0291, "ok"), (3.0, 0.0291, "ok")]
+    # internet 10 ms + lb->gw 1 + cpu 0.1 + gw->be 1 + service 5 + be->gw 1 + gw->lb 1 + internet 10,
+    # and the first request opens the gateway's connection to the host: a 2 ms round trip.
+    assert log == [(1.0, 0.0311, "ok"), (2.0, 0.0291, "ok"), (3.0, 0.0291, "ok")]
     assert res["summary"]["bytes_by_az_pair"] == {
         "a1->a1": 3 * (1000 + 1000 + 5000 + 5000),
         "a1->internet": 3 * 5000,
@@ -54,7 +55,7 @@ def test_one_path_latency_is_the_exact_sum_of_hops_and_service():
 def test_cross_az_hops_use_the_cross_az_latency_and_count_both_directions():
     exp = experiment(topology__services__api__instances_per_az={"a2": 1})
     _, log, res = run_logged(exp)
-    assert [lat for _, lat, _ in log] == [0.0311] * 3
+    assert [lat for _, lat, _ in log] == [0.0351, 0.0311, 0.0311]  # connecting: a 4 ms round trip
     pairs = res["summary"]["bytes_by_az_pair"]
     assert pairs["a1->a2"] == 3 * 1000 and pairs["a2->a1"] == 3 * 5000
 
@@ -81,9 +82,10 @@ def test_full_backend_queue_answers_503_at_once():
     exp = experiment(topology__services__api__service_time_s=1.5,
                      topology__services__api__queue_limit=0)
     _, log, res = run_logged(exp)
-    # 1 s: served 1.0121..2.5121. 2 s: reaches the busy worker at 2.0121 with no
-    # queue slot: 503 at once, back at 2.0241. 3 s: served until 4.5121, after the end.
-    assert log == [(2.0, 0.0241, "backend_overflow"), (1.0, 1.5241, "ok")]
+    # 1 s: connects (2 ms), served 1.0141..2.5141. 2 s: its connection is busy, so a
+    # second one is opened; it reaches the busy worker at 2.0141 with no queue slot:
+    # 503 at once, back at 2.0261. 3 s: reuses a connection, served until 4.5121.
+    assert log == [(2.0, 0.0261, "backend_overflow"), (1.0, 1.5261, "ok")]
     assert res["summary"]["requests"] == {"offered": 3, "succeeded": 1,
                                           "failed": {"backend_overflow": 1}, "in_flight": 1}
     assert res["summary"]["backend"]["api"]["rejected"] == 1
@@ -92,11 +94,13 @@ def test_full_backend_queue_answers_503_at_once():
 def test_backend_queue_is_fifo_and_waits_are_measured():
     exp = experiment(topology__services__api__service_time_s=1.5, duration_s=6.0)
     _, log, res = run_logged(exp)
-    # Service 1.0121-2.5121, 2.5121-4.0121 (waited 0.5), 4.0121-5.5121 (waited 1.0),
-    # 5.5121-7.0121 (waited 1.5); the fifth, arrived 5.0121, is still queued at the end.
-    assert log == [(1.0, 1.5241, "ok"), (2.0, 2.0241, "ok"), (3.0, 2.5241, "ok")]
+    # Arrivals at the backend (a new connection costs 2 ms when the gateway's are
+    # all busy): 1.0141 (new), 2.0141 (new), 3.0121, 4.0141 (new), 5.0121.
+    # Service 1.0141-2.5141, 2.5141-4.0141 (waited 0.5), 4.0141-5.5141 (waited
+    # 1.002), 5.5141-7.0141 (waited 1.5); the fifth is still queued at the end.
+    assert log == [(1.0, 1.5261, "ok"), (2.0, 2.0261, "ok"), (3.0, 2.5261, "ok")]
     b = res["summary"]["backend"]["api"]
-    assert b["mean_wait_ms"] == pytest.approx(1000 * (0 + 0.5 + 1.0 + 1.5) / 4)
+    assert b["mean_wait_ms"] == pytest.approx(1000 * (0 + 0.5 + 1.002 + 1.5) / 4)
     assert b["p_wait"] == pytest.approx(4 / 5)
 
 
@@ -104,13 +108,14 @@ def test_gateway_cpu_is_a_fifo_queue_of_its_workers():
     exp = experiment(topology__gateways__gw__cpu_time_s=1.5, topology__services__api__service_time_s=0.0,
                      duration_s=4.0)
     _, log, _ = run_logged(exp)
-    # One worker: CPU 1.011-2.511, then 2.511-4.011 (the second request waited 0.5 s): too late.
-    assert log == [(1.0, 1.524, "ok")]
+    # One worker: CPU 1.011-2.511 (then a 2 ms connect), then 2.511-4.011 (the
+    # second request waited 0.5 s): too late.
+    assert log == [(1.0, 1.526, "ok")]
     exp = experiment(topology__gateways__gw__cpu_time_s=1.5, topology__gateways__gw__workers=2,
                      topology__services__api__service_time_s=0.0, duration_s=4.0)
     _, log, _ = run_logged(exp)
-    # Two workers: the second request does not wait.
-    assert log == [(1.0, 1.524, "ok"), (2.0, 1.524, "ok")]
+    # Two workers: the second request does not wait, and reuses the connection.
+    assert log == [(1.0, 1.526, "ok"), (2.0, 1.524, "ok")]
 
 
 def test_error_probability_one_fails_every_request_with_500():
@@ -270,18 +275,18 @@ def test_a_request_answered_twice_is_refused():
 
 
 def test_time_integrals_are_exact_across_the_edges_of_the_window():
-    # Service 1.0121-2.5121 and 2.5121-4.0121; arrivals at the backend 1.0121,
-    # 2.0121, 3.0121; the run ends at 3.5.
+    # Service 1.0141-2.5141 and 2.5141-4.0141; arrivals at the backend 1.0141 and
+    # 2.0141 (each on a new connection), 3.0121 (reusing one); the run ends at 3.5.
     def backend(warmup):
         res = Fleet(experiment(topology__services__api__service_time_s=1.5, warmup_s=warmup)).run()
         return res["summary"]["backend"]["api"]
 
     b = backend(1.5)  # window [1.5, 3.5]: one in service at each edge
     assert b["utilization"] == pytest.approx(1.0)
-    assert b["mean_in_system"] == pytest.approx((1.0121 + 1.4879 + 0.4879) / 2.0)
+    assert b["mean_in_system"] == pytest.approx((1.0141 + 1.4859 + 0.4879) / 2.0)
     b = backend(2.3)  # window [2.3, 3.5]: one waiting at the start
     assert b["utilization"] == pytest.approx(1.0)
-    assert b["mean_in_system"] == pytest.approx((0.2121 + 1.2 + 0.4879) / 1.2)
+    assert b["mean_in_system"] == pytest.approx((0.2141 + 1.2 + 0.4879) / 1.2)
     assert b["p_wait"] == 1.0 and b["attempts"] == 1
 
     # Gateway CPU 0.6 s: slices 1.011-1.611, 2.011-2.611, 3.011-3.611.

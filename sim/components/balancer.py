@@ -18,7 +18,9 @@ those up, least connections takes the least busy of those up. If none of
 its targets is up the node answers at once with 503
 (``no_healthy_upstream``). A node is itself down (``up`` False) during an
 outage of its AZ: clients stop choosing it, and a request that reaches it
-anyway gets ``gateway_reset`` (its connection fails).
+anyway gets ``gateway_reset`` (its connection fails). A simplification:
+responses of requests that passed a node before it went down are still
+delivered through it (with ``cross_zone`` on, from gateways in other AZs).
 
 Counts (measurement window): ``connections`` per gateway instance,
 ``no_healthy`` requests answered 503 for want of a gateway up, ``refused``

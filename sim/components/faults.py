@@ -91,9 +91,12 @@ def _fleet_error(path: tuple, reason: str) -> Exception:
     return FleetError(path, reason)
 
 
+def _given(target) -> dict:
+    return {k: v for k, v in target.model_dump().items() if v is not None}
+
+
 def _describe(target) -> str:
-    given = {k: v for k, v in target.model_dump().items() if v is not None}
-    return ", ".join(f"{k}={v}" for k, v in given.items()) or "everything"
+    return ", ".join(f"{k}={v}" for k, v in _given(target).items()) or "everything"
 
 
 def resolve(faults: list, parts: FleetParts) -> list[ResolvedFault]:
@@ -103,12 +106,8 @@ def resolve(faults: list, parts: FleetParts) -> list[ResolvedFault]:
     for i, f in enumerate(faults):
         r = ResolvedFault(i, f)
         t = f.target
-
-        def hits(name: str, az: str | None, service: str | None, region: str, t=t) -> bool:
-            return target_matches(t, name=name, service=service, az=az, region=region)
-
         if isinstance(f, AzOutage):
-            if _describe(t) != "everything":
+            if _given(t):
                 raise _fleet_error(("faults", i, "target"), "an az_outage takes its AZ from 'az'; leave target empty")
             r.nodes = [n for n in parts.nodes if n.az == f.az]
             r.gateways = [g for g in parts.gateways if g.az == f.az]
@@ -122,9 +121,11 @@ def resolve(faults: list, parts: FleetParts) -> list[ResolvedFault]:
             if not r.populations:
                 raise _fleet_error(("faults", i, "target", "region"), f"no clients in region {t.region!r}")
         else:
-            r.backends = [b for b in parts.backends if hits(b.name, b.az, b.service, region_of[b.az])]
+            r.backends = [b for b in parts.backends
+                          if target_matches(t, name=b.name, service=b.service, az=b.az, region=region_of[b.az])]
             if isinstance(f, InstanceCrash):
-                r.gateways = [g for g in parts.gateways if hits(g.name, g.az, None, region_of[g.az])]
+                r.gateways = [g for g in parts.gateways
+                              if target_matches(t, name=g.name, service=None, az=g.az, region=region_of[g.az])]
             if not (r.backends or r.gateways):
                 what = "instance" if isinstance(f, InstanceCrash) else "backend instance"
                 raise _fleet_error(("faults", i, "target"), f"matches no {what} ({_describe(t)})")

@@ -10,8 +10,11 @@ the client gets 504 (``route_timeout``) at once, the upstream request is reset
 (its host's active count drops, as Envoy's does) and the backend's late answer
 is discarded.
 
+A fault may crash an instance (:meth:`GatewayInstance.crash`): every request
+in it is answered ``gateway_reset`` and it refuses requests until restarted.
+
 Counts (measurement window): ``requests`` routed, ``busy_s`` worker-seconds,
-``timeouts``; ``queue_len``, ``busy`` at the end.
+``timeouts``, ``resets`` (by a crash); ``queue_len``, ``busy`` at the end.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sim.config.models import GatewayPool
 from sim.engine import FixedDelayTimers, Sampler, SimContext, UniformStream
 
 from .lb import make_policy
+from .pool import ConnectionPool
 from .request import (
     GATEWAY_RESET,
     LOCAL_REPLY_BYTES,
@@ -102,6 +106,7 @@ class GatewayInstance:
             self._per_try = FixedDelayTimers(ctx.env, self.retry.per_try_timeout_s, self._per_try_timeout,
                                              is_done=_try_over)
         self.clusters: dict[str, UpstreamCluster] = {}
+        self.pools: dict[str, ConnectionPool] = {}
         self.busy = 0
         self.queue: deque[Request] = deque()
         self._on_reply = self._upstream_replied
@@ -120,6 +125,8 @@ class GatewayInstance:
         policy = make_policy(self.config.cluster, [h.lb_weight for h in hosts], active, self._uniform)
         out = [network.link(self.az, h.az) for h in hosts]
         back = [network.link(h.az, self.az) for h in hosts]
+        self.pools[service] = ConnectionPool(self.ctx, self.config.cluster, out, back,
+                                             self._put_on_wire, self._pool_failed)
         self.clusters[service] = UpstreamCluster(service, hosts, active, policy, out, back,
                                                  self.config.cluster.circuit_breakers.max_requests)
 
@@ -206,12 +213,31 @@ class GatewayInstance:
                     req.tried = [i]
                 else:
                     req.tried.append(i)
-            if self._per_try is not None:
-                self._per_try.start(attempt)
-                per_try_end = self.env._now + rules.per_try_timeout_s
-                if per_try_end < attempt.deadline:
-                    attempt.deadline = per_try_end
-        cluster.links_out[i].send(req.req_bytes, attempt.backend.accept, attempt)
+        self.pools[cluster.service].acquire(i, attempt)
+
+    def _put_on_wire(self, attempt: Attempt) -> None:
+        """The try has a connection: start its per-try timer and send it to its host.
+
+        Envoy starts the per-try timeout when the connection pool is ready
+        (UpstreamRequest::onPoolReady), so connecting and waiting as pending
+        count against the route timeout only.
+        """
+        if self._per_try is not None:
+            self._per_try.start(attempt)
+            per_try_end = self.env._now + self.retry.per_try_timeout_s
+            if per_try_end < attempt.deadline:
+                attempt.deadline = per_try_end
+        attempt.cluster.links_out[attempt.host].send(attempt.request.req_bytes, attempt.backend.accept, attempt)
+
+    def _pool_failed(self, attempt: Attempt, outcome: str) -> None:
+        """The try got no connection (pending overflow, connect failure)."""
+        req = attempt.request
+        if req.attempt is not attempt:
+            return
+        req.attempt = None
+        attempt.abandoned = True
+        self._release(attempt)
+        self._try_failed(req, outcome, LOCAL_REPLY_BYTES)
 
     def _upstream_replied(self, attempt: Attempt) -> None:
         """The backend answered; carry the answer back over the network."""
@@ -224,6 +250,7 @@ class GatewayInstance:
         cluster.rq_active -= 1
         if attempt.is_retry:
             cluster.retries_active -= 1
+        self.pools[cluster.service].release(attempt)
 
     def _response_arrived(self, attempt: Attempt) -> None:
         if attempt.abandoned:

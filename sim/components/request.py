@@ -16,6 +16,7 @@ BACKEND_ERROR = "backend_error"  # 500: the backend failed the request
 ROUTE_TIMEOUT = "route_timeout"  # 504: the gateway's route timeout fired
 PER_TRY_TIMEOUT = "per_try_timeout"  # 504: the last try's per-try timeout fired
 OVERFLOW_MAX_REQUESTS = "overflow_max_requests"  # 503: the cluster's max_requests breaker
+OVERFLOW_PENDING = "overflow_pending"  # 503: max_pending_requests (upstream_rq_pending_overflow)
 UPSTREAM_RESET = "upstream_reset"  # 503: the upstream reset the stream (instance crashed)
 CONNECT_FAILURE = "connect_failure"  # 503: the upstream refused the connection (instance down)
 CLIENT_TIMEOUT = "client_timeout"  # the client stopped waiting for its try
@@ -67,7 +68,7 @@ class Attempt:
     """
 
     __slots__ = ("request", "cluster", "host", "backend", "outcome", "resp_bytes", "abandoned",
-                 "t_arrive", "service_s", "on_reply", "is_retry", "deadline")
+                 "t_arrive", "service_s", "on_reply", "is_retry", "deadline", "conn")
 
     def __init__(self, request: Request, cluster, host: int, backend):
         # Only what may be read before it is written; outcome, resp_bytes,

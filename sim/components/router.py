@@ -18,6 +18,7 @@ from .request import (
     NO_HEALTHY_UPSTREAM,
     OK,
     OVERFLOW_MAX_REQUESTS,
+    OVERFLOW_PENDING,
     PER_TRY_TIMEOUT,
     ROUTE_TIMEOUT,
     UPSTREAM_RESET,
@@ -31,6 +32,7 @@ STATUS = {
     UPSTREAM_RESET: 503,  # "upstream connect error or disconnect/reset before headers"
     CONNECT_FAILURE: 503,
     OVERFLOW_MAX_REQUESTS: 503,  # x-envoy-overloaded
+    OVERFLOW_PENDING: 503,
     DROPPED_EXPIRED: 503,  # the backend shed it unserved: its caller's deadline had passed
     NO_HEALTHY_UPSTREAM: 503,  # the balancer node had no gateway up (never retried by a gateway)
     PER_TRY_TIMEOUT: 504,
@@ -50,7 +52,7 @@ def retry_classes(outcome: str) -> frozenset[str]:
     timeout). ``connect-failure``: a failed connect. Local overflow replies
     and the route timeout are never retried.
     """
-    if outcome in (OK, OVERFLOW_MAX_REQUESTS, ROUTE_TIMEOUT):
+    if outcome in (OK, OVERFLOW_MAX_REQUESTS, OVERFLOW_PENDING, ROUTE_TIMEOUT):
         return frozenset()
     classes = {"5xx"}
     if outcome in _NO_RESPONSE or STATUS[outcome] in (502, 503, 504):
@@ -85,7 +87,7 @@ class RetryRules:
         if self.retry_on & retry_classes(outcome):
             return True
         return "retriable-status-codes" in self.retry_on and outcome not in (
-            OVERFLOW_MAX_REQUESTS, ROUTE_TIMEOUT) and STATUS.get(outcome) in self.codes
+            OVERFLOW_MAX_REQUESTS, OVERFLOW_PENDING, ROUTE_TIMEOUT) and STATUS.get(outcome) in self.codes
 
 
 class BackOff:

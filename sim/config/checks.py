@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import math
 
-from .models import Experiment
+from .models import Experiment, FaultTarget
 
 Problem = tuple[tuple, str]
+
+
+def target_matches(target: FaultTarget, *, name: str, service: str | None, az: str, region: str) -> bool:
+    """Whether a part matches a fault's target: every field given must match.
+
+    A gateway has no service (``service=None``), so a target naming a service
+    matches only that service's backend instances.
+    """
+    return ((target.instance is None or target.instance == name)
+            and (target.service is None or target.service == service)
+            and (target.az is None or target.az == az)
+            and (target.region is None or target.region == region))
 
 
 def check_experiment(exp: Experiment) -> list[Problem]:
@@ -102,6 +114,65 @@ def check_experiment(exp: Experiment) -> list[Problem]:
             out.append((("workload", "rate_schedule", i, "at_s"),
                         f"step at {cur.at_s:g} s must come after the previous step and its ramp end ({prev.at_s + prev.ramp_s:g} s)"))
 
+    out += _check_faults(exp, az_region)
+
     if exp.warmup_s >= exp.duration_s:
         out.append((("warmup_s",), f"warm-up ({exp.warmup_s:g} s) must be shorter than duration_s ({exp.duration_s:g} s)"))
+    return out
+
+
+def _check_faults(exp: Experiment, az_region: dict[str, str]) -> list[Problem]:
+    """Fault windows inside the run; every name a fault uses exists; every target matches a part."""
+    out: list[Problem] = []
+    topo = exp.topology
+    azs = sorted(az_region)
+    # (name, service or None for a gateway, az) of every instance.
+    backends = [(f"{svc}-{az}-{i}", svc, az) for svc, s in topo.services.items()
+                for az, n in s.instances_per_az.items() for i in range(n)]
+    gateways = [(f"{pool}-{i}", None, gw.az) for pool, gw in topo.gateways.items() for i in range(gw.instances)]
+    instance_names = {n for n, _, _ in backends + gateways}
+    for i, f in enumerate(exp.faults):
+        P = ("faults", i)
+        end = f.at_s + f.for_s
+        if end > exp.duration_s:
+            out.append((P + ("for_s",), f"the fault ends at {end:g} s, after the run (duration_s {exp.duration_s:g} s)"))
+        t = f.target
+        given = {k: v for k, v in t.model_dump().items() if v is not None}
+        if f.kind == "az_outage":
+            if f.az not in az_region:
+                out.append((P + ("az",), f"unknown AZ {f.az!r} (AZs: {', '.join(azs)})"))
+            elif not any(az == f.az for _, _, az in backends + gateways):
+                out.append((P + ("az",), f"no gateway or backend instance runs in AZ {f.az!r}"))
+            if given:
+                out.append((P + ("target",), "an az_outage takes its AZ from 'az'; leave target empty"))
+            continue
+        if f.kind == "load_spike":
+            for k in given:
+                if k != "region":
+                    out.append((P + ("target", k), "a load_spike targets client populations by region only"))
+            if t.region is not None and t.region not in topo.clients:
+                out.append((P + ("target", "region"),
+                            f"no clients in region {t.region!r} (client regions: {', '.join(topo.clients)})"))
+            continue
+        bad = False
+        if t.service is not None and t.service not in topo.services:
+            out.append((P + ("target", "service"), f"unknown service {t.service!r} (services: {', '.join(topo.services)})"))
+            bad = True
+        if t.az is not None and t.az not in az_region:
+            out.append((P + ("target", "az"), f"unknown AZ {t.az!r} (AZs: {', '.join(azs)})"))
+            bad = True
+        if t.region is not None and t.region not in topo.regions:
+            out.append((P + ("target", "region"), f"unknown region {t.region!r} (regions: {', '.join(topo.regions)})"))
+            bad = True
+        if t.instance is not None and t.instance not in instance_names:
+            out.append((P + ("target", "instance"), f"no instance {t.instance!r} (backend instances are named "
+                        "<service>-<az>-<i>, gateway instances <pool>-<i>)"))
+            bad = True
+        if bad:
+            continue
+        parts = backends + gateways if f.kind == "instance_crash" else backends
+        if not any(target_matches(t, name=n, service=s, az=az, region=az_region.get(az, "")) for n, s, az in parts):
+            what = "instance" if f.kind == "instance_crash" else "backend instance"
+            desc = ", ".join(f"{k}={v}" for k, v in given.items())
+            out.append((P + ("target",), f"matches no {what} ({desc})"))
     return out

@@ -93,6 +93,10 @@ class RetryBudget(_Model):
 class CircuitBreakers(_Model):
     """Envoy circuit-breaker thresholds (priority DEFAULT), per gateway and cluster.
 
+    ``max_connections``: connections to the cluster's hosts; a try that needs
+    a new one beyond it waits as pending (upstream_cx_overflow).
+    ``max_pending_requests``: tries waiting for a connection; beyond it a try
+    fails at once with 503 (``overflow_pending``, upstream_rq_pending_overflow).
     ``max_requests``: requests in flight to the cluster; beyond it a request
     fails at once with 503 (``overflow_max_requests``, Envoy's
     upstream_rq_pending_overflow). ``max_retries``: retries in flight; a retry
@@ -101,6 +105,8 @@ class CircuitBreakers(_Model):
     ``max_retries``.
     """
 
+    max_connections: int = Field(default=1024, ge=1)
+    max_pending_requests: int = Field(default=1024, ge=0)
     max_requests: int = Field(default=1024, ge=1)
     max_retries: int = Field(default=3, ge=0)
     retry_budget: RetryBudget | None = None
@@ -112,6 +118,11 @@ class Cluster(_Model):
     lb_policy: Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"] = "ROUND_ROBIN"
     least_request_lb_config: LeastRequestLbConfig = LeastRequestLbConfig()
     circuit_breakers: CircuitBreakers = CircuitBreakers()
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="Envoy connect_timeout.")
+    http_protocol: Literal["http1", "http2"] = Field(
+        default="http1", description="Upstream protocol: HTTP/1.1 (one request per connection) or HTTP/2.")
+    max_concurrent_streams: int = Field(
+        default=2147483647, ge=1, description="HTTP/2 streams per connection (Envoy's default is 2^31 - 1).")
 
 
 RetryOn = Literal["5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes"]

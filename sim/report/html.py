@@ -9,9 +9,16 @@ Structure
 * :func:`load_run` reads the files of a run folder into a :class:`RunData`.
 * Each panel is built by a small function ``(RunData) -> Panel | None`` listed
   in :data:`PANEL_BUILDERS`.  A builder returns ``None`` when its data is
-  absent, and the panel is then skipped.  To add a panel (retries, faults
-  timeline, cost, TLS, ...) write one more builder and append it there.
+  absent, and the panel is then skipped.  To add a panel (cost, TLS, ...)
+  write one more builder and append it there.
 * :func:`write_report` assembles the page and writes it atomically.
+
+Modules: :mod:`sim.report.common` holds the data model, loading (including
+the fault timeline), formatting, the warm-up and fault shading of time charts
+and the page shell; :mod:`sim.report.resilience` the faults, recovery and
+retries panels; :mod:`sim.report.comparison` the report comparing the
+variants of one experiment (:func:`sim.report.write_comparison`).  The names
+the report used to define here are re-exported.
 
 ``Panel.html`` is trusted markup: builders must escape every piece of text that
 comes from the run files (use :func:`esc`).
@@ -19,356 +26,70 @@ comes from the run files (use :func:`esc`).
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
-import html
-import json
 import logging
 import math
-import os
 import pathlib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
-import plotly.offline
 from plotly.subplots import make_subplots
 
+from sim.report.common import (  # noqa: F401  (re-exported: the report's public API)
+    C_GOODPUT,
+    C_INFLIGHT,
+    C_OFFERED,
+    C_P50,
+    C_P99,
+    C_THROUGHPUT,
+    CONFIG_FILE,
+    CSS,
+    ERROR_COLOURS,
+    EXTERNAL_ENDPOINTS,
+    GRAPH_FILE,
+    MANIFEST_FILE,
+    MAX_CONFIG_CHARS,
+    PLOTLY_CONFIG,
+    REPORT_FILE,
+    SUMMARY_FILE,
+    TIMESERIES_FILE,
+    Fault,
+    Panel,
+    PanelBuilder,
+    RunData,
+    TimeSeries,
+    _ci,
+    _dig,
+    _kpi_cell,
+    _num,
+    _pretty_key,
+    _table,
+    _ts_note,
+    _unit,
+    esc,
+    figure_html,
+    fmt_bytes,
+    fmt_value,
+    load_run,
+    load_timeseries,
+    page_html,
+    panels_html,
+    parse_faults,
+    shade_run,
+    shade_time,
+    write_atomic,
+)
+from sim.report.resilience import faults_panel, recovery_panel, retries_panel
+
 log = logging.getLogger(__name__)
-
-SUMMARY_FILE = "summary.json"
-TIMESERIES_FILE = "timeseries.csv"
-MANIFEST_FILE = "manifest.json"
-CONFIG_FILE = "config.resolved.yaml"
-GRAPH_FILE = "graph.json"
-REPORT_FILE = "report.html"
-
-#: Endpoints of ``bytes_by_az_pair`` keys that are not availability zones.
-EXTERNAL_ENDPOINTS = frozenset({"internet"})
-
-#: Maximum size of ``config.resolved.yaml`` included verbatim in the report.
-MAX_CONFIG_CHARS = 200_000
-
-# Colours shared by the plots (colour-blind friendly, Okabe-Ito based).
-C_OFFERED = "#7f7f7f"
-C_THROUGHPUT = "#0072b2"
-C_GOODPUT = "#009e73"
-C_P50 = "#0072b2"
-C_P99 = "#d55e00"
-C_INFLIGHT = "#cc79a7"
-ERROR_COLOURS = ("#d55e00", "#e69f00", "#cc79a7", "#56b4e9", "#f0e442", "#000000",
-                 "#882255", "#44aa99", "#999933", "#aa4499")
-
-PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
-
-
-# --------------------------------------------------------------------------
-# Data model
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One section of the report: a title and a trusted (escaped) HTML body."""
-
-    title: str
-    html: str
-    anchor: str = ""
-
-
-@dataclass
-class TimeSeries:
-    """Per-second means across replications of ``timeseries.csv``.
-
-    ``columns`` maps each numeric column name to one value per entry of ``t``;
-    ``None`` where no replication had a value for that second (e.g. the
-    latency percentiles of a second in which no request completed).
-    """
-
-    t: list[float]
-    columns: dict[str, list[float | None]]
-    replications: int
-
-    @property
-    def error_causes(self) -> list[str]:
-        return [c[len("err_"):] for c in self.columns if c.startswith("err_")]
-
-    def get(self, name: str) -> list[float | None] | None:
-        values = self.columns.get(name)
-        if values is None or all(v is None for v in values):
-            return None
-        return values
-
-
-@dataclass
-class RunData:
-    run_dir: pathlib.Path
-    summary: dict[str, Any]
-    timeseries: TimeSeries | None = None
-    manifest: dict[str, Any] = field(default_factory=dict)
-    config_text: str | None = None
-    #: ``graph.json`` (fleet nodes and per-edge request counts), if present.
-    graph: dict[str, Any] | None = None
-    #: Why ``graph.json`` exists but could not be read, if so.
-    graph_error: str | None = None
-
-    @property
-    def warmup_s(self) -> float | None:
-        w = _num(self.summary.get("warmup_s"))
-        return w if w is not None and w > 0 else None
-
-
-PanelBuilder = Callable[[RunData], "Panel | None"]
-
-
-# --------------------------------------------------------------------------
-# Small helpers
-# --------------------------------------------------------------------------
-
-
-def esc(value: Any) -> str:
-    """HTML-escape any value (``None`` becomes an empty string)."""
-    return "" if value is None else html.escape(str(value), quote=True)
-
-
-def _num(value: Any) -> float | None:
-    """``value`` as a finite float, else ``None`` (bools are not numbers)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    v = float(value)
-    return v if math.isfinite(v) else None
-
-
-def _dig(mapping: Any, path: Sequence[str]) -> Any:
-    """``mapping[path[0]][path[1]]...`` or ``None`` if any step is missing."""
-    cur = mapping
-    for key in path:
-        if not isinstance(cur, Mapping) or key not in cur:
-            return None
-        cur = cur[key]
-    return cur
-
-
-def _decimals(value: float) -> int:
-    a = abs(value)
-    if a == 0:
-        return 0
-    if a >= 10:
-        return 1
-    if a >= 1:
-        return 2
-    if a >= 0.01:
-        return 3
-    return 4
-
-
-def fmt_value(value: Any, ci: Any = None, *, scale: float = 1.0, integer: bool = False) -> str:
-    """Format a KPI as plain text, ``"value ± half-width"`` when ``ci`` is numeric.
-
-    ``integer`` prints whole-number values without decimals (counts);
-    ``scale`` multiplies both value and half-width (e.g. 100 for percent).
-    """
-    v = _num(value)
-    if v is None:
-        return "—" if value is None or isinstance(value, (int, float)) else str(value)
-    v *= scale
-    hw = _num(ci)
-    if hw is not None:
-        hw = abs(hw) * scale
-        # Two significant digits of the half-width decide the precision.
-        d = _decimals(v) if hw == 0 else max(0, min(6, 1 - math.floor(math.log10(hw))))
-        return f"{v:,.{d}f} ± {hw:,.{d}f}"
-    if integer and v == int(v):
-        return f"{int(v):,}"
-    return f"{v:,.{_decimals(v)}f}"
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"  # pragma: no cover
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "panel"
-
-
-def _pretty_key(key: str) -> str:
-    return key.replace("_", " ")
-
-
-def figure_html(fig: go.Figure, div_id: str, height: int = 360,
-                hovermode: str = "x unified", layout: Mapping[str, Any] | None = None) -> str:
-    """Embed a figure; plotly.js itself is included once in the page head.
-
-    ``layout`` overrides the shared defaults (margins, legend, ...).
-    """
-    fig.update_layout(
-        template="plotly_white",
-        height=height,
-        margin={"l": 64, "r": 24, "t": 36, "b": 48},
-        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif",
-              "size": 12, "color": "#1f2933"},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
-        hovermode=hovermode,
-    )
-    if layout:
-        fig.update_layout(**layout)
-    return fig.to_html(
-        full_html=False,
-        include_plotlyjs=False,
-        config=PLOTLY_CONFIG,
-        div_id=div_id,
-        default_width="100%",
-        default_height=f"{height}px",
-    )
-
-
-def _shade_warmup(fig: go.Figure, data: RunData, rows: Sequence[int] = ()) -> None:
-    """Shade [0, warmup_s]; with subplot ``rows`` only the first one is labelled."""
-    w = data.warmup_s
-    if w is None:
-        return
-    style = {"fillcolor": "#9aa5b1", "opacity": 0.18, "line_width": 0, "layer": "below"}
-    label = {"annotation_text": "warm-up", "annotation_position": "top left",
-             "annotation_font": {"size": 11, "color": "#52606d"}}
-    if not rows:
-        fig.add_vrect(x0=0, x1=w, **style, **label)
-        return
-    for i, row in enumerate(rows):
-        fig.add_vrect(x0=0, x1=w, row=row, col=1, **style, **(label if i == 0 else {}))
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "kpi") -> str:
-    """Build a table; headers and cells must already be escaped HTML."""
-    head = "".join(f"<th>{h}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _unit(text: str) -> str:
-    return f' <span class="unit">{esc(text)}</span>' if text else ""
-
-
-# --------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------
-
-
-def _read_json(path: pathlib.Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as fh:
-        obj = json.load(fh)
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def _float_or_none(text: str | None) -> float | None:
-    if text is None:
-        return None
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        v = float(text)
-    except ValueError:
-        return None
-    return v if math.isfinite(v) else None
-
-
-def load_timeseries(path: pathlib.Path) -> TimeSeries | None:
-    """Read ``timeseries.csv`` and average every column across replications."""
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        fieldnames = [f for f in (reader.fieldnames or []) if f]
-        if "t_s" not in fieldnames:
-            log.warning("%s: no t_s column; time-series panels skipped", path)
-            return None
-        value_cols = [f for f in fieldnames if f not in ("replication", "t_s")]
-        sums: dict[float, dict[str, float]] = {}
-        counts: dict[float, dict[str, int]] = {}
-        replications: set[str] = set()
-        for row in reader:
-            t = _float_or_none(row.get("t_s"))
-            if t is None:
-                continue
-            replications.add((row.get("replication") or "").strip())
-            s = sums.setdefault(t, {})
-            n = counts.setdefault(t, {})
-            for col in value_cols:
-                v = _float_or_none(row.get(col))
-                if v is None:
-                    continue
-                s[col] = s.get(col, 0.0) + v
-                n[col] = n.get(col, 0) + 1
-    if not sums:
-        return None
-    times = sorted(sums)
-    columns: dict[str, list[float | None]] = {
-        col: [sums[t][col] / counts[t][col] if counts[t].get(col) else None for t in times]
-        for col in value_cols
-    }
-    return TimeSeries(t=times, columns=columns, replications=len(replications))
-
-
-def load_run(run_dir: pathlib.Path) -> RunData:
-    """Read the result files of one run folder.
-
-    Raises ``FileNotFoundError`` naming the path when ``summary.json`` is
-    missing; every other file is optional.
-    """
-    run_dir = pathlib.Path(run_dir)
-    summary_path = run_dir / SUMMARY_FILE
-    if not summary_path.is_file():
-        raise FileNotFoundError(f"run summary not found: {summary_path}")
-    data = RunData(run_dir=run_dir, summary=_read_json(summary_path))
-
-    ts_path = run_dir / TIMESERIES_FILE
-    if ts_path.is_file():
-        data.timeseries = load_timeseries(ts_path)
-
-    manifest_path = run_dir / MANIFEST_FILE
-    if manifest_path.is_file():
-        try:
-            data.manifest = _read_json(manifest_path)
-        except (ValueError, OSError) as exc:  # json.JSONDecodeError is a ValueError
-            log.warning("ignoring unreadable %s: %s", manifest_path, exc)
-
-    graph_path = run_dir / GRAPH_FILE
-    if graph_path.is_file():
-        try:
-            data.graph = _read_json(graph_path)
-        except (ValueError, OSError) as exc:
-            log.warning("ignoring unreadable %s: %s", graph_path, exc)
-            data.graph_error = f"{type(exc).__name__}: {exc}"
-
-    config_path = run_dir / CONFIG_FILE
-    if config_path.is_file():
-        try:
-            data.config_text = config_path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            log.warning("ignoring unreadable %s: %s", config_path, exc)
-    return data
 
 
 # --------------------------------------------------------------------------
 # Panels
 # --------------------------------------------------------------------------
-
-
-def _ci(data: RunData, path: Sequence[str]) -> Any:
-    return _dig(data.summary.get("ci95"), path)
-
-
-def _kpi_cell(data: RunData, path: Sequence[str], unit: str = "", *,
-              scale: float = 1.0, integer: bool = False) -> str:
-    value = _dig(data.summary, path)
-    text = fmt_value(value, _ci(data, path), scale=scale, integer=integer)
-    return esc(text) + (_unit(unit) if _num(value) is not None else "")
 
 
 def kpi_panel(data: RunData) -> Panel | None:
@@ -437,6 +158,12 @@ def kpi_panel(data: RunData) -> Panel | None:
     return Panel("Key results", f'<div class="grid2">{"".join(blocks)}</div>{note}', "kpis")
 
 
+#: Entity fields that are counts (printed without decimals when whole).
+COUNT_FIELDS = frozenset({"attempts", "requests", "rejected", "errors", "route_timeouts",
+                          "per_try_timeouts", "retries", "overflow_max_requests",
+                          "retry_overflow"})
+
+
 def _entity_table(data: RunData, section: str, columns: Sequence[tuple[str, str, str, float]],
                   first_header: str) -> str | None:
     """Table of ``summary[section][name][field]``: one row per entity.
@@ -467,7 +194,7 @@ def _entity_table(data: RunData, section: str, columns: Sequence[tuple[str, str,
         for key, _, _, scale in cols:
             path = (section, name, key)
             text = esc(fmt_value(stats.get(key), _ci(data, path), scale=scale,
-                                 integer=key == "attempts"))
+                                 integer=key in COUNT_FIELDS))
             if key == "utilization" and (_num(stats.get(key)) or 0) >= 0.85:
                 text = f'<span class="warn" title="utilization ≥ 85 %">{text}</span>'
             row.append(text)
@@ -508,7 +235,7 @@ def latency_panel(data: RunData) -> Panel | None:
         fig.add_trace(go.Scatter(x=ts.t, y=ts.columns[name], name=label, mode="lines",
                                  line={"color": colour, "width": 2}, connectgaps=False,
                                  hovertemplate="%{y:.2f} ms"))
-    _shade_warmup(fig, data)
+    shade_run(fig, data)
     fig.update_xaxes(title_text="simulated time (s)")
     fig.update_yaxes(title_text="latency (ms)", rangemode="tozero")
     fig.update_layout(updatemenus=[{
@@ -553,12 +280,12 @@ def rates_panel(data: RunData) -> Panel | None:
                            hovertemplate="%{y:,.1f} req/s")
         fig.add_trace(trace, **bottom)
     if two_rows:
-        _shade_warmup(fig, data, rows=(1, 2))
+        shade_run(fig, data, rows=(1, 2))
         fig.update_xaxes(title_text="simulated time (s)", row=2, col=1)
         fig.update_yaxes(title_text="rate (req/s)", rangemode="tozero", row=1, col=1)
         fig.update_yaxes(title_text="errors (req/s)", rangemode="tozero", row=2, col=1)
     else:
-        _shade_warmup(fig, data)
+        shade_run(fig, data)
         fig.update_xaxes(title_text="simulated time (s)")
         fig.update_yaxes(title_text="errors (req/s)" if causes else "rate (req/s)",
                          rangemode="tozero")
@@ -576,7 +303,7 @@ def inflight_panel(data: RunData) -> Panel | None:
                                line={"color": C_INFLIGHT, "width": 2}, fill="tozeroy",
                                fillcolor="rgba(204,121,167,0.15)",
                                hovertemplate="%{y:,.1f} requests"))
-    _shade_warmup(fig, data)
+    shade_run(fig, data)
     fig.update_xaxes(title_text="simulated time (s)")
     fig.update_yaxes(title_text="in flight (requests)", rangemode="tozero")
     fig.update_layout(showlegend=False)
@@ -584,10 +311,6 @@ def inflight_panel(data: RunData) -> Panel | None:
                  "inflight")
 
 
-def _ts_note(ts: TimeSeries) -> str:
-    if ts.replications > 1:
-        return f'<p class="note">Mean across {ts.replications} replications, per second.</p>'
-    return ""
 
 
 def _endpoint_order(names: Iterable[str]) -> list[str]:
@@ -1097,6 +820,9 @@ def config_panel(data: RunData) -> Panel | None:
 #: Panel builders in page order.  Append new builders here.
 PANEL_BUILDERS: list[PanelBuilder] = [
     kpi_panel,
+    faults_panel,
+    recovery_panel,
+    retries_panel,
     backend_panel,
     gateway_panel,
     fleet_panel,
@@ -1128,56 +854,6 @@ def build_panels(data: RunData, builders: Sequence[PanelBuilder] | None = None) 
 # Page assembly
 # --------------------------------------------------------------------------
 
-CSS = """
-:root { --fg:#1f2933; --muted:#616e7c; --line:#e4e7eb; --bg:#f5f7fa; --card:#fff;
-        --accent:#0072b2; --warn:#b44d00; }
-* { box-sizing: border-box; }
-body { margin:0; background:var(--bg); color:var(--fg);
-       font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif; }
-main, header.page, footer.page { max-width:1120px; margin:0 auto; padding:0 24px; }
-header.page { padding-top:32px; padding-bottom:8px; }
-header.page .kicker { text-transform:uppercase; letter-spacing:.08em; font-size:11px;
-                      color:var(--muted); margin:0; }
-h1 { font-size:28px; margin:4px 0 6px; font-weight:650; }
-.description { color:var(--muted); max-width:820px; margin:0 0 14px; white-space:pre-line; }
-dl.meta { display:flex; flex-wrap:wrap; gap:6px 28px; margin:0 0 14px; padding:10px 14px;
-          background:var(--card); border:1px solid var(--line); border-radius:8px; }
-dl.meta div { display:flex; flex-direction:column; }
-dl.meta dt { font-size:11px; text-transform:uppercase; letter-spacing:.06em; color:var(--muted); }
-dl.meta dd { margin:0; font-weight:600; font-variant-numeric:tabular-nums; }
-nav.toc { font-size:13px; margin-bottom:8px; }
-nav.toc a { color:var(--accent); text-decoration:none; margin-right:14px; white-space:nowrap; }
-nav.toc a:hover { text-decoration:underline; }
-section.panel { background:var(--card); border:1px solid var(--line); border-radius:10px;
-                padding:16px 20px 14px; margin:16px 0; }
-section.panel > h2 { font-size:17px; margin:0 0 10px; font-weight:620; }
-h3 { font-size:13px; text-transform:uppercase; letter-spacing:.05em; color:var(--muted);
-     margin:6px 0 6px; font-weight:600; }
-.grid2 { display:grid; grid-template-columns:repeat(auto-fit,minmax(320px,1fr)); gap:8px 40px; }
-table.kpi { border-collapse:collapse; width:100%; font-variant-numeric:tabular-nums;
-            margin-bottom:10px; }
-table.kpi th, table.kpi td { padding:5px 10px; border-bottom:1px solid var(--line);
-                             text-align:right; vertical-align:top; }
-table.kpi th:first-child, table.kpi td:first-child { text-align:left; }
-table.kpi th { font-size:12px; color:var(--muted); font-weight:600; }
-table.kpi tbody tr:last-child td { border-bottom:none; }
-table.kpi tbody tr:hover { background:#f9fafb; }
-.unit, .muted { color:var(--muted); font-size:12px; font-weight:normal; }
-.indent { padding-left:16px; color:var(--muted); }
-.warn { color:var(--warn); font-weight:600; }
-.note { color:var(--muted); font-size:12px; margin:6px 0 0; }
-.lead { margin:10px 0 0; }
-.error { color:var(--warn); }
-details summary { cursor:pointer; color:var(--accent); }
-pre { background:#f9fafb; border:1px solid var(--line); border-radius:6px; padding:10px;
-      overflow:auto; max-height:480px; font-size:12px; }
-code { font-size:12px; }
-footer.page { color:var(--muted); font-size:12px; padding-top:4px; padding-bottom:32px; }
-footer.page dl { display:grid; grid-template-columns:max-content 1fr; gap:2px 14px; margin:6px 0; }
-footer.page dt { font-weight:600; }
-footer.page dd { margin:0; }
-@media print { body { background:#fff; } section.panel { break-inside:avoid; } }
-"""
 
 
 def _header(data: RunData) -> str:
@@ -1231,26 +907,7 @@ def _footer(data: RunData) -> str:
 def render_html(data: RunData, panels: Sequence[Panel]) -> str:
     """The full page: plotly.js inlined once in <head>, then the panels."""
     title = f"{data.summary.get('experiment') or data.run_dir.name} — fleetsim report"
-    sections, toc, used = [], [], set()
-    for panel in panels:
-        anchor = panel.anchor or _slug(panel.title)
-        base, i = anchor, 2
-        while anchor in used:
-            anchor, i = f"{base}-{i}", i + 1
-        used.add(anchor)
-        toc.append(f'<a href="#{esc(anchor)}">{esc(panel.title)}</a>')
-        sections.append(f'<section class="panel" id="{esc(anchor)}">'
-                        f"<h2>{esc(panel.title)}</h2>{panel.html}</section>")
-    nav = f'<nav class="toc">{"".join(toc)}</nav>' if len(toc) > 1 else ""
-    plotly_js = plotly.offline.get_plotlyjs()
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n"
-        f'<script type="text/javascript">{plotly_js}</script>\n</head>\n<body>\n'
-        f"{_header(data)}\n<main>{nav}\n" + "\n".join(sections) + "\n</main>\n"
-        f"{_footer(data)}\n</body>\n</html>\n"
-    )
+    return page_html(title, _header(data), panels_html(panels), _footer(data))
 
 
 def write_report(run_dir: pathlib.Path) -> pathlib.Path:
@@ -1260,16 +917,4 @@ def write_report(run_dir: pathlib.Path) -> pathlib.Path:
     """
     run_dir = pathlib.Path(run_dir)
     data = load_run(run_dir)
-    page = render_html(data, build_panels(data))
-    out = run_dir / REPORT_FILE
-    tmp = run_dir / (REPORT_FILE + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-            fh.write(page)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+    return write_atomic(run_dir / REPORT_FILE, render_html(data, build_panels(data)))

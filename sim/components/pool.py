@@ -1,0 +1,186 @@
+"""Upstream connection pools: HTTP/1.1 and HTTP/2, with Envoy's breakers.
+
+One pool per gateway instance and cluster, holding each host's
+connections. (Envoy keeps a pool per worker thread; fleetsim pools a
+gateway's workers together.)
+
+- HTTP/1.1 (``http1``, Envoy's default upstream protocol): a connection
+  carries one request at a time and is reused when the response is complete.
+  A try that is reset (per-try or route timeout, the host crashed) closes its
+  connection.
+- HTTP/2 (``http2``): a host's connections carry up to
+  ``max_concurrent_streams`` requests each; a reset closes only its stream,
+  unless the host itself reset (crash), which closes the connection.
+- A try with no free connection opens one while the cluster has fewer than
+  ``max_connections`` (otherwise upstream_cx_overflow), which costs a network
+  round trip and fails with ``connect_failure`` after ``connect_timeout_s``
+  if the round trip is longer. While it waits for a connection the try is
+  *pending*; beyond ``max_pending_requests`` pending tries, a try fails at
+  once with 503 (``overflow_pending``, Envoy's upstream_rq_pending_overflow).
+- When a connection frees, the host's oldest pending try takes it; when one
+  closes, the oldest pending try of any host may open a new one.
+
+Counts (measurement window): ``connects``, ``cx_overflow``,
+``pending_overflow``, ``connect_timeouts``; ``cx_total`` and ``pending`` now.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from sim.config.models import Cluster
+
+from .request import CONNECT_FAILURE, OVERFLOW_PENDING, UPSTREAM_RESET, Attempt
+
+# Attempt.conn states.
+PENDING = 0  # waiting for a free connection
+CONNECTING = 1  # waiting for the connection opened for it
+ON_CONNECTION = 2  # sent on a connection
+
+
+class ConnectionPool:
+    """A gateway's connections to one cluster's hosts.
+
+    Args:
+        ctx: simulation context (``call_later``).
+        config: the cluster's settings (protocol, breakers, connect timeout).
+        links_out, links_back: the network links to and from each host.
+        send: ``send(attempt)`` puts a try on the wire once it has a connection.
+        fail: ``fail(attempt, outcome)`` ends a try that could not get one.
+    """
+
+    def __init__(self, ctx, config: Cluster, links_out: list, links_back: list, send, fail):
+        n = len(links_out)
+        self._later = ctx.call_later
+        self.http2 = config.http_protocol == "http2"
+        self.max_streams = config.max_concurrent_streams
+        self.max_connections = config.circuit_breakers.max_connections
+        self.max_pending = config.circuit_breakers.max_pending_requests
+        self.connect_timeout_s = config.connect_timeout_s
+        self.links_out = links_out
+        self.links_back = links_back
+        self._send = send
+        self._fail = fail
+        self.conns = [0] * n  # open connections per host
+        self.busy = [0] * n  # HTTP/1.1: connections in use; HTTP/2: streams in use
+        self.waiting: list[deque[Attempt]] = [deque() for _ in range(n)]
+        self.cx_total = 0
+        self.pending = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.connects = 0
+        self.cx_overflow = 0
+        self.pending_overflow = 0
+        self.connect_timeouts = 0
+
+    def _free(self, i: int) -> bool:
+        if self.http2:
+            return self.busy[i] < self.conns[i] * self.max_streams
+        return self.busy[i] < self.conns[i]
+
+    def acquire(self, i: int, attempt: Attempt) -> None:
+        """Give ``attempt`` (to host ``i``) a connection, now or when one is ready."""
+        if self.busy[i] < self.conns[i] * (self.max_streams if self.http2 else 1):
+            self.busy[i] += 1
+            attempt.conn = ON_CONNECTION
+            self._send(attempt)
+            return
+        if self.pending >= self.max_pending:
+            self.pending_overflow += 1
+            attempt.conn = None
+            self._fail(attempt, OVERFLOW_PENDING)
+            return
+        self.pending += 1
+        if self.cx_total < self.max_connections:
+            attempt.conn = CONNECTING
+            self._open(i, attempt)
+        else:
+            self.cx_overflow += 1
+            attempt.conn = PENDING
+            self.waiting[i].append(attempt)
+
+    def _open(self, i: int, attempt: Attempt) -> None:
+        self.cx_total += 1
+        self.connects += 1
+        rtt = self.links_out[i].draw() + self.links_back[i].draw()
+        if rtt > self.connect_timeout_s:
+            self._later(self.connect_timeout_s, self._connect_timed_out, (i, attempt))
+        else:
+            self._later(rtt, self._connected, (i, attempt))
+
+    def _connect_timed_out(self, item) -> None:
+        i, attempt = item
+        self.cx_total -= 1
+        self.connect_timeouts += 1
+        if attempt.conn != CONNECTING:
+            self._wake_any()
+            return  # the try was abandoned meanwhile
+        self.pending -= 1
+        attempt.conn = None
+        self._fail(attempt, CONNECT_FAILURE)
+        self._wake_any()
+
+    def _connected(self, item) -> None:
+        i, attempt = item
+        self.conns[i] += 1
+        if attempt.conn == CONNECTING:
+            self.pending -= 1
+            self.busy[i] += 1
+            attempt.conn = ON_CONNECTION
+            self._send(attempt)
+        self._serve(i)
+
+    def _serve(self, i: int) -> None:
+        """Hand host ``i``'s free connection capacity to its pending tries."""
+        waiting = self.waiting[i]
+        while waiting and self._free(i):
+            attempt = waiting.popleft()
+            if attempt.conn != PENDING:
+                continue  # abandoned while pending
+            self.pending -= 1
+            self.busy[i] += 1
+            attempt.conn = ON_CONNECTION
+            self._send(attempt)
+
+    def _wake_any(self) -> None:
+        """A connection closed: let the oldest pending tries open new ones."""
+        for i, waiting in enumerate(self.waiting):
+            while waiting and self.cx_total < self.max_connections:
+                attempt = waiting.popleft()
+                if attempt.conn != PENDING:
+                    continue
+                attempt.conn = CONNECTING
+                self._open(i, attempt)
+            if self.cx_total >= self.max_connections:
+                return
+
+    def release(self, attempt: Attempt) -> None:
+        """The try is over for the gateway (answered, timed out, or reset)."""
+        state = attempt.conn
+        attempt.conn = None
+        if state == ON_CONNECTION:
+            i = attempt.host
+            self.busy[i] -= 1
+            host_reset = getattr(attempt, "outcome", None) in (UPSTREAM_RESET, CONNECT_FAILURE)
+            if self.http2:
+                closed = 0
+                if host_reset:
+                    # The host's connections are gone; keep only what the streams
+                    # still in use occupy until their own resets arrive.
+                    needed = -(-self.busy[i] // self.max_streams)
+                    closed = max(0, self.conns[i] - needed)
+            else:
+                # HTTP/1.1 cannot reuse a connection with a response half read,
+                # nor one the host reset.
+                closed = 1 if host_reset or attempt.abandoned else 0
+            if closed:
+                self.conns[i] -= closed
+                self.cx_total -= closed
+                self._wake_any()
+            self._serve(attempt.host)
+        elif state in (PENDING, CONNECTING):
+            # Given up while waiting: a connection being opened for it will be
+            # kept for the next try to this host.
+            self.pending -= 1
+

@@ -1,0 +1,640 @@
+"""Shared parts of the reports: the data model, loading a run folder, formatting
+helpers, time-chart shading (warm-up and fault windows) and the page shell.
+
+Used by :mod:`sim.report.html` (one run), :mod:`sim.report.resilience`
+(retries, faults and recovery panels) and :mod:`sim.report.comparison`
+(several variants of one experiment).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import logging
+import math
+import os
+import pathlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.offline
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+TIMESERIES_FILE = "timeseries.csv"
+MANIFEST_FILE = "manifest.json"
+CONFIG_FILE = "config.resolved.yaml"
+GRAPH_FILE = "graph.json"
+REPORT_FILE = "report.html"
+
+#: Endpoints of ``bytes_by_az_pair`` keys that are not availability zones.
+EXTERNAL_ENDPOINTS = frozenset({"internet"})
+
+#: Maximum size of ``config.resolved.yaml`` included verbatim in the report.
+MAX_CONFIG_CHARS = 200_000
+
+# Colours shared by the plots (colour-blind friendly, Okabe-Ito based).
+C_OFFERED = "#7f7f7f"
+C_THROUGHPUT = "#0072b2"
+C_GOODPUT = "#009e73"
+C_P50 = "#0072b2"
+C_P99 = "#d55e00"
+C_INFLIGHT = "#cc79a7"
+C_WARMUP = "#9aa5b1"
+C_FAULT = "#d55e00"
+C_FAULT_TEXT = "#a33a00"
+C_AMPLIFICATION = "#d55e00"
+C_CLIENT_TRIES = "#0072b2"
+C_ATTEMPTS = "#cc79a7"
+ERROR_COLOURS = ("#d55e00", "#e69f00", "#cc79a7", "#56b4e9", "#f0e442", "#000000",
+                 "#882255", "#44aa99", "#999933", "#aa4499")
+
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+
+#: How recovery after a fault is judged (``sim.metrics.recovery`` with the
+#: rules of ``sim.fleet.RECOVERY``).  The report states the rule and draws the
+#: threshold; it never imports the simulator, so the numbers are repeated here.
+RECOVERY_THRESHOLD = 0.9
+RECOVERY_SMOOTH_S = 3
+RECOVERY_HOLD_S = 5.0
+RECOVERY_BASELINE_S = 30.0
+
+
+# --------------------------------------------------------------------------
+# Data model
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One section of the report: a title and a trusted (escaped) HTML body."""
+
+    title: str
+    html: str
+    anchor: str = ""
+
+
+@dataclass
+class TimeSeries:
+    """Per-second means across replications of ``timeseries.csv``.
+
+    ``columns`` maps each numeric column name to one value per entry of ``t``;
+    ``None`` where no replication had a value for that second (e.g. the
+    latency percentiles of a second in which no request completed).
+    """
+
+    t: list[float]
+    columns: dict[str, list[float | None]]
+    replications: int
+
+    @property
+    def error_causes(self) -> list[str]:
+        return [c[len("err_"):] for c in self.columns if c.startswith("err_")]
+
+    def get(self, name: str) -> list[float | None] | None:
+        values = self.columns.get(name)
+        if values is None or all(v is None for v in values):
+            return None
+        return values
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One window of the run's fault timeline."""
+
+    kind: str
+    start_s: float
+    end_s: float
+    #: Names of the parts the fault hit (``summary.json``), possibly empty.
+    targets: tuple[str, ...] = ()
+    #: The target as configured ("service api", "AZ use1-az1", "all"), "" if unknown.
+    target: str = ""
+    #: How strong the fault is ("service time × 4"), "" if unknown.
+    effect: str = ""
+
+    @property
+    def label(self) -> str:
+        return _pretty_key(self.kind) or "fault"
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass
+class RunData:
+    run_dir: pathlib.Path
+    summary: dict[str, Any]
+    timeseries: TimeSeries | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    config_text: str | None = None
+    #: ``graph.json`` (fleet nodes and per-edge request counts), if present.
+    graph: dict[str, Any] | None = None
+    #: Why ``graph.json`` exists but could not be read, if so.
+    graph_error: str | None = None
+    #: The fault timeline (``summary.json`` ``faults``, else the resolved config).
+    faults: list[Fault] = field(default_factory=list)
+
+    @property
+    def warmup_s(self) -> float | None:
+        w = _num(self.summary.get("warmup_s"))
+        return w if w is not None and w > 0 else None
+
+
+PanelBuilder = Callable[[RunData], "Panel | None"]
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------
+
+
+def esc(value: Any) -> str:
+    """HTML-escape any value (``None`` becomes an empty string)."""
+    return "" if value is None else html.escape(str(value), quote=True)
+
+
+def _num(value: Any) -> float | None:
+    """``value`` as a finite float, else ``None`` (bools are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def _dig(mapping: Any, path: Sequence[str]) -> Any:
+    """``mapping[path[0]][path[1]]...`` or ``None`` if any step is missing."""
+    cur = mapping
+    for key in path:
+        if not isinstance(cur, Mapping) or key not in cur:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def _decimals(value: float) -> int:
+    a = abs(value)
+    if a == 0:
+        return 0
+    if a >= 10:
+        return 1
+    if a >= 1:
+        return 2
+    if a >= 0.01:
+        return 3
+    return 4
+
+
+def fmt_value(value: Any, ci: Any = None, *, scale: float = 1.0, integer: bool = False) -> str:
+    """Format a KPI as plain text, ``"value ± half-width"`` when ``ci`` is numeric.
+
+    ``integer`` prints whole-number values without decimals (counts);
+    ``scale`` multiplies both value and half-width (e.g. 100 for percent).
+    """
+    v = _num(value)
+    if v is None:
+        return "—" if value is None or isinstance(value, (int, float)) else str(value)
+    v *= scale
+    hw = _num(ci)
+    if hw is not None:
+        hw = abs(hw) * scale
+        # Two significant digits of the half-width decide the precision.
+        d = _decimals(v) if hw == 0 else max(0, min(6, 1 - math.floor(math.log10(hw))))
+        return f"{v:,.{d}f} ± {hw:,.{d}f}"
+    if integer and v == int(v):
+        return f"{int(v):,}"
+    return f"{v:,.{_decimals(v)}f}"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} TB"  # pragma: no cover
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "panel"
+
+
+def _pretty_key(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def figure_html(fig: go.Figure, div_id: str, height: int = 360,
+                hovermode: str = "x unified", layout: Mapping[str, Any] | None = None) -> str:
+    """Embed a figure; plotly.js itself is included once in the page head.
+
+    ``layout`` overrides the shared defaults (margins, legend, ...).
+    """
+    fig.update_layout(
+        template="plotly_white",
+        height=height,
+        margin={"l": 64, "r": 24, "t": 36, "b": 48},
+        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif",
+              "size": 12, "color": "#1f2933"},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+        hovermode=hovermode,
+    )
+    if layout:
+        fig.update_layout(**layout)
+    return fig.to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        config=PLOTLY_CONFIG,
+        div_id=div_id,
+        default_width="100%",
+        default_height=f"{height}px",
+    )
+
+
+def shade_time(fig: go.Figure, warmup_s: float | None, faults: Sequence[Fault],
+               rows: Sequence[int] = ()) -> None:
+    """Shade the warm-up ``[0, warmup_s]`` (grey) and every fault window (vermilion).
+
+    Each fault window is labelled with its kind (windows with the same span
+    share one label); with subplot ``rows`` only the first row is labelled.
+    """
+    warm = {"fillcolor": C_WARMUP, "opacity": 0.18, "line_width": 0, "layer": "below"}
+    warm_label = {"annotation_text": "warm-up", "annotation_position": "top left",
+                  "annotation_font": {"size": 11, "color": "#52606d"}}
+    fault_style = {"fillcolor": C_FAULT, "opacity": 0.11, "line_width": 0, "layer": "below"}
+    spans: dict[tuple[float, float], list[str]] = {}
+    for f in faults:
+        labels = spans.setdefault((f.start_s, f.end_s), [])
+        if f.label not in labels:
+            labels.append(f.label)
+    labelled: list[tuple[float, float, int]] = []  # (start, end, label level) placed so far
+    fault_labels = []
+    for (x0, x1), kinds in sorted(spans.items()):
+        # Labels of windows that overlap (or start within 3 s of) an earlier
+        # labelled window move one line down so they do not overprint.
+        busy = {lvl for s0, s1, lvl in labelled if x0 < s1 and x0 - s0 < max(3.0, s1 - s0)}
+        level = next(i for i in range(len(labelled) + 1) if i not in busy)
+        labelled.append((x0, x1, level))
+        fault_labels.append((x0, x1, {
+            "annotation_text": esc(" + ".join(kinds)), "annotation_position": "top left",
+            "annotation_font": {"size": 11, "color": C_FAULT_TEXT},
+            "annotation_yshift": -14 * level}))
+    for i, row in enumerate(rows or (None,)):
+        where = {} if row is None else {"row": row, "col": 1}
+        first = i == 0
+        if warmup_s:
+            fig.add_vrect(x0=0, x1=warmup_s, **warm, **(warm_label if first else {}), **where)
+        for x0, x1, label in fault_labels:
+            fig.add_vrect(x0=x0, x1=x1, **fault_style, **(label if first else {}), **where)
+
+
+def shade_run(fig: go.Figure, data: RunData, rows: Sequence[int] = ()) -> None:
+    """:func:`shade_time` with a run's warm-up and faults."""
+    shade_time(fig, data.warmup_s, data.faults, rows)
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "kpi") -> str:
+    """Build a table; headers and cells must already be escaped HTML."""
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _unit(text: str) -> str:
+    return f' <span class="unit">{esc(text)}</span>' if text else ""
+
+
+# --------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------
+
+
+def _read_json(path: pathlib.Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as fh:
+        obj = json.load(fh)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _float_or_none(text: str | None) -> float | None:
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def load_timeseries(path: pathlib.Path) -> TimeSeries | None:
+    """Read ``timeseries.csv`` and average every column across replications."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fieldnames = [f for f in (reader.fieldnames or []) if f]
+        if "t_s" not in fieldnames:
+            log.warning("%s: no t_s column; time-series panels skipped", path)
+            return None
+        value_cols = [f for f in fieldnames if f not in ("replication", "t_s")]
+        sums: dict[float, dict[str, float]] = {}
+        counts: dict[float, dict[str, int]] = {}
+        replications: set[str] = set()
+        for row in reader:
+            t = _float_or_none(row.get("t_s"))
+            if t is None:
+                continue
+            replications.add((row.get("replication") or "").strip())
+            s = sums.setdefault(t, {})
+            n = counts.setdefault(t, {})
+            for col in value_cols:
+                v = _float_or_none(row.get(col))
+                if v is None:
+                    continue
+                s[col] = s.get(col, 0.0) + v
+                n[col] = n.get(col, 0) + 1
+    if not sums:
+        return None
+    times = sorted(sums)
+    columns: dict[str, list[float | None]] = {
+        col: [sums[t][col] / counts[t][col] if counts[t].get(col) else None for t in times]
+        for col in value_cols
+    }
+    return TimeSeries(t=times, columns=columns, replications=len(replications))
+
+
+def load_run(run_dir: pathlib.Path) -> RunData:
+    """Read the result files of one run folder.
+
+    Raises ``FileNotFoundError`` naming the path when ``summary.json`` is
+    missing; every other file is optional.
+    """
+    run_dir = pathlib.Path(run_dir)
+    summary_path = run_dir / SUMMARY_FILE
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"run summary not found: {summary_path}")
+    data = RunData(run_dir=run_dir, summary=_read_json(summary_path))
+
+    ts_path = run_dir / TIMESERIES_FILE
+    if ts_path.is_file():
+        data.timeseries = load_timeseries(ts_path)
+
+    manifest_path = run_dir / MANIFEST_FILE
+    if manifest_path.is_file():
+        try:
+            data.manifest = _read_json(manifest_path)
+        except (ValueError, OSError) as exc:  # json.JSONDecodeError is a ValueError
+            log.warning("ignoring unreadable %s: %s", manifest_path, exc)
+
+    graph_path = run_dir / GRAPH_FILE
+    if graph_path.is_file():
+        try:
+            data.graph = _read_json(graph_path)
+        except (ValueError, OSError) as exc:
+            log.warning("ignoring unreadable %s: %s", graph_path, exc)
+            data.graph_error = f"{type(exc).__name__}: {exc}"
+
+    config_path = run_dir / CONFIG_FILE
+    if config_path.is_file():
+        try:
+            data.config_text = config_path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            log.warning("ignoring unreadable %s: %s", config_path, exc)
+    data.faults = parse_faults(data.summary, data.config_text)
+    return data
+
+
+# --------------------------------------------------------------------------
+# Fault timeline
+# --------------------------------------------------------------------------
+
+#: Target fields of a configured fault, in the order they are shown.
+_TARGET_FIELDS = (("service", "service"), ("region", "region"), ("az", "AZ"),
+                  ("instance", "instance"))
+
+
+def _fault_target(item: Mapping[str, Any]) -> str:
+    parts = []
+    if item.get("az") not in (None, "") and not isinstance(item.get("az"), Mapping):
+        parts.append(f"AZ {item['az']}")  # az_outage names its AZ at the top level
+    target = item.get("target")
+    if isinstance(target, Mapping):
+        parts += [f"{label} {target[key]}" for key, label in _TARGET_FIELDS
+                  if target.get(key) not in (None, "")]
+        if not parts:
+            return "all"
+    return ", ".join(parts)
+
+
+def _fault_effect(kind: str, item: Mapping[str, Any]) -> str:
+    factor = _num(item.get("factor"))
+    probability = _num(item.get("error_probability"))
+    if factor is not None:
+        what = {"backend_slowdown": "service time", "load_spike": "offered load"}.get(kind, "factor")
+        return f"{what} × {factor:g}"
+    if probability is not None:
+        return f"error probability {100 * probability:g} %"
+    return {"instance_crash": "down, restarts empty", "az_outage": "AZ down"}.get(kind, "")
+
+
+def _fault_from_mapping(item: Any) -> Fault | None:
+    if not isinstance(item, Mapping):
+        return None
+    start = _num(item.get("at_s"))
+    duration = _num(item.get("for_s"))
+    if start is None or duration is None or duration <= 0:
+        return None
+    targets = item.get("targets")
+    names = tuple(str(t) for t in targets) if isinstance(targets, list) else ()
+    kind = str(item.get("kind") or "fault")
+    return Fault(kind=kind, start_s=start, end_s=start + duration, targets=names,
+                 target=_fault_target(item), effect=_fault_effect(kind, item))
+
+
+def _faults_from_list(items: Any) -> list[Fault]:
+    if not isinstance(items, list):
+        return []
+    faults = [f for f in map(_fault_from_mapping, items) if f is not None]
+    return sorted(faults, key=lambda f: (f.start_s, f.end_s))
+
+
+def _faults_from_config(config_text: str) -> list[Fault]:
+    if "faults" not in config_text:
+        return []
+    try:
+        from ruamel.yaml import YAML
+
+        config = YAML(typ="safe", pure=True).load(config_text)
+    except Exception as exc:  # any YAML error: the timeline is optional
+        log.warning("could not read the faults of %s: %s", CONFIG_FILE, exc)
+        return []
+    return _faults_from_list(config.get("faults") if isinstance(config, Mapping) else None)
+
+
+def parse_faults(summary: Mapping[str, Any], config_text: str | None = None) -> list[Fault]:
+    """The fault timeline, sorted by start.
+
+    ``summary["faults"]`` (kind, at_s, for_s, targets) is preferred; the
+    resolved configuration adds each fault's configured target and strength
+    when both list the same windows.  Without either, the fault span of
+    ``summary["recovery"]`` is used as one window of kind "fault".
+    """
+    faults = _faults_from_list(summary.get("faults"))
+    configured = _faults_from_config(config_text) if config_text else []
+    if not faults:
+        faults = configured
+    elif len(configured) == len(faults) and all(
+            (a.kind, a.start_s, a.end_s) == (b.kind, b.start_s, b.end_s)
+            for a, b in zip(faults, configured, strict=True)):
+        faults = [replace(a, target=a.target or b.target, effect=a.effect or b.effect)
+                  for a, b in zip(faults, configured, strict=True)]
+    if not faults:
+        recovery = summary.get("recovery")
+        if isinstance(recovery, Mapping):
+            start, end = _num(recovery.get("fault_start_s")), _num(recovery.get("fault_end_s"))
+            if start is not None and end is not None and end > start:
+                faults = [Fault("fault", start, end)]
+    return faults
+
+
+
+def _ci(data: RunData, path: Sequence[str]) -> Any:
+    return _dig(data.summary.get("ci95"), path)
+
+
+def _kpi_cell(data: RunData, path: Sequence[str], unit: str = "", *,
+              scale: float = 1.0, integer: bool = False) -> str:
+    value = _dig(data.summary, path)
+    text = fmt_value(value, _ci(data, path), scale=scale, integer=integer)
+    return esc(text) + (_unit(unit) if _num(value) is not None else "")
+
+
+
+def _ts_note(ts: TimeSeries) -> str:
+    if ts.replications > 1:
+        return f'<p class="note">Mean across {ts.replications} replications, per second.</p>'
+    return ""
+
+
+CSS = """
+:root { --fg:#1f2933; --muted:#616e7c; --line:#e4e7eb; --bg:#f5f7fa; --card:#fff;
+        --accent:#0072b2; --warn:#b44d00; }
+* { box-sizing: border-box; }
+body { margin:0; background:var(--bg); color:var(--fg);
+       font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif; }
+main, header.page, footer.page { max-width:1120px; margin:0 auto; padding:0 24px; }
+header.page { padding-top:32px; padding-bottom:8px; }
+header.page .kicker { text-transform:uppercase; letter-spacing:.08em; font-size:11px;
+                      color:var(--muted); margin:0; }
+h1 { font-size:28px; margin:4px 0 6px; font-weight:650; }
+.description { color:var(--muted); max-width:820px; margin:0 0 14px; white-space:pre-line; }
+dl.meta { display:flex; flex-wrap:wrap; gap:6px 28px; margin:0 0 14px; padding:10px 14px;
+          background:var(--card); border:1px solid var(--line); border-radius:8px; }
+dl.meta div { display:flex; flex-direction:column; }
+dl.meta dt { font-size:11px; text-transform:uppercase; letter-spacing:.06em; color:var(--muted); }
+dl.meta dd { margin:0; font-weight:600; font-variant-numeric:tabular-nums; }
+nav.toc { font-size:13px; margin-bottom:8px; }
+nav.toc a { color:var(--accent); text-decoration:none; margin-right:14px; white-space:nowrap; }
+nav.toc a:hover { text-decoration:underline; }
+section.panel { background:var(--card); border:1px solid var(--line); border-radius:10px;
+                padding:16px 20px 14px; margin:16px 0; }
+section.panel > h2 { font-size:17px; margin:0 0 10px; font-weight:620; }
+h3 { font-size:13px; text-transform:uppercase; letter-spacing:.05em; color:var(--muted);
+     margin:6px 0 6px; font-weight:600; }
+.grid2 { display:grid; grid-template-columns:repeat(auto-fit,minmax(320px,1fr)); gap:8px 40px; }
+table.kpi { border-collapse:collapse; width:100%; font-variant-numeric:tabular-nums;
+            margin-bottom:10px; }
+table.kpi th, table.kpi td { padding:5px 10px; border-bottom:1px solid var(--line);
+                             text-align:right; vertical-align:top; }
+table.kpi th:first-child, table.kpi td:first-child { text-align:left; }
+table.kpi th { font-size:12px; color:var(--muted); font-weight:600; }
+table.kpi tbody tr:last-child td { border-bottom:none; }
+table.kpi tbody tr:hover { background:#f9fafb; }
+.unit, .muted { color:var(--muted); font-size:12px; font-weight:normal; }
+.indent { padding-left:16px; color:var(--muted); }
+.warn { color:var(--warn); font-weight:600; }
+.note { color:var(--muted); font-size:12px; margin:6px 0 0; }
+.lead { margin:10px 0 0; }
+.error { color:var(--warn); }
+details summary { cursor:pointer; color:var(--accent); }
+pre { background:#f9fafb; border:1px solid var(--line); border-radius:6px; padding:10px;
+      overflow:auto; max-height:480px; font-size:12px; }
+code { font-size:12px; }
+footer.page { color:var(--muted); font-size:12px; padding-top:4px; padding-bottom:32px; }
+footer.page dl { display:grid; grid-template-columns:max-content 1fr; gap:2px 14px; margin:6px 0; }
+footer.page dt { font-weight:600; }
+footer.page dd { margin:0; }
+.verdict { font-size:15px; margin:0 0 12px; padding:10px 14px; border-radius:8px;
+           background:#f5f7fa; border-left:4px solid var(--muted); }
+.verdict.recovered { background:#eef8f3; border-left-color:#009e73; }
+.verdict.metastable { background:#fdf0e9; border-left-color:#d55e00; }
+.verdict.mixed { background:#fdf6e3; border-left-color:#e69f00; }
+.ok { color:#007a5a; font-weight:650; }
+.bad { color:#b44d00; font-weight:650; }
+.warnbg { color:#8a5a00; font-weight:650; }
+.swatch { display:inline-block; width:14px; height:10px; border-radius:2px;
+          vertical-align:baseline; }
+.swatch.fault { background:rgba(213,94,0,.25); }
+.swatch.warmup { background:rgba(154,165,177,.35); }
+table.faults th, table.faults td { text-align:left; }
+table.faults th:nth-child(n+3):nth-child(-n+5),
+table.faults td:nth-child(n+3):nth-child(-n+5) { text-align:right; }
+table.faults td:last-child { font-size:12px; }
+details.inline { display:inline; }
+details.inline[open] summary { display:none; }
+@media print { body { background:#fff; } section.panel { break-inside:avoid; } }
+"""
+
+
+# --------------------------------------------------------------------------
+# Page shell
+# --------------------------------------------------------------------------
+
+
+def panels_html(panels: Sequence[Panel]) -> str:
+    """A table of contents (two panels or more) and one ``<section>`` per panel."""
+    sections, toc, used = [], [], set()
+    for panel in panels:
+        anchor = panel.anchor or _slug(panel.title)
+        base, i = anchor, 2
+        while anchor in used:
+            anchor, i = f"{base}-{i}", i + 1
+        used.add(anchor)
+        toc.append(f'<a href="#{esc(anchor)}">{esc(panel.title)}</a>')
+        sections.append(f'<section class="panel" id="{esc(anchor)}">'
+                        f"<h2>{esc(panel.title)}</h2>{panel.html}</section>")
+    nav = f'<nav class="toc">{"".join(toc)}</nav>' if len(toc) > 1 else ""
+    return nav + "\n" + "\n".join(sections)
+
+
+def page_html(title: str, header: str, main: str, footer: str, extra_css: str = "") -> str:
+    """The full page: plotly.js inlined once in <head>; ``header``, ``main``,
+    ``footer`` and ``extra_css`` are trusted markup, ``title`` is plain text."""
+    plotly_js = plotly.offline.get_plotlyjs()
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(title)}</title>\n<style>{CSS}{extra_css}</style>\n"
+        f'<script type="text/javascript">{plotly_js}</script>\n</head>\n<body>\n'
+        f"{header}\n<main>{main}\n</main>\n{footer}\n</body>\n</html>\n"
+    )
+
+
+def write_atomic(path: pathlib.Path, text: str) -> pathlib.Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

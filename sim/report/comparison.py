@@ -1,0 +1,599 @@
+"""Self-contained HTML report comparing the variants of one experiment.
+
+A comparison folder (written by ``sim.runner.run_variants``) holds
+``comparison.json``::
+
+    {"experiment", "description", "seed", "replications",
+     "variants": [{"name", "dir": "variants/<name>", "overrides": {path: value}}]}
+
+and one complete run folder per variant.  :func:`write_comparison` reads every
+variant with :func:`sim.report.common.load_run` and writes
+``<folder>/report.html``: a headline generated from the data (which variant
+stayed collapsed after the fault, which recovered and when, and how many
+backend tries each sent per client call), a summary table, goodput and
+amplification over time with every variant overlaid, offered load against
+backend attempts per variant, and relative links to each variant's own report.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import pathlib
+import posixpath
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from sim.report.common import (
+    C_OFFERED,
+    RECOVERY_THRESHOLD,
+    REPORT_FILE,
+    Fault,
+    Panel,
+    RunData,
+    _dig,
+    _num,
+    _pretty_key,
+    _table,
+    _unit,
+    esc,
+    figure_html,
+    fmt_value,
+    load_run,
+    page_html,
+    panels_html,
+    shade_time,
+    write_atomic,
+)
+from sim.report.resilience import (
+    END_WINDOW_S,
+    Recovery,
+    amplification_per_s,
+    client_tries_per_call,
+    end_share,
+    fault_noun,
+    fmt_pct,
+    fmt_seconds,
+    mixed_phrase,
+    parse_recovery,
+    ratio_over,
+    recovery_rule,
+    replication_count,
+)
+
+log = logging.getLogger(__name__)
+
+COMPARISON_FILE = "comparison.json"
+
+#: One colour per variant, in the order of comparison.json (Okabe-Ito first).
+VARIANT_COLOURS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9",
+                   "#000000", "#882255", "#44aa99", "#999933", "#aa4499", "#332288")
+
+
+@dataclass
+class Variant:
+    """One variant of the comparison and the figures the report shows for it."""
+
+    name: str
+    #: Folder relative to the comparison folder (POSIX separators, no "..").
+    rel_dir: str
+    overrides: Mapping[str, Any]
+    colour: str
+    data: RunData | None = None
+    error: str | None = None
+
+    @property
+    def recovery(self) -> Recovery | None:
+        return parse_recovery(self.data.summary) if self.data else None
+
+    @property
+    def href(self) -> str:
+        """Relative URL of the variant's own report (not yet HTML-escaped)."""
+        return urllib.parse.quote(f"{self.rel_dir}/{REPORT_FILE}")
+
+    @property
+    def report_exists(self) -> bool:
+        return self.data is not None and (self.data.run_dir / REPORT_FILE).is_file()
+
+    def amplification_after(self) -> float | None:
+        """Backend tries per client call after the fault (from the time series)."""
+        rec = self.recovery
+        if self.data is None or rec is None or rec.fault_end_s is None:
+            return None
+        return ratio_over(self.data, "attempts", "offered", rec.fault_end_s)
+
+    def amplification(self) -> float | None:
+        return _num(_dig(self.data.summary, ("retries", "amplification"))) if self.data else None
+
+
+def _safe_rel_dir(entry: Mapping[str, Any], name: str) -> str:
+    """The variant's folder from ``comparison.json``, kept inside the comparison folder."""
+    raw = entry.get("dir")
+    default = f"variants/{name}"
+    if not isinstance(raw, str) or not raw.strip():
+        return default
+    path = posixpath.normpath(raw.strip().replace("\\", "/"))
+    if path.startswith("/") or path == "." or path.split("/")[0] == ".." or ":" in path:
+        log.warning("ignoring unsafe variant folder %r; using %s", raw, default)
+        return default
+    return path
+
+
+def load_comparison(run_dir: pathlib.Path) -> tuple[dict[str, Any], list[Variant]]:
+    """Read ``comparison.json`` and every variant's run folder.
+
+    Raises ``FileNotFoundError`` naming the path when ``comparison.json`` is
+    missing.  A variant whose folder cannot be read is kept with its ``error``.
+    """
+    run_dir = pathlib.Path(run_dir)
+    path = run_dir / COMPARISON_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"comparison not found: {path}")
+    with path.open(encoding="utf-8") as fh:
+        meta = json.load(fh)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    entries = meta.get("variants") if isinstance(meta.get("variants"), list) else []
+    variants: list[Variant] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(e for e in entries if isinstance(e, Mapping)):
+        name = str(entry.get("name") or f"variant-{i + 1}")
+        while name in seen:
+            name += "'"
+        seen.add(name)
+        overrides = entry.get("overrides")
+        variant = Variant(name=name, rel_dir=_safe_rel_dir(entry, name),
+                          overrides=overrides if isinstance(overrides, Mapping) else {},
+                          colour=VARIANT_COLOURS[i % len(VARIANT_COLOURS)])
+        try:
+            variant.data = load_run(run_dir / variant.rel_dir)
+        except (OSError, ValueError) as exc:
+            log.warning("comparison: variant %s could not be read: %s", name, exc)
+            variant.error = f"{type(exc).__name__}: {exc}"
+        variants.append(variant)
+    return meta, variants
+
+
+# --------------------------------------------------------------------------
+# Headline
+# --------------------------------------------------------------------------
+
+
+def _loaded(variants: Sequence[Variant]) -> list[Variant]:
+    return [v for v in variants if v.data is not None]
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}"
+
+
+def _amplification_phrase(v: Variant) -> str:
+    after = v.amplification_after()
+    if after is not None:
+        return f"{_fmt_ratio(after)} backend tries per call after the fault"
+    total = v.amplification()
+    return f"{_fmt_ratio(total)} backend tries per call" if total is not None else ""
+
+
+def variant_outcome(v: Variant) -> str:
+    """``recovered``, ``metastable``, ``mixed``, ``no-fault``, ``unknown`` or ``error``."""
+    if v.data is None:
+        return "error"
+    rec = v.recovery
+    return "no-fault" if rec is None else rec.outcome
+
+
+def variant_phrase(v: Variant) -> str:
+    """One variant's outcome as plain text, e.g. "metastable (goodput 0 % of baseline at
+    the end, 9.3 backend tries per call after the fault)"."""
+    if v.data is None:
+        return "could not be read"
+    rec = v.recovery
+    amp = _amplification_phrase(v)
+    if rec is None:
+        goodput = _num(v.data.summary.get("goodput_rps"))
+        text = "no fault"
+        if goodput is not None:
+            text += f" (goodput {fmt_value(goodput)} req/s)"
+        return text
+    noun = fault_noun(v.data.faults)
+    outcome = rec.outcome
+    if outcome == "recovered":
+        text = (f"recovered {fmt_seconds(rec.recovery_s)} s after {noun} ended"
+                if rec.recovery_s is not None else f"recovered after {noun} ended")
+        return text + (f" ({amp})" if amp else "")
+    details = []
+    if outcome == "metastable":
+        share, where = end_share(v.data, rec)
+        if share is not None:
+            details.append(f"goodput {fmt_pct(share)} of baseline {where}")
+        text = "metastable"
+    elif outcome == "mixed":
+        text = mixed_phrase(rec, replication_count(v.data))
+    else:
+        text = "outcome not recorded"
+    if amp:
+        details.append(amp)
+    return text + (f" ({', '.join(details)})" if details else "")
+
+
+def headline_html(variants: Sequence[Variant]) -> str:
+    """The sentence at the top: every variant's outcome, then what set them apart."""
+    if not variants:
+        return '<p class="headline">This comparison lists no variants.</p>'
+    parts = [f'<span class="v-{esc(variant_outcome(v))}"><strong>{esc(v.name)}</strong>: '
+             f"{esc(variant_phrase(v))}</span>" for v in variants]
+    html = f'<p class="headline">{"; ".join(parts)}.</p>'
+    collapsed = [v for v in variants if variant_outcome(v) == "metastable"]
+    recovered = [v for v in variants if variant_outcome(v) == "recovered"]
+    amp = {v.name: v.amplification_after() for v in collapsed + recovered}
+    if collapsed and recovered and all(a is not None for a in amp.values()):
+        def span(group: list[Variant]) -> str:
+            lo, hi = min(amp[v.name] for v in group), max(amp[v.name] for v in group)
+            return _fmt_ratio(lo) if _fmt_ratio(lo) == _fmt_ratio(hi) else \
+                f"{_fmt_ratio(lo)}–{_fmt_ratio(hi)}"
+        why = (f"After the fault, the variants that stayed collapsed sent "
+               f"{span(collapsed)} backend tries per client call; those that recovered sent "
+               f"{span(recovered)}.")
+        if min(amp[v.name] for v in collapsed) > max(amp[v.name] for v in recovered):
+            why += " The extra tries (retries) kept the backends saturated after the trigger was gone."
+        html += f'<p class="headline-why">{esc(why)}</p>'
+
+    return html
+
+
+# --------------------------------------------------------------------------
+# Panels
+# --------------------------------------------------------------------------
+
+
+def _name_cell(v: Variant, link: bool = False) -> str:
+    swatch = f'<span class="swatch" style="background:{esc(v.colour)}"></span> '
+    cell = f"{swatch}<strong>{esc(v.name)}</strong>"
+    return cell + (f'<br><span class="sublink">{_link_cell(v, "open its report")}</span>'
+                   if link else "")
+
+
+def _rate_cell(value: float | None, rec: Recovery | None, share: bool = True) -> str:
+    if value is None:
+        return "—"
+    text = esc(fmt_value(value))
+    pct = rec.share(value) if rec is not None and share else None
+    if pct is not None:
+        text += f'<br><span class="muted">{esc(fmt_pct(pct))}</span>'
+    return text
+
+
+def _outcome_cell(v: Variant) -> str:
+    outcome = variant_outcome(v)
+    rec = v.recovery
+    label = {"recovered": "recovered", "metastable": "metastable", "no-fault": "no fault",
+             "error": "unreadable", "unknown": "—"}.get(outcome)
+    if outcome == "mixed" and rec is not None and v.data is not None:
+        label = mixed_phrase(rec, replication_count(v.data))
+    return f'<span class="badge {esc(outcome)}">{esc(label)}</span>'
+
+
+def _flag_text(value: bool | float | None, replications: int | None) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "—"
+    if replications:
+        return f"{round(value * replications)} of {replications}"
+    return fmt_pct(value)
+
+
+def _failures_cell(v: Variant) -> str:
+    failed = _dig(v.data.summary, ("requests", "failed")) if v.data else None
+    if not isinstance(failed, Mapping):
+        return "—"
+    counts = {str(k): _num(x) for k, x in failed.items()}
+    counts = {k: x for k, x in counts.items() if x is not None}
+    total = sum(counts.values())
+    lines = [f"<strong>{esc(fmt_value(total, integer=True))}</strong>"]
+    for cause in sorted(counts, key=lambda c: -counts[c]):
+        lines.append(f'<span class="cause">{esc(_pretty_key(cause))} '
+                     f"{esc(fmt_value(counts[cause], integer=True))}</span>")
+    return "<br>".join(lines)
+
+
+def _link_cell(v: Variant, text: str | None = None) -> str:
+    label = esc(text) if text else f"{esc(v.rel_dir)}/{esc(REPORT_FILE)}"
+    link = f'<a href="{esc(v.href)}">{label}</a>'
+    if not v.report_exists:
+        link += ' <span class="muted">(not written)</span>'
+    return link
+
+
+def summary_panel(variants: Sequence[Variant]) -> Panel:
+    headers = ["Variant", "Outcome", "Recovery time<br><span class=\"unit\">s after the fault"
+               "</span>", "Goodput before<br><span class=\"unit\">req/s</span>",
+               "during<br><span class=\"unit\">req/s · of before</span>",
+               "after<br><span class=\"unit\">req/s · of before</span>",
+               f"at the end<br><span class=\"unit\">last {END_WINDOW_S} s, of before</span>",
+               "Amplification<br><span class=\"unit\">backend tries / call</span>",
+               "after the fault<br><span class=\"unit\">backend tries / call</span>",
+               "Client tries<br><span class=\"unit\">per call</span>",
+               "p99<br><span class=\"unit\">ms</span>",
+               "Failed requests<br><span class=\"unit\">by cause</span>"]
+    rows = []
+    for v in variants:
+        if v.data is None:
+            rows.append([_name_cell(v, link=True), _outcome_cell(v),
+                         f'<span class="error">{esc(v.error)}</span>'] + [""] * 8)
+            continue
+        s = v.data.summary
+        rec = v.recovery
+        replications = replication_count(v.data)
+        if rec is not None and rec.recovery_s is not None:
+            rec_time = esc(fmt_seconds(rec.recovery_s))
+        elif rec is not None and rec.outcome == "metastable":
+            rec_time = '<span class="bad">never</span>'
+        else:
+            rec_time = "—"
+        if rec is not None and isinstance(rec.metastable, float):
+            rec_time += (f'<br><span class="muted">metastable in '
+                         f"{esc(_flag_text(rec.metastable, replications))}</span>")
+        end = end_share(v.data, rec)[0] if rec is not None else None
+        amp = _num(_dig(s, ("retries", "amplification")))
+        amp_ci = _num(_dig(s, ("ci95", "retries", "amplification")))
+        rows.append([
+            _name_cell(v, link=True), _outcome_cell(v), rec_time,
+            _rate_cell(rec.before if rec else None, rec, share=False),
+            _rate_cell(rec.during if rec else None, rec),
+            _rate_cell(rec.after if rec else None, rec),
+            esc(fmt_pct(end)) if end is not None else "—",
+            esc(fmt_value(amp, amp_ci)) if amp is not None else "—",
+            esc(fmt_value(v.amplification_after())),
+            esc(fmt_value(client_tries_per_call(s))) if client_tries_per_call(s) else "—",
+            esc(fmt_value(_dig(s, ("latency_ms", "p99")))),
+            _failures_cell(v),
+        ])
+    body = ('<div class="scroll">' + _table(headers, rows, cls="kpi compare") + "</div>"
+            f'<p class="note">Goodput in successful responses per second; percentages are of '
+            f"the goodput before the fault. Amplification: backend tries sent by the gateways "
+            f"per client call over the measurement window; “after the fault”: the same from "
+            f"the end of the last fault to the end of the run (per-second series). "
+            f"{recovery_rule()}</p>")
+    return Panel("Summary", body, "summary")
+
+
+def _faults_of(variants: Sequence[Variant]) -> list[Fault]:
+    """Every distinct fault window across the variants, by start."""
+    seen: dict[tuple[str, float, float], Fault] = {}
+    for v in _loaded(variants):
+        for f in v.data.faults:
+            seen.setdefault((f.kind, f.start_s, f.end_s), f)
+    return sorted(seen.values(), key=lambda f: (f.start_s, f.end_s))
+
+
+def _warmup_of(variants: Sequence[Variant]) -> float | None:
+    for v in _loaded(variants):
+        if v.data.warmup_s:
+            return v.data.warmup_s
+    return None
+
+
+def _with_series(variants: Sequence[Variant], column: str) -> list[Variant]:
+    return [v for v in _loaded(variants)
+            if v.data.timeseries is not None and v.data.timeseries.get(column) is not None]
+
+
+def goodput_panel(variants: Sequence[Variant]) -> Panel | None:
+    shown = _with_series(variants, "goodput")
+    if not shown:
+        return None
+    fig = go.Figure()
+    for v in shown:
+        ts = v.data.timeseries
+        fig.add_trace(go.Scatter(x=ts.t, y=ts.columns["goodput"], name=esc(v.name), mode="lines",
+                                 line={"color": v.colour, "width": 2},
+                                 hovertemplate="%{y:,.1f} req/s"))
+    baselines = [r.before for r in (v.recovery for v in shown) if r is not None and r.before]
+    note = ""
+    if baselines:
+        lo, hi = min(baselines), max(baselines)
+        base = sum(baselines) / len(baselines)
+        fig.add_hline(y=RECOVERY_THRESHOLD * base,
+                      line={"color": "#52606d", "width": 1.5, "dash": "dash"},
+                      annotation_text=f"{fmt_pct(RECOVERY_THRESHOLD)} of pre-fault goodput",
+                      annotation_position="bottom left",
+                      annotation_font={"size": 11, "color": "#52606d"})
+        if hi - lo > 0.02 * hi:
+            note = (f" The dashed line is {fmt_pct(RECOVERY_THRESHOLD)} of the mean pre-fault "
+                    f"goodput ({fmt_value(base)} req/s); the variants' own baselines range "
+                    f"from {fmt_value(lo)} to {fmt_value(hi)} req/s.")
+    shade_time(fig, _warmup_of(variants), _faults_of(variants))
+    fig.update_xaxes(title_text="simulated time (s)")
+    fig.update_yaxes(title_text="goodput (req/s)", rangemode="tozero")
+    body = figure_html(fig, "fig-cmp-goodput", 420)
+    body += ('<p class="note">Successful responses per second (mean across replications); '
+             f"fault windows shaded.{esc(note)}</p>")
+    return Panel("Goodput over time", body, "goodput")
+
+
+def amplification_panel(variants: Sequence[Variant]) -> Panel | None:
+    shown = []
+    for v in _loaded(variants):
+        ts = v.data.timeseries
+        attempts = amplification_per_s(ts)[0] if ts is not None else None
+        if attempts is not None:
+            shown.append((v, attempts))
+    if not shown:
+        return None
+    fig = go.Figure()
+    for v, attempts in shown:
+        fig.add_trace(go.Scatter(x=v.data.timeseries.t, y=attempts, name=esc(v.name),
+                                 mode="lines", line={"color": v.colour, "width": 2},
+                                 hovertemplate="%{y:.2f}"))
+    fig.add_hline(y=1, line={"color": "#9aa5b1", "width": 1, "dash": "dot"},
+                  annotation_text="1 = no retries", annotation_position="bottom right",
+                  annotation_font={"size": 11, "color": "#52606d"})
+    shade_time(fig, _warmup_of(variants), _faults_of(variants))
+    fig.update_xaxes(title_text="simulated time (s)")
+    fig.update_yaxes(title_text="backend tries per client call", rangemode="tozero")
+    body = figure_html(fig, "fig-cmp-amplification", 380)
+    body += ('<p class="note">Per second: backend tries sent by the gateways (first tries and '
+             "retries) divided by the client calls offered in that second. A variant that keeps "
+             "a high amplification after the fault window keeps its backends saturated with "
+             "retries.</p>")
+    return Panel("Retry amplification over time", body, "amplification")
+
+
+def load_panel(variants: Sequence[Variant]) -> Panel | None:
+    shown = [v for v in _with_series(variants, "offered")
+             if v.data.timeseries.get("attempts") is not None]
+    if not shown:
+        return None
+    n = len(shown)
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.3 / n),
+                        subplot_titles=[esc(v.name) for v in shown])
+    for row, v in enumerate(shown, 1):
+        ts = v.data.timeseries
+        fig.add_trace(go.Scatter(x=ts.t, y=ts.columns["offered"], name="offered (client calls)",
+                                 legendgroup="offered", showlegend=row == 1, mode="lines",
+                                 line={"color": C_OFFERED, "width": 1.5, "dash": "dot"},
+                                 hovertemplate="%{y:,.0f} /s"), row=row, col=1)
+        fig.add_trace(go.Scatter(x=ts.t, y=ts.columns["attempts"],
+                                 name=f"{esc(v.name)}: backend attempts", mode="lines",
+                                 line={"color": v.colour, "width": 2},
+                                 hovertemplate="%{y:,.0f} /s"), row=row, col=1)
+        fig.update_yaxes(title_text="per s", rangemode="tozero", row=row, col=1)
+    shade_time(fig, _warmup_of(variants), _faults_of(variants), rows=range(1, n + 1))
+    fig.update_xaxes(title_text="simulated time (s)", row=n, col=1)
+    for ann in fig.layout.annotations:  # subplot titles: left-aligned, bold
+        if ann.text in {esc(v.name) for v in shown}:
+            ann.update(x=0, xanchor="left", font={"size": 12, "color": "#1f2933"},
+                       text=f"<b>{ann.text}</b>")
+    height = 110 + 190 * n
+    body = figure_html(fig, "fig-cmp-load", height)
+    body += ('<p class="note">Client calls offered per second (dotted) against the backend '
+             "tries the gateways sent (solid): the gap is the extra load retries added.</p>")
+    return Panel("Offered load vs backend attempts", body, "load")
+
+
+def _override_text(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def variants_panel(variants: Sequence[Variant]) -> Panel | None:
+    if not variants:
+        return None
+    rows = []
+    for v in variants:
+        if v.overrides:
+            items = "".join(f"<li><code>{esc(k)}</code> = <code>{esc(_override_text(x))}</code>"
+                            "</li>" for k, x in v.overrides.items())
+            overrides = f'<ul class="overrides">{items}</ul>'
+        else:
+            overrides = '<span class="muted">none (the base experiment)</span>'
+        rows.append([_name_cell(v), overrides, _link_cell(v)])
+    body = _table(["Variant", "Overrides (dotted path = value)", "Report"], rows,
+                  cls="kpi variants")
+    body += ('<p class="note">All variants share the seed, so they see the same arrivals and '
+             "service times where their configurations agree (common random numbers).</p>")
+    return Panel("Variants", body, "variants")
+
+
+# --------------------------------------------------------------------------
+# Page
+# --------------------------------------------------------------------------
+
+COMPARISON_CSS = """
+main, header.page, footer.page { max-width:1360px; }
+.headline { font-size:16px; line-height:1.6; margin:6px 0 6px; padding:12px 16px;
+            background:var(--card); border:1px solid var(--line); border-radius:8px; }
+.headline-why { margin:0 0 14px; color:var(--fg); }
+.v-metastable strong, .v-error strong { color:#b44d00; }
+.v-recovered strong { color:#007a5a; }
+.v-mixed strong { color:#8a5a00; }
+.badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px;
+         font-weight:600; white-space:nowrap; background:#e4e7eb; color:#3e4c59; }
+.badge.recovered { background:#d7f0e5; color:#006647; }
+.badge.metastable, .badge.error { background:#fbe0d0; color:#9a3f00; }
+.badge.mixed { background:#fcefc7; color:#7a5200; }
+div.scroll { overflow-x:auto; }
+table.compare { font-size:13px; }
+table.compare td { white-space:nowrap; padding:6px 8px; }
+table.compare th { padding:6px 8px; vertical-align:bottom; }
+table.compare td:last-child { white-space:normal; min-width:170px; }
+table.compare .sublink { font-size:11px; }
+table.compare .sublink a { color:var(--accent); }
+table.compare .cause { color:var(--muted); font-size:12px; white-space:nowrap; }
+table.variants td, table.variants th { text-align:left; }
+table.variants td:first-child { width:180px; }
+table.variants td:last-child { width:260px; font-size:12px; }
+ul.overrides { margin:0; padding-left:16px; text-align:left; }
+ul.overrides code { overflow-wrap:anywhere; }
+"""
+
+
+def _header(meta: Mapping[str, Any], variants: Sequence[Variant], run_dir: pathlib.Path) -> str:
+    first = next((v.data.summary for v in _loaded(variants)), {})
+    items: list[tuple[str, str]] = []
+
+    def add(label: str, value: Any, unit: str = "") -> None:
+        if value is None:
+            return
+        v = _num(value)
+        text = fmt_value(v, integer=True) if v is not None else str(value)
+        items.append((label, esc(text) + (_unit(unit) if v is not None else "")))
+
+    add("seed", meta.get("seed", first.get("seed")))
+    add("replications", meta.get("replications", first.get("replications")))
+    add("variants", len(variants))
+    add("simulated", first.get("simulated_s"), "s")
+    add("warm-up", first.get("warmup_s"), "s")
+    add("run id", run_dir.name)
+    dl = "".join(f"<div><dt>{esc(k)}</dt><dd>{v}</dd></div>" for k, v in items)
+    experiment = meta.get("experiment") or run_dir.name
+    description = meta.get("description")
+    desc_html = f'<p class="description">{esc(description)}</p>' if description else ""
+    return (f'<header class="page"><p class="kicker">fleetsim comparison of variants</p>'
+            f"<h1>{esc(experiment)}</h1>{desc_html}"
+            + (f'<dl class="meta">{dl}</dl>' if dl else "")
+            + headline_html(variants) + "</header>")
+
+
+def _footer(run_dir: pathlib.Path) -> str:
+    generated = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f'<footer class="page"><dl><dt>report</dt><dd>generated {esc(generated)} from '
+            f"<code>{esc(run_dir)}</code></dd></dl></footer>")
+
+
+def render_comparison(meta: Mapping[str, Any], variants: Sequence[Variant],
+                      run_dir: pathlib.Path) -> str:
+    panels = [summary_panel(variants)]
+    for builder in (goodput_panel, amplification_panel, load_panel, variants_panel):
+        try:
+            panel = builder(variants)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            log.warning("comparison panel %s failed: %s", builder.__name__, exc, exc_info=True)
+            panel = Panel(_pretty_key(builder.__name__),
+                          f'<p class="error">This panel could not be rendered: '
+                          f"{esc(type(exc).__name__)}: {esc(exc)}</p>")
+        if panel is not None:
+            panels.append(panel)
+    title = f"{meta.get('experiment') or run_dir.name} — fleetsim comparison"
+    return page_html(title, _header(meta, variants, run_dir), panels_html(panels),
+                     _footer(run_dir), COMPARISON_CSS)
+
+
+def write_comparison(run_dir: pathlib.Path) -> pathlib.Path:
+    """Write ``run_dir/report.html`` (atomically) comparing the variants of ``run_dir``.
+
+    Raises ``FileNotFoundError`` (naming the path) if ``comparison.json`` is absent.
+    """
+    run_dir = pathlib.Path(run_dir).absolute()
+    meta, variants = load_comparison(run_dir)
+    return write_atomic(run_dir / REPORT_FILE, render_comparison(meta, variants, run_dir))
