@@ -285,7 +285,7 @@ class Fleet:
             }
         gateway = {}
         by_reason: dict[str, int] = {}
-        overflow = {"max_requests": 0, "retries": 0}
+        overflow = {"max_requests": 0, "retries": 0, "pending": 0, "connections": 0}
         for pool, gws in self.gateways.items():
             workers = sum(g.workers for g in gws)
             clusters = [c for g in gws for c in g.clusters.values()]
@@ -302,7 +302,13 @@ class Fleet:
                 "retries": sum(pool_reasons.values()),
                 "overflow_max_requests": sum(c.overflow_max_requests for c in clusters),
                 "retry_overflow": sum(c.retry_overflow for c in clusters),
+                "connects": sum(p.connects for g in gws for p in g.pools.values()),
+                "connect_timeouts": sum(p.connect_timeouts for g in gws for p in g.pools.values()),
+                "cx_overflow": sum(p.cx_overflow for g in gws for p in g.pools.values()),
+                "pending_overflow": sum(p.pending_overflow for g in gws for p in g.pools.values()),
             }
+            overflow["pending"] += gateway[pool]["pending_overflow"]
+            overflow["connections"] += gateway[pool]["cx_overflow"]
             overflow["max_requests"] += gateway[pool]["overflow_max_requests"]
             overflow["retries"] += gateway[pool]["retry_overflow"]
         tries = sum(sum(c.sent) for g in self._all_gateways() for c in g.clusters.values())

@@ -140,6 +140,8 @@ class GatewayInstance:
         self.resets = 0  # requests reset by a crash, or arriving while down
         for c in self.clusters.values():
             c.reset()
+        for p in self.pools.values():
+            p.reset()
 
     # -- worker CPU
     def accept(self, req: Request) -> None:
