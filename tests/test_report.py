@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow running without an installed package
     sys.path.insert(0, str(ROOT))
 
-from sim.report import Panel, write_report  # noqa: E402
+from sim.report import Panel, write_comparison, write_report  # noqa: E402
 from sim.report import html as report_html  # noqa: E402
 
 CAUSES = ("backend_overflow", "backend_error", "route_timeout")
@@ -407,3 +407,409 @@ def test_fleet_graph_tolerates_malformed_entries():
     assert graph.gw_be_total == pytest.approx(1000)
     panel = report_html.fleet_panel(report_html.RunData(pathlib.Path("."), {}, graph=raw))
     assert panel is not None and "Ignored 6 malformed" in panel.html
+
+
+# --------------------------------------------------------------------------
+# Retries, faults and recovery panels
+# --------------------------------------------------------------------------
+
+FAULT_AT, FAULT_FOR = 30.0, 10.0
+FAULT_END = FAULT_AT + FAULT_FOR
+STORM_SECONDS = 60
+STORM_CONFIG = f"""experiment: storm
+faults:
+- at_s: {FAULT_AT}
+  for_s: {FAULT_FOR}
+  target:
+    service: api
+    az: null
+    region: null
+    instance: null
+  kind: backend_slowdown
+  factor: 4.0
+"""
+
+
+def _storm_timeseries(path: pathlib.Path, *, after_goodput=120.0, recover_at=None,
+                      retry_factor=3.0, replications=1, seconds=STORM_SECONDS):
+    """Goodput 1000/s, collapsing in the fault window; after it either stays at
+    ``after_goodput`` or comes back to 1000 from ``recover_at``.  Backend tries
+    per call are 1 before the fault and ``retry_factor`` from the fault on
+    (until the recovery)."""
+    header = ["replication", "t_s", "offered", "throughput", "goodput", "in_flight", "p50_ms",
+              "p99_ms", "tries", "attempts", "err_per_try_timeout", "err_backend_overflow"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in range(replications):
+            for t in range(seconds):
+                if t < FAULT_AT:
+                    good, factor = 1000.0, 1.0
+                elif t < FAULT_END:
+                    good, factor = 20.0, retry_factor
+                elif recover_at is not None and t >= recover_at:
+                    good, factor = 1000.0, 1.0
+                else:
+                    good, factor = after_goodput, retry_factor
+                w.writerow([r, t, 1000, 1000, good, 50, 10, 40, 1000 * min(factor, 2.0),
+                            1000 * factor, 1000 - good, 0])
+
+
+def _storm_summary(name="storm", *, metastable=True, recovery_s=None, amplification=6.96,
+                   after=120.0, faults=True, **overrides):
+    s = _summary(experiment=name, description="A retry storm.", replications=1,
+                 simulated_s=float(STORM_SECONDS), warmup_s=10.0)
+    del s["ci95"]
+    s["requests"]["failed"] = {"per_try_timeout": 16093, "backend_overflow": 102087}
+    s["latency_ms"]["p99"] = 94.9 if metastable else 1515.8
+    s["backend"]["api"]["wasted_work_s"] = 2863.6
+    s["gateway"] = {
+        "gw-az1": {"requests": 198293, "utilization": 0.0186, "route_timeouts": 3,
+                   "per_try_timeouts": 73569, "retries": 355959,
+                   "overflow_max_requests": 11, "retry_overflow": 160787},
+        "gw-az2": {"requests": 198291, "utilization": 0.0186, "route_timeouts": 4,
+                   "per_try_timeouts": 73058, "retries": 355987,
+                   "overflow_max_requests": 22, "retry_overflow": 160706},
+    }
+    s["client"] = {"calls": 179391, "tries": 416625, "retries": 237321, "timeouts": 42,
+                   "retries_denied": 5}
+    s["retries"] = {"amplification": amplification, "gateway_amplification": 2.79,
+                    "gateway_retries": 711946,
+                    "by_reason": {"backend_overflow": 613819, "per_try_timeout": 98127},
+                    "overflow": {"max_requests": 33, "retries": 321493}}
+    s["recovery"] = {"fault_start_s": FAULT_AT, "fault_end_s": FAULT_END,
+                     "goodput_before_rps": 1000.0, "goodput_during_rps": 20.0,
+                     "goodput_after_rps": after, "recovered": not metastable,
+                     "recovery_s": recovery_s, "metastable": metastable}
+    if faults:
+        s["faults"] = [{"kind": "backend_slowdown", "at_s": FAULT_AT, "for_s": FAULT_FOR,
+                        "targets": ["api-use1-az1-0", "api-use1-az2-0"]}]
+    s.update(overrides)
+    return s
+
+
+def make_storm_run(path: pathlib.Path, summary=None, *, config=STORM_CONFIG, **ts_kwargs):
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps(summary or _storm_summary()))
+    _storm_timeseries(path / "timeseries.csv", **ts_kwargs)
+    if config is not None:
+        (path / "config.resolved.yaml").write_text(config)
+    return path
+
+
+def _figures(page: str) -> dict[str, str]:
+    """Each plotly figure's script, by div id."""
+    out = {}
+    for chunk in page.split("Plotly.newPlot(")[1:]:
+        m = re.match(r'\s*"([^"]+)"', chunk)
+        if m:
+            out[m.group(1)] = chunk.split("</script>")[0]
+    return out
+
+
+FAULT_SHAPE = '"fillcolor":"#d55e00","layer":"below","line":{"width":0},"opacity":0.11,' \
+              '"type":"rect","x0":30.0,"x1":40.0'
+
+
+def test_resilience_panels_render(tmp_path):
+    run = make_storm_run(tmp_path / "run")
+    page = _read(write_report(run))
+    assert "could not be rendered" not in page
+    assert page.count(_plotly_marker()) == 1
+    for anchor in ("faults", "recovery", "retries"):
+        assert f'id="{anchor}"' in page, anchor
+    assert page.index('id="kpis"') < page.index('id="faults"') < page.index('id="recovery"') \
+        < page.index('id="retries"') < page.index('id="latency"')
+
+    # Faults: the timeline table, with the configured target and strength
+    faults = page[page.index('id="faults"'):page.index('id="recovery"')]
+    for text in ("backend slowdown", "30.0", "40.0", "10.0", "service api", "service time × 4",
+                 "2: api-use1-az1-0, api-use1-az2-0"):
+        assert text in faults, text
+
+    # Recovery: goodput before/during/after, verdict in plain words, rule, chart
+    recovery = page[page.index('id="recovery"'):page.index('id="retries"')]
+    assert "Metastable." in recovery
+    assert "did not come back to 90 % of its pre-fault level after the slowdown ended" in recovery
+    assert "12 % of the pre-fault level at the end" in recovery
+    for text in ("1,000.0", "20.0", "120.0", "2 %", "12 %", "did not recover"):
+        assert text in recovery, text
+    assert "smoothed over 3 s" in recovery and "hold there for 5 s" in recovery
+    assert 'id="fig-recovery"' in recovery
+    assert "90 % of pre-fault" in _unescape_json(recovery)
+
+    # Retries: amplification, tries per call, by reason, breakers, timeouts, wasted work
+    retries = page[page.index('id="retries"'):page.index('id="backend"')]
+    for text in ("6.96", "2.79", "2.32",  # 416,625 / 179,391 client tries per call
+                 "179,391", "237,321", "711,946", "613,819", "98,127", "86.2 %", "13.8 %",
+                 "2,863.6", "worker-s"):
+        assert text in retries, text
+    cells = re.findall(r"<td>(.*?)</td>", retries)
+    for text in ("5",  # retries denied
+                 "33", "321,493", "11", "22", "160,787", "160,706",  # breakers: total, pools
+                 "146,627", "7", "42"):  # per-try (73,569 + 73,058), route, client timeouts
+        assert text in cells, text
+    assert "backend overflow" in retries and "per try timeout" in retries
+    assert 'id="fig-amplification"' in retries
+    fig = _unescape_json(_figures(page)["fig-amplification"])
+    assert "attempts / offered" in fig and "tries / offered" in fig
+
+
+def test_amplification_series_from_timeseries(tmp_path):
+    run = make_storm_run(tmp_path / "run", replications=2)
+    data = report_html.load_run(run)
+    from sim.report import resilience
+
+    attempts, tries = resilience.amplification_per_s(data.timeseries)
+    assert attempts[0] == pytest.approx(1.0) and attempts[int(FAULT_AT)] == pytest.approx(3.0)
+    assert tries[int(FAULT_AT)] == pytest.approx(2.0)
+    assert resilience.ratio_over(data, "attempts", "offered", FAULT_END) == pytest.approx(3.0)
+    assert resilience.trailing_mean([3, None, 6, 9], 2) == [3, 3, 6, 7.5]
+
+
+def test_fault_windows_shaded_on_every_time_chart(tmp_path):
+    run = make_storm_run(tmp_path / "run")
+    figures = _figures(_read(write_report(run)))
+    time_charts = ("fig-latency", "fig-rates", "fig-inflight", "fig-recovery",
+                   "fig-amplification")
+    for div in time_charts:
+        fig = _unescape_json(figures[div])
+        assert FAULT_SHAPE in fig, div
+        assert '"text":"backend slowdown"' in fig, div
+        assert '"text":"warm-up"' in fig, div  # both kinds of shading, different colours
+        assert '"fillcolor":"#9aa5b1"' in fig, div
+    # the two-row rates chart shades both rows, labelled once
+    rates = _unescape_json(figures["fig-rates"])
+    assert rates.count(FAULT_SHAPE) == 2
+    assert rates.count('"text":"backend slowdown"') == 1
+
+
+def test_resilience_panels_skipped_for_old_runs(tmp_path):
+    run = make_run(tmp_path)  # no retries, client, recovery or faults; old CSV columns
+    page = _read(write_report(run))
+    assert "could not be rendered" not in page
+    for anchor in ("faults", "recovery", "retries", "fig-recovery", "fig-amplification"):
+        assert f'id="{anchor}"' not in page, anchor
+    assert "#d55e00\",\"layer\"" not in _unescape_json(page)  # no fault shading
+    assert "Retries and amplification" not in page
+
+
+def test_retries_panel_from_timeseries_only(tmp_path):
+    summary = _storm_summary(faults=False)
+    for key in ("retries", "client", "recovery"):
+        del summary[key]
+    run = make_storm_run(tmp_path / "run", summary, config=None)
+    page = _read(write_report(run))
+    assert 'id="retries"' in page and 'id="fig-amplification"' in page
+    assert 'id="recovery"' not in page and 'id="faults"' not in page
+    assert "could not be rendered" not in page
+
+
+def test_recovered_run_states_recovery_time(tmp_path):
+    summary = _storm_summary(metastable=False, recovery_s=8.0, after=900.0)
+    run = make_storm_run(tmp_path / "run", summary, recover_at=FAULT_END + 8)
+    page = _read(write_report(run))
+    recovery = page[page.index('id="recovery"'):page.index('id="retries"')]
+    assert "Recovered." in recovery
+    assert "8.0 s after the slowdown ended (at 40.0 s)" in recovery
+    assert "s after the fault ended" in recovery
+    fig = _unescape_json(_figures(page)["fig-recovery"])
+    assert '"text":"recovered"' in fig and '"x0":48.0' in fig
+
+
+def test_recovery_disagreeing_replications(tmp_path):
+    summary = _storm_summary(replications=3)
+    summary["recovery"].update(recovered=2 / 3, metastable=1 / 3, recovery_s=None)
+    run = make_storm_run(tmp_path / "run", summary)
+    page = _read(write_report(run))
+    recovery = page[page.index('id="recovery"'):page.index('id="retries"')]
+    assert "Mixed." in recovery
+    assert "recovered in 2 of 3 replications" in recovery
+    assert "in 1 of 3 replications" in recovery  # metastable
+
+
+def test_faults_from_config_and_recovery_fallback(tmp_path):
+    # summary.json without "faults": the resolved config gives the timeline
+    run = make_storm_run(tmp_path / "a", _storm_summary(faults=False))
+    data = report_html.load_run(run)
+    assert [(f.kind, f.start_s, f.end_s, f.target, f.effect) for f in data.faults] == [
+        ("backend_slowdown", FAULT_AT, FAULT_END, "service api", "service time × 4")]
+    assert FAULT_SHAPE in _unescape_json(_read(write_report(run)))
+
+    # neither: the recovery's fault span, as one window of kind "fault"
+    run = make_storm_run(tmp_path / "b", _storm_summary(faults=False), config=None)
+    data = report_html.load_run(run)
+    assert [(f.kind, f.start_s, f.end_s) for f in data.faults] == [("fault", 30.0, 40.0)]
+
+    # an unreadable config does not break the report
+    run = make_storm_run(tmp_path / "c", _storm_summary(faults=False), config="faults: [: bad")
+    page = _read(write_report(run))
+    assert "could not be rendered" not in page and 'id="faults"' in page
+
+
+def test_several_faults_and_escaping(tmp_path):
+    summary = _storm_summary()
+    summary["faults"] = [
+        {"kind": "error_burst", "at_s": 32.0, "for_s": 13.0,
+         "targets": ["<img src=x onerror=alert(1)>"], "error_probability": 0.3},
+        {"kind": "<b>evil</b>", "at_s": FAULT_AT, "for_s": FAULT_FOR, "targets": []},
+    ]
+    run = make_storm_run(tmp_path / "run", summary, config=None)
+    page = _read(write_report(run))
+    assert "could not be rendered" not in page
+    assert "<img src=x" not in page and "<b>evil</b>" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "error probability 30 %" in page
+    faults = page[page.index('id="faults"'):page.index('id="recovery"')]
+    assert faults.index("&lt;b&gt;evil") < faults.index("error burst")  # sorted by start
+    fig = _unescape_json(_figures(page)["fig-latency"])
+    assert '"x0":32.0,"x1":45.0' in fig
+    assert "<b>evil</b>" not in fig
+    # overlapping windows: the second label moves down a line
+    assert '"yshift":-14' in fig
+    # "the last fault" when the kinds differ
+    assert "after the last fault ended" in page
+
+
+# --------------------------------------------------------------------------
+# Comparison of variants
+# --------------------------------------------------------------------------
+
+def make_comparison(tmp_path: pathlib.Path, variants=None, *, description="Retry policies.",
+                    reports=True) -> pathlib.Path:
+    root = tmp_path / "cmp"
+    root.mkdir()
+    if variants is None:
+        variants = [
+            ("naive", _storm_summary("storm", amplification=6.96, after=120.0),
+             {"after_goodput": 120.0, "retry_factor": 9.0},
+             {"workload.client.max_attempts": 3}),
+            ("budget", _storm_summary("storm", metastable=False, recovery_s=8.0, after=950.0,
+                                      amplification=1.43),
+             {"recover_at": FAULT_END + 8, "retry_factor": 1.5},
+             {"topology.gateways.gw.cluster.circuit_breakers.retry_budget":
+              {"budget_percent": 20}}),
+        ]
+    entries = []
+    for name, summary, ts_kwargs, overrides in variants:
+        vdir = make_storm_run(root / "variants" / name, summary, **ts_kwargs)
+        if reports:
+            write_report(vdir)
+        entries.append({"name": name, "dir": f"variants/{name}", "overrides": overrides})
+    (root / "comparison.json").write_text(json.dumps({
+        "experiment": "retry_storm", "description": description, "seed": 7,
+        "replications": 1, "variants": entries}))
+    return root
+
+
+def _row(page: str, name: str) -> str:
+    """The summary-table row of one variant."""
+    table = page[page.index('class="kpi compare"'):]
+    table = table[:table.index("</table>")]
+    for row in table.split("<tr>"):
+        if f"<strong>{name}</strong>" in row:
+            return row
+    raise AssertionError(f"no row for {name}")
+
+
+def test_comparison_report(tmp_path):
+    root = make_comparison(tmp_path)
+    out = write_comparison(root)
+    assert out == root / "report.html"
+    assert not (root / "report.html.tmp").exists()
+    page = _read(out)
+    assert page.startswith("<!DOCTYPE html>")
+    marker = _plotly_marker()
+    assert page.count(marker) == 1 and page.index(marker) < page.index("</head>")
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
+    assert "could not be rendered" not in page
+    assert "<h1>retry_storm</h1>" in page and "Retry policies." in page
+
+    # headline generated from the data, at the top
+    head = page[page.index('class="headline"'):page.index("</header>")]
+    assert "<strong>naive</strong>: metastable (goodput 12 % of baseline at the end, " \
+           "9.0 backend tries per call after the fault)" in head
+    assert "<strong>budget</strong>: recovered 8.0 s after the slowdown ended " \
+           "(1.2 backend tries per call after the fault)" in head
+    assert "stayed collapsed sent 9.0 backend tries per client call; those that " \
+           "recovered sent 1.2" in head
+    assert page.index('class="headline"') < page.index('id="summary"')
+
+    # one row per variant, in order, with the values of its summary
+    assert page.index("<strong>naive</strong>", page.index('id="summary"')) < \
+        page.index("<strong>budget</strong>", page.index('id="summary"'))
+    naive, budget = _row(page, "naive"), _row(page, "budget")
+    assert "metastable" in naive and "never" in naive
+    for text in ("1,000.0", "20.0", "2 %", "120.0", "12 %", "6.96", "9.00", "2.32", "94.9",
+                 "118,180", "backend overflow 102,087", "per try timeout 16,093"):
+        assert text in naive, text
+    assert "recovered" in budget
+    # after the fault: 8 s at 1.5 tries per call, then 12 s at 1.0 -> 1.2
+    for text in ("8.0", "950.0", "95 %", "100 %", "1.43", "1.20", "1,515.8"):
+        assert text in budget, text
+
+    # relative links to each variant's own report
+    for name in ("naive", "budget"):
+        assert f'href="variants/{name}/report.html"' in page
+        assert (root / "variants" / name / "report.html").is_file()
+    assert "(not written)" not in page
+
+    # charts: goodput and amplification overlaid, offered vs attempts per variant
+    figures = {k: _unescape_json(v) for k, v in _figures(page).items()}
+    assert set(figures) == {"fig-cmp-goodput", "fig-cmp-amplification", "fig-cmp-load"}
+    for div, fig in figures.items():
+        assert FAULT_SHAPE in fig, div
+        assert '"text":"backend slowdown"' in fig, div
+    for name in ("naive", "budget"):
+        assert f'"name":"{name}"' in figures["fig-cmp-goodput"]
+        assert f'"name":"{name}"' in figures["fig-cmp-amplification"]
+        assert f'"name":"{name}: backend attempts"' in figures["fig-cmp-load"]
+    assert figures["fig-cmp-load"].count(FAULT_SHAPE) == 2  # one per variant row
+    assert "90 % of pre-fault goodput" in figures["fig-cmp-goodput"]
+    # overrides listed
+    assert "workload.client.max_attempts" in page and "budget_percent" in page
+
+
+def test_comparison_escaping(tmp_path):
+    evil = "<script>alert(1)</script>"
+    variants = [("<b>x</b>", _storm_summary(evil), {}, {"a.<i>b</i>": "<img src=y>"})]
+    root = make_comparison(tmp_path, variants, description=evil)
+    page = _read(write_comparison(root))
+    assert "<script>alert(1)" not in page
+    assert "<b>x</b>" not in page and "<i>b</i>" not in page and "<img src=y>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<strong>&lt;b&gt;x&lt;/b&gt;</strong>" in page
+    assert 'href="variants/%3Cb%3Ex%3C/b%3E/report.html"' in page
+    assert "<b>x</b>" not in _unescape_json(page)  # nor in the figures' trace names
+
+
+def test_comparison_tolerates_missing_and_unsafe_variants(tmp_path):
+    root = make_comparison(tmp_path, reports=False)
+    meta = json.loads((root / "comparison.json").read_text())
+    meta["variants"][0]["dir"] = "../../../etc"  # stays inside the folder
+    meta["variants"].append({"name": "ghost", "dir": "variants/ghost", "overrides": {}})
+    (root / "comparison.json").write_text(json.dumps(meta))
+    page = _read(write_comparison(root))
+    assert 'href="variants/naive/report.html"' in page  # the unsafe dir was replaced
+    assert "../../../etc" not in page
+    assert "(not written)" in page  # no variant reports were written
+    ghost = _row(page, "ghost")
+    assert "unreadable" in ghost and "run summary not found" in ghost
+    assert "<strong>ghost</strong>: could not be read" in page
+    assert page.count(_plotly_marker()) == 1
+
+
+def test_comparison_without_faults(tmp_path):
+    plain = _storm_summary(faults=False)
+    del plain["recovery"]
+    root = make_comparison(tmp_path, [("base", plain, {}, {})])
+    page = _read(write_comparison(root))
+    assert "<strong>base</strong>: no fault (goodput 1,980.5 req/s)" in page
+    assert "could not be rendered" not in page
+
+
+def test_missing_comparison_raises(tmp_path):
+    with pytest.raises(FileNotFoundError) as exc:
+        write_comparison(tmp_path)
+    assert str(tmp_path / "comparison.json") in str(exc.value)
+    assert not (tmp_path / "report.html").exists()

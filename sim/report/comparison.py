@@ -473,7 +473,8 @@ def load_panel(variants: Sequence[Variant]) -> Panel | None:
             ann.update(x=0, xanchor="left", font={"size": 12, "color": "#1f2933"},
                        text=f"<b>{ann.text}</b>")
     height = 110 + 190 * n
-    body = figure_html(fig, "fig-cmp-load", height)
+    body = figure_html(fig, "fig-cmp-load", height,
+                       layout={"margin": {"l": 64, "r": 24, "t": 76, "b": 48}})
     body += ('<p class="note">Client calls offered per second (dotted) against the backend '
              "tries the gateways sent (solid): the gap is the extra load retries added.</p>")
     return Panel("Offered load vs backend attempts", body, "load")
@@ -524,6 +525,7 @@ main, header.page, footer.page { max-width:1360px; }
 .badge.mixed { background:#fcefc7; color:#7a5200; }
 div.scroll { overflow-x:auto; }
 table.compare { font-size:13px; }
+table.compare th:nth-child(2), table.compare td:nth-child(2) { text-align:left; }
 table.compare td { white-space:nowrap; padding:6px 8px; }
 table.compare th { padding:6px 8px; vertical-align:bottom; }
 table.compare td:last-child { white-space:normal; min-width:170px; }

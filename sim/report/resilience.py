@@ -333,7 +333,7 @@ def _recovery_figure(data: RunData, rec: Recovery) -> go.Figure | None:
     if rec.outcome == "recovered" and rec.fault_end_s is not None and rec.recovery_s is not None:
         fig.add_vline(x=rec.fault_end_s + rec.recovery_s,
                       line={"color": C_RECOVERED, "width": 1.5, "dash": "dash"},
-                      annotation_text="recovered", annotation_position="top right",
+                      annotation_text="recovered", annotation_position="bottom right",
                       annotation_font={"size": 11, "color": C_RECOVERED})
     shade_run(fig, data)
     fig.update_xaxes(title_text="simulated time (s)")
