@@ -21,6 +21,7 @@ from sim.components.backend import BackendInstance
 from sim.components.balancer import RegionalBalancer
 from sim.components.faults import FaultTimeline, FleetParts
 from sim.components.gateway import GatewayInstance
+from sim.components.health import fleet_health_metrics
 from sim.components.network import INTERNET, Network
 from sim.components.workload import ClientPopulation, RateFunction
 from sim.config.models import Experiment
@@ -197,6 +198,11 @@ class Fleet:
         if self.exp.warmup_s > 0:
             self.ctx.call_later(self.exp.warmup_s, self._end_warmup)
         self.faults.start()  # before the clients: a fault precedes requests at the same instant
+        # Outlier-detection intervals and first health-check probes (sim.components.health).
+        for gw in self._all_gateways():
+            for cluster in gw.clusters.values():
+                if cluster.health is not None:
+                    cluster.health.start()
         for c in self.clients:
             c.start()
         end = self.exp.duration_s
@@ -386,6 +392,16 @@ class Fleet:
         counters["clients"] = {c.name: {"calls": c.calls, "tries": c.issued, "retries": c.retries,
                                         "client_timeouts": c.client_timeouts, "retries_denied": c.retries_denied}
                                for c in self.clients}
+        # ---- outlier detection and health checks (sim.components.health) ----
+        health = fleet_health_metrics(self._all_gateways(), rec.n, exp.duration_s, window)
+        summary["outlier"] = health["summary_outlier"]  # {ejections, by_reason, detected, overflow}
+        summary["health_checks"] = health["summary_health_checks"]  # {probes, probe_rate_per_s, failures, timeouts}
+        ts.update(health["timeseries"])  # healthy_hosts, ejected_hosts, hc_failed_hosts, panic_clusters, probes
+        for name, probes in health["backends"].items():
+            counters[name]["health_check_probes"] = probes
+        for name, g in health["gateways"].items():
+            counters[name]["health_checks"] = g  # probes, failures, ejections
+        # ---- end of outlier detection and health checks ----
         return {
             "summary": summary,
             "timeseries": ts,

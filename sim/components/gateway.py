@@ -25,8 +25,9 @@ from collections import deque
 from sim.config.models import GatewayPool
 from sim.engine import FixedDelayTimers, Sampler, SimContext, UniformStream
 
-from .lb import make_policy
-from .pool import ConnectionPool
+from .health import make_host_health
+from .lb import HostSelector
+from .pool import ON_CONNECTION, ConnectionPool
 from .request import (
     GATEWAY_RESET,
     LOCAL_REPLY_BYTES,
@@ -48,19 +49,33 @@ def _try_over(attempt: Attempt) -> bool:
     return attempt.abandoned or attempt.request.attempt is not attempt
 
 
+def _no_detector(host: int, outcome: str) -> None:
+    """``UpstreamCluster.observe`` without outlier detection: one cheap call per try."""
+
+
 class UpstreamCluster:
-    """One gateway instance's view of one service: hosts, active counts, policy, links."""
+    """One gateway instance's view of one service: hosts, active counts, policy, links.
+
+    ``pick`` picks a host among those in use (see :meth:`use_hosts`);
+    ``observe(host, outcome)`` reports every finished try to the outlier
+    detector (a no-op without one); ``health`` is the
+    :class:`~sim.components.health.HostHealth` (None without outlier
+    detection and health checks).
+    """
 
     __slots__ = ("service", "hosts", "active", "sent", "pick", "links_out", "links_back", "rq_active",
                  "max_requests", "retries_active", "overflow_max_requests", "retry_overflow",
-                 "per_try_timeouts", "retries_by_reason")
+                 "per_try_timeouts", "retries_by_reason", "selector", "observe", "health")
 
     def __init__(self, service: str, hosts: list, active: list[int], policy, links_out: list, links_back: list,
                  max_requests: int):
         self.service = service
         self.hosts = hosts
         self.active = active
+        self.selector = policy  # a HostSelector, or any policy with a fixed host set
         self.pick = policy.pick
+        self.observe = _no_detector
+        self.health = None
         self.links_out = links_out
         self.links_back = links_back
         self.rq_active = 0  # tries in flight (Envoy upstream_rq_active)
@@ -74,6 +89,12 @@ class UpstreamCluster:
         self.retry_overflow = 0
         self.per_try_timeouts = 0
         self.retries_by_reason: dict[str, int] = {}
+        if self.health is not None:
+            self.health.reset()
+
+    def use_hosts(self, hosts: list[int] | None, panic: bool) -> None:
+        """Pick among ``hosts`` from now on (None: every host; ``panic``: every host, Envoy's panic mode)."""
+        self.pick = self.selector.use(hosts, panic)
 
 
 class GatewayInstance:
@@ -122,13 +143,15 @@ class GatewayInstance:
     def add_cluster(self, service: str, hosts: list, network) -> None:
         """Route ``service`` to ``hosts`` (backend instances) over ``network``."""
         active = [0] * len(hosts)
-        policy = make_policy(self.config.cluster, [h.lb_weight for h in hosts], active, self._uniform)
+        policy = HostSelector(self.config.cluster, [h.lb_weight for h in hosts], active, self._uniform)
         out = [network.link(self.az, h.az) for h in hosts]
         back = [network.link(h.az, self.az) for h in hosts]
         self.pools[service] = ConnectionPool(self.ctx, self.config.cluster, out, back,
                                              self._put_on_wire, self._pool_failed)
-        self.clusters[service] = UpstreamCluster(service, hosts, active, policy, out, back,
-                                                 self.config.cluster.circuit_breakers.max_requests)
+        cluster = self.clusters[service] = UpstreamCluster(service, hosts, active, policy, out, back,
+                                                           self.config.cluster.circuit_breakers.max_requests)
+        # Outlier detection and active health checks (sim.components.health); None without them.
+        cluster.health = make_host_health(self.ctx, f"{self.name}.{service}", self.config.cluster, cluster, self)
 
     def reset(self) -> None:
         """Start the measurement window now (called at the end of the warm-up)."""
@@ -239,6 +262,7 @@ class GatewayInstance:
         req.attempt = None
         attempt.abandoned = True
         self._release(attempt)
+        attempt.cluster.observe(attempt.host, outcome)
         self._try_failed(req, outcome, LOCAL_REPLY_BYTES)
 
     def _upstream_replied(self, attempt: Attempt) -> None:
@@ -261,6 +285,7 @@ class GatewayInstance:
         req = attempt.request
         req.attempt = None  # break the request-attempt cycle so refcounting frees both
         outcome = attempt.outcome
+        attempt.cluster.observe(attempt.host, outcome)
         if outcome == OK or self.retry is None:
             self._answer(req, outcome, attempt.resp_bytes)
         else:
@@ -303,6 +328,7 @@ class GatewayInstance:
         req.attempt = None
         self._release(attempt)
         attempt.cluster.per_try_timeouts += 1
+        attempt.cluster.observe(attempt.host, PER_TRY_TIMEOUT)
         self._try_failed(req, PER_TRY_TIMEOUT, LOCAL_REPLY_BYTES)
 
     def _route_timeout(self, req: Request) -> None:
@@ -313,6 +339,7 @@ class GatewayInstance:
         if attempt is not None:  # else it is between tries, in its back-off
             req.attempt = None
             attempt.abandoned = True
+            attempt.cluster.observe(attempt.host, ROUTE_TIMEOUT if attempt.conn == ON_CONNECTION else None)
             self._release(attempt)
         self._answer(req, ROUTE_TIMEOUT, LOCAL_REPLY_BYTES)
 

@@ -15,6 +15,14 @@ needs to. Randomness comes from a :class:`~sim.engine.UniformStream`.
   With unequal weights, an EDF schedule where a host's weight is
   ``lb_weight / (active + 1) ** active_request_bias``, recomputed when the
   host is put back after a pick; bias 0 is weighted round robin.
+
+Which hosts a policy picks from (:class:`HostSelector`) follows Envoy's host
+sources (source/common/upstream/load_balancer_impl.cc): normally the healthy
+hosts (neither ejected by outlier detection nor failing active health
+checks); in panic, when the healthy share is below ``healthy_panic_threshold``,
+all hosts, with its own round-robin position. With every host healthy the
+policy's own ``pick`` is used unchanged, so health support costs the
+all-healthy path nothing.
 """
 
 from __future__ import annotations
@@ -27,16 +35,45 @@ from sim.engine import UniformStream
 
 
 class RoundRobin:
-    __slots__ = ("n", "_next")
+    """Equal weights: cycle from a random start.
+
+    Envoy keeps one position per host source, all seeded alike: ``_next`` is
+    the healthy hosts' (all hosts while all are healthy), ``_panic_next`` the
+    all-hosts source used in panic.
+    """
+
+    __slots__ = ("n", "_next", "_panic_next")
 
     def __init__(self, n: int, uniform: UniformStream):
         self.n = n
-        self._next = int(uniform() * n)
+        self._next = self._panic_next = int(uniform() * n)
 
     def pick(self) -> int:
         i = self._next
         self._next = i + 1 if i + 1 < self.n else 0
         return i
+
+    def pick_panic(self) -> int:
+        i = self._panic_next
+        self._panic_next = i + 1 if i + 1 < self.n else 0
+        return i
+
+
+class _RoundRobinOver:
+    """Round robin over a subset of the hosts, continuing the healthy source's position."""
+
+    __slots__ = ("rr", "hosts", "m")
+
+    def __init__(self, rr: RoundRobin, hosts: list[int]):
+        self.rr = rr
+        self.hosts = hosts
+        self.m = len(hosts)
+
+    def pick(self) -> int:
+        rr = self.rr
+        i = rr._next
+        rr._next = i + 1
+        return self.hosts[i % self.m]
 
 
 class RandomPick:
@@ -48,6 +85,18 @@ class RandomPick:
 
     def pick(self) -> int:
         return int(self.uniform() * self.n)
+
+
+class _RandomOver:
+    __slots__ = ("uniform", "hosts", "m")
+
+    def __init__(self, uniform: UniformStream, hosts: list[int]):
+        self.uniform = uniform
+        self.hosts = hosts
+        self.m = len(hosts)
+
+    def pick(self) -> int:
+        return self.hosts[int(self.uniform() * self.m)]
 
 
 class LeastRequest:
@@ -73,6 +122,31 @@ class LeastRequest:
         return best
 
 
+class _LeastRequestOver:
+    """P2C among a subset of the hosts (Envoy samples from the source's host list)."""
+
+    __slots__ = ("uniform", "active", "choice_count", "hosts", "m")
+
+    def __init__(self, lr: LeastRequest, hosts: list[int]):
+        self.uniform = lr.uniform
+        self.active = lr.active
+        self.choice_count = lr.choice_count
+        self.hosts = hosts
+        self.m = len(hosts)
+
+    def pick(self) -> int:
+        u = self.uniform
+        m = self.m
+        hosts = self.hosts
+        active = self.active
+        best = hosts[int(u() * m)]
+        for _ in range(self.choice_count - 1):
+            j = hosts[int(u() * m)]
+            if active[j] < active[best]:
+                best = j
+        return best
+
+
 class Edf:
     """Envoy's EDF scheduler: pick the earliest deadline, re-add at deadline + 1/weight.
 
@@ -83,12 +157,12 @@ class Edf:
 
     __slots__ = ("weight_of", "_heap", "_order", "now")
 
-    def __init__(self, n: int, weight_of):
+    def __init__(self, n: int, weight_of, hosts: Sequence[int] | None = None):
         self.weight_of = weight_of
         self.now = 0.0
         self._order = 0
         self._heap: list[tuple[float, int, int]] = []
-        for i in range(n):
+        for i in (range(n) if hosts is None else hosts):
             self._add(i)
 
     def _add(self, i: int) -> None:
@@ -126,3 +200,49 @@ def make_policy(config: Cluster, weights: Sequence[int], active: list[int], unif
             return Edf(n, lambda i: weights[i] / (active[i] + 1))
         return Edf(n, lambda i: weights[i] / (active[i] + 1) ** bias)
     raise ValueError(f"unknown lb_policy {policy!r}")
+
+
+class HostSelector:
+    """A cluster's policy and the hosts it currently picks from.
+
+    ``pick`` is what the router calls. :meth:`use` switches it: ``hosts=None``
+    (every host healthy) gives back the policy's own ``pick``; a list of host
+    indices restricts picks to them; ``panic`` picks from every host through
+    the all-hosts source. Envoy rebuilds its EDF schedules whenever the host
+    set's health changes, so an EDF policy is rebuilt on every switch; round
+    robin keeps its positions; random and P2C keep no state.
+    """
+
+    __slots__ = ("policy", "n", "pick")
+
+    def __init__(self, config: Cluster, weights: Sequence[int], active: list[int], uniform: UniformStream):
+        self.policy = make_policy(config, weights, active, uniform)
+        self.n = len(weights)
+        self.pick = self.policy.pick
+
+    def use(self, hosts: list[int] | None, panic: bool = False):
+        """Pick from ``hosts`` (None: all, all healthy) or from all hosts in panic; returns the new ``pick``."""
+        policy = self.policy
+        if hosts is not None and not hosts:
+            raise ValueError("no host to pick from")
+        if isinstance(policy, Edf):
+            if hosts is None or panic:
+                self.policy = policy = Edf(self.n, policy.weight_of)
+                self.pick = policy.pick
+            else:
+                self.pick = Edf(len(hosts), policy.weight_of, hosts).pick
+        elif isinstance(policy, RoundRobin):
+            policy._next %= self.n  # back from a subset, whose position ran past n
+            if panic:
+                self.pick = policy.pick_panic
+            elif hosts is None:
+                self.pick = policy.pick
+            else:
+                self.pick = _RoundRobinOver(policy, hosts).pick
+        elif panic or hosts is None:
+            self.pick = policy.pick
+        elif isinstance(policy, LeastRequest):
+            self.pick = _LeastRequestOver(policy, hosts).pick
+        else:
+            self.pick = _RandomOver(policy.uniform, hosts).pick
+        return self.pick

@@ -14,7 +14,8 @@ gateway's workers together.)
 - A try with no free connection opens one while the cluster has fewer than
   ``max_connections`` (otherwise upstream_cx_overflow), which costs a network
   round trip and fails with ``connect_failure`` after ``connect_timeout_s``
-  if the round trip is longer. While it waits for a connection the try is
+  if the round trip is longer, or after the round trip if the host is down
+  then (it refuses the connection). While it waits for a connection the try is
   *pending*; beyond ``max_pending_requests`` pending tries, a try fails at
   once with 503 (``overflow_pending``, Envoy's upstream_rq_pending_overflow).
 - When a connection frees, the host's oldest pending try takes it; when one
@@ -110,19 +111,25 @@ class ConnectionPool:
             self._later(rtt, self._connected, (i, attempt))
 
     def _connect_timed_out(self, item) -> None:
+        self.connect_timeouts += 1
+        self._connect_failed(item)
+
+    def _connect_failed(self, item) -> None:
         i, attempt = item
         self.cx_total -= 1
-        self.connect_timeouts += 1
-        if attempt.conn != CONNECTING:
-            self._wake_any()
-            return  # the try was abandoned meanwhile
-        self.pending -= 1
-        attempt.conn = None
-        self._fail(attempt, CONNECT_FAILURE)
+        if attempt.conn == CONNECTING:  # else the try was abandoned meanwhile
+            self.pending -= 1
+            attempt.conn = None
+            self._fail(attempt, CONNECT_FAILURE)
         self._wake_any()
 
     def _connected(self, item) -> None:
         i, attempt = item
+        if not attempt.backend.up:
+            # A host that is down refuses the connection (its reset is back
+            # after the round trip): no connection, the try fails.
+            self._connect_failed(item)
+            return
         self.conns[i] += 1
         if attempt.conn == CONNECTING:
             self.pending -= 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from .distributions import Constant, Distribution, Lognormal
 
@@ -112,6 +112,136 @@ class CircuitBreakers(_Model):
     retry_budget: RetryBudget | None = None
 
 
+Percent = Annotated[int, Field(ge=0, le=100)]
+"""A whole percentage, as Envoy's uint32 percent fields (``lte: 100``)."""
+
+
+class OutlierDetection(_Model):
+    """Envoy ``outlier_detection`` (api/envoy/config/cluster/v3/outlier_detection.proto).
+
+    Each gateway instance keeps its own detector per cluster, as each Envoy
+    does. Without ``split_external_local_origin_errors`` (not modelled) a
+    reset, a refused connection and a timeout count as 503, 503 and 504 (Envoy's
+    resultToHttpCode), so they feed ``consecutive_5xx``, the gateway-failure
+    count and the success rate like upstream 5xx do.
+
+    - Consecutive errors are checked on every response: the host is ejected
+      when its count *reaches* ``consecutive_5xx`` (or
+      ``consecutive_gateway_failure``: 502, 503, 504), if
+      ``enforcing_consecutive_5xx`` (``enforcing_consecutive_gateway_failure``,
+      default 0: counted, never ejected) percent of draws say so.
+    - Every ``interval_s``: hosts whose ejection time has passed return; the
+      success rate of each host over the last interval is compared with
+      mean - ``success_rate_stdev_factor`` / 1000 x stdev of the hosts that had
+      ``success_rate_request_volume`` requests, if at least
+      ``success_rate_minimum_hosts`` did; failure-percentage ejection likewise
+      (``enforcing_failure_percentage`` default 0).
+    - Ejection time = ``base_ejection_time_s`` x the host's multiplier, capped
+      at ``max_ejection_time_s`` (default max(300 s, base)), plus a jitter up to
+      ``max_ejection_time_jitter_s``; each ejection raises the multiplier by 1
+      (while multiplier x base < max + base) and each interval tick that finds
+      the host in service for at least an interval since its return lowers it
+      by 1.
+    - A host is ejected only if 100 x (ejected + 1) / hosts <=
+      ``max_ejection_percent``, or, with ``always_eject_one_host``, when none
+      is ejected (Envoy >= 1.31; before, one host could always be ejected).
+    - ``successful_active_health_check_uneject_host``: a passing active health
+      check returns an ejected host at once.
+    """
+
+    consecutive_5xx: int = Field(default=5, ge=0, description="0: never (a count never reaches 0).")
+    consecutive_gateway_failure: int = Field(default=5, ge=0)
+    interval_s: float = Field(default=10.0, gt=0)
+    base_ejection_time_s: float = Field(default=30.0, gt=0)
+    max_ejection_time_s: float | None = Field(default=None, gt=0, description="Default: max(300 s, base).")
+    max_ejection_time_jitter_s: float = Field(default=0.0, ge=0)
+    max_ejection_percent: Percent = 10
+    always_eject_one_host: bool = False
+    enforcing_consecutive_5xx: Percent = 100
+    enforcing_consecutive_gateway_failure: Percent = 0
+    enforcing_success_rate: Percent = 100
+    success_rate_minimum_hosts: int = Field(default=5, ge=0)
+    success_rate_request_volume: int = Field(default=100, ge=0)
+    success_rate_stdev_factor: int = Field(default=1900, ge=0, description="Thousandths: 1900 = 1.9 stdev.")
+    failure_percentage_threshold: Percent = 85
+    enforcing_failure_percentage: Percent = 0
+    failure_percentage_minimum_hosts: int = Field(default=5, ge=0)
+    failure_percentage_request_volume: int = Field(default=50, ge=0)
+    successful_active_health_check_uneject_host: bool = True
+
+    @model_validator(mode="after")
+    def _max_not_below_base(self) -> OutlierDetection:
+        if self.max_ejection_time_s is not None and self.max_ejection_time_s < self.base_ejection_time_s:
+            # Envoy refuses the cluster with the same complaint.
+            raise ValueError(f"max_ejection_time_s ({self.max_ejection_time_s:g}) cannot be smaller than "
+                             f"base_ejection_time_s ({self.base_ejection_time_s:g})")
+        return self
+
+
+class HttpHealthCheck(_Model):
+    """Envoy ``HealthCheck.http_health_check``: a probe passes on 200.
+
+    Any other status fails the host at once, whatever ``unhealthy_threshold``
+    says, unless it is listed in ``retriable_statuses`` (then it counts
+    towards the threshold, as a timeout or a refused connection does).
+    """
+
+    retriable_statuses: list[Annotated[int, Field(ge=100, le=599)]] = []
+
+
+class HealthCheck(_Model):
+    """Envoy active health checking (api/envoy/config/core/v3/health_check.proto).
+
+    Each gateway instance probes every host of each cluster on its own
+    schedule. The next probe is timed from the end of the previous check
+    (answer or timeout): ``interval_s``, or while the cluster has never sent a
+    request, ``no_traffic_interval_s`` (``no_traffic_healthy_interval_s`` after
+    a pass); ``unhealthy_interval_s`` after a failure; the ``*_edge_interval_s``
+    while a change of state is pending a threshold. Every interval gets
+    ``interval_jitter_percent`` percent of itself and ``interval_jitter_s`` as
+    uniform jitter (whole milliseconds, as Envoy); the first probe waits a
+    uniform ``initial_jitter_s``. A host is marked unhealthy after
+    ``unhealthy_threshold`` consecutive failures (timeouts, refused or reset
+    connections) or at once on an HTTP failure (see :class:`HttpHealthCheck`),
+    and healthy after ``healthy_threshold`` consecutive passes. Hosts start
+    healthy, as after Envoy's start-up round, but a host whose first check
+    fails is unhealthy at once (Envoy holds hosts unhealthy until their first
+    pass).
+
+    A probe is real load: it crosses the network (150 bytes each way), waits
+    for a backend worker like a request and takes one service time of the
+    service; the backend fails it as it fails requests. Probes are counted per
+    gateway and per backend.
+    """
+
+    timeout_s: float = Field(gt=0)
+    interval_s: float = Field(gt=0)
+    initial_jitter_s: float = Field(default=0.0, ge=0)
+    interval_jitter_s: float = Field(default=0.0, ge=0)
+    interval_jitter_percent: int = Field(default=0, ge=0)
+    unhealthy_threshold: int = Field(ge=1)
+    healthy_threshold: int = Field(ge=1)
+    unhealthy_interval_s: float | None = Field(default=None, gt=0, description="Default: interval_s.")
+    unhealthy_edge_interval_s: float | None = Field(default=None, gt=0, description="Default: unhealthy_interval_s.")
+    healthy_edge_interval_s: float | None = Field(default=None, gt=0, description="Default: interval_s.")
+    no_traffic_interval_s: float = Field(default=60.0, gt=0)
+    no_traffic_healthy_interval_s: float | None = Field(
+        default=None, gt=0, description="Default: no_traffic_interval_s.")
+    http_health_check: HttpHealthCheck = HttpHealthCheck()
+
+
+class CommonLbConfig(_Model):
+    """Envoy ``common_lb_config``.
+
+    ``healthy_panic_threshold`` (percent, rounded to a whole number as Envoy
+    does): when fewer than this share of a cluster's hosts are healthy (not
+    ejected, not failing health checks), the balancer uses every host.
+    0 disables panic mode.
+    """
+
+    healthy_panic_threshold: float = Field(default=50.0, ge=0, le=100)
+
+
 class Cluster(_Model):
     """The gateway's upstream cluster settings, applied to every service it routes to."""
 
@@ -123,6 +253,9 @@ class Cluster(_Model):
         default="http1", description="Upstream protocol: HTTP/1.1 (one request per connection) or HTTP/2.")
     max_concurrent_streams: int = Field(
         default=2147483647, ge=1, description="HTTP/2 streams per connection (Envoy's default is 2^31 - 1).")
+    outlier_detection: OutlierDetection | None = None
+    health_check: HealthCheck | None = None
+    common_lb_config: CommonLbConfig = CommonLbConfig()
 
 
 RetryOn = Literal["5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes"]

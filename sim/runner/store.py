@@ -61,12 +61,15 @@ def timeseries_csv(series_by_rep: list[dict[str, list]]) -> str:
     """One row per (replication, second); error columns are the union of causes."""
     base = ["t_s", "offered", "throughput", "goodput", "in_flight", "p50_ms", "p99_ms", "tries", "attempts"]
     errs = sorted({k for ts in series_by_rep for k in ts if k.startswith("err_")})
+    # Series other components add (health, ejections, probes), after the base ones.
+    extra = sorted({k for ts in series_by_rep for k in ts if k not in base and not k.startswith("err_")})
+    base = base + extra
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["replication", *base, *errs])
     for r, ts in enumerate(series_by_rep):
         n = len(ts["t_s"])
-        cols = [ts[k] for k in base] + [ts.get(k, [0] * n) for k in errs]
+        cols = [ts.get(k, [math.nan] * n) for k in base] + [ts.get(k, [0] * n) for k in errs]
         for i in range(n):
             row = [r]
             for col in cols:
