@@ -373,12 +373,17 @@ class GatewayInstance:
         # Every routed request holds a route timer until it fires; those not yet
         # answered are the ones in the router.
         routed = [r for _, r in self._timers._q if r.outcome is None]
-        for req in routed:
-            attempt = req.attempt
-            if attempt is not None:  # else it is in its back-off; _retry sees the answer
-                req.attempt = None
-                attempt.abandoned = True
-                self._release(attempt)
+        attempts = [r.attempt for r in routed if r.attempt is not None]  # else in its back-off
+        for attempt in attempts:
+            attempt.request.attempt = None
+            attempt.abandoned = True
+        # Tries waiting for a connection first: a connection freed below must not be
+        # handed to one of them (nor opened for one).
+        attempts.sort(key=lambda a: a.conn == ON_CONNECTION)
+        for attempt in attempts:
+            self._release(attempt)
+        for pool in self.pools.values():
+            pool.close_all()  # the process's connections died with it
         reset = [r for _, r in in_cpu] + waiting + routed
         self.resets += len(reset)
         for req in reset:

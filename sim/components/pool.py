@@ -67,6 +67,7 @@ class ConnectionPool:
         self.waiting: list[deque[Attempt]] = [deque() for _ in range(n)]
         self.cx_total = 0
         self.pending = 0
+        self._epoch = 0  # bumped by close_all: connects begun before it are void
         self.reset()
 
     def reset(self) -> None:
@@ -74,6 +75,20 @@ class ConnectionPool:
         self.cx_overflow = 0
         self.pending_overflow = 0
         self.connect_timeouts = 0
+
+    def close_all(self) -> None:
+        """Every connection is gone (the gateway crashed), those being opened too.
+
+        Call it once every try has been released.
+        """
+        n = len(self.conns)
+        self.conns = [0] * n
+        self.busy = [0] * n
+        for waiting in self.waiting:
+            waiting.clear()
+        self.cx_total = 0
+        self.pending = 0
+        self._epoch += 1
 
     def _free(self, i: int) -> bool:
         if self.http2:
@@ -106,16 +121,18 @@ class ConnectionPool:
         self.connects += 1
         rtt = self.links_out[i].draw() + self.links_back[i].draw()
         if rtt > self.connect_timeout_s:
-            self._later(self.connect_timeout_s, self._connect_timed_out, (i, attempt))
+            self._later(self.connect_timeout_s, self._connect_timed_out, (i, attempt, self._epoch))
         else:
-            self._later(rtt, self._connected, (i, attempt))
+            self._later(rtt, self._connected, (i, attempt, self._epoch))
 
     def _connect_timed_out(self, item) -> None:
+        if item[2] != self._epoch:
+            return
         self.connect_timeouts += 1
         self._connect_failed(item)
 
     def _connect_failed(self, item) -> None:
-        i, attempt = item
+        i, attempt, _ = item
         self.cx_total -= 1
         if attempt.conn == CONNECTING:  # else the try was abandoned meanwhile
             self.pending -= 1
@@ -124,7 +141,9 @@ class ConnectionPool:
         self._wake_any()
 
     def _connected(self, item) -> None:
-        i, attempt = item
+        i, attempt, epoch = item
+        if epoch != self._epoch:
+            return  # begun before the gateway crashed
         if not attempt.backend.up:
             # A host that is down refuses the connection (its reset is back
             # after the round trip): no connection, the try fails.
