@@ -238,9 +238,9 @@ class Fleet:
                 f"{failed} + in flight {in_flight}, or calls {calls} != answered {done} + live {all_live}"
             )
         for c in self.clients:
-            if c.issued != c.answered + len(c.live_tries):
+            if c.issued != c.answered + c.tries_in_flight:
                 raise ConservationError(f"{c.name}: tries not conserved: issued {c.issued} != answered "
-                                        f"{c.answered} + live {len(c.live_tries)}")
+                                        f"{c.answered} + live {c.tries_in_flight}")
         for b in self._all_backends():
             try:
                 b.check_conservation()

@@ -65,7 +65,7 @@ class UpstreamCluster:
 
     __slots__ = ("service", "hosts", "active", "sent", "pick", "links_out", "links_back", "rq_active",
                  "max_requests", "retries_active", "overflow_max_requests", "retry_overflow",
-                 "per_try_timeouts", "retries_by_reason", "selector", "observe", "health")
+                 "per_try_timeouts", "retries_by_reason", "selector", "observe", "health", "pool")
 
     def __init__(self, service: str, hosts: list, active: list[int], policy, links_out: list, links_back: list,
                  max_requests: int):
@@ -76,6 +76,7 @@ class UpstreamCluster:
         self.pick = policy.pick
         self.observe = _no_detector
         self.health = None
+        self.pool = None  # the gateway's ConnectionPool for this cluster
         self.links_out = links_out
         self.links_back = links_back
         self.rq_active = 0  # tries in flight (Envoy upstream_rq_active)
@@ -150,6 +151,7 @@ class GatewayInstance:
                                              self._put_on_wire, self._pool_failed)
         cluster = self.clusters[service] = UpstreamCluster(service, hosts, active, policy, out, back,
                                                            self.config.cluster.circuit_breakers.max_requests)
+        cluster.pool = self.pools[service]
         # Outlier detection and active health checks (sim.components.health); None without them.
         cluster.health = make_host_health(self.ctx, f"{self.name}.{service}", self.config.cluster, cluster, self)
 
@@ -199,9 +201,10 @@ class GatewayInstance:
         self.requests += 1
         cluster = self.clusters[req.service]
         req.cluster = cluster
-        req.retries = 0
-        req.backoff = None
-        req.tried = None
+        if self.retry is not None:
+            req.retries = 0
+            req.backoff = None
+            req.tried = None
         req.deadline = self.env._now + self._route_timeout_s
         self._timers.start(req)
         self._send(req, cluster, False)
@@ -238,7 +241,14 @@ class GatewayInstance:
                     req.tried = [i]
                 else:
                     req.tried.append(i)
-        self.pools[cluster.service].acquire(i, attempt)
+        pool = cluster.pool
+        if pool.busy[i] < pool.conns[i] * pool.streams_per_conn:
+            # A free connection (inlined from ConnectionPool.acquire for performance reasons).
+            pool.busy[i] += 1
+            attempt.conn = ON_CONNECTION
+            self._put_on_wire(attempt)
+        else:
+            pool.acquire(i, attempt)
 
     def _put_on_wire(self, attempt: Attempt) -> None:
         """The try has a connection: start its per-try timer and send it to its host.
@@ -276,7 +286,7 @@ class GatewayInstance:
         cluster.rq_active -= 1
         if attempt.is_retry:
             cluster.retries_active -= 1
-        self.pools[cluster.service].release(attempt)
+        cluster.pool.release(attempt)
 
     def _response_arrived(self, attempt: Attempt) -> None:
         if attempt.abandoned:
@@ -285,7 +295,8 @@ class GatewayInstance:
         req = attempt.request
         req.attempt = None  # break the request-attempt cycle so refcounting frees both
         outcome = attempt.outcome
-        attempt.cluster.observe(attempt.host, outcome)
+        if attempt.cluster.health is not None:
+            attempt.cluster.observe(attempt.host, outcome)
         if outcome == OK or self.retry is None:
             self._answer(req, outcome, attempt.resp_bytes)
         else:

@@ -55,6 +55,7 @@ class ConnectionPool:
         self._later = ctx.call_later
         self.http2 = config.http_protocol == "http2"
         self.max_streams = config.max_concurrent_streams
+        self.streams_per_conn = self.max_streams if self.http2 else 1
         self.max_connections = config.circuit_breakers.max_connections
         self.max_pending = config.circuit_breakers.max_pending_requests
         self.connect_timeout_s = config.connect_timeout_s
@@ -97,7 +98,7 @@ class ConnectionPool:
 
     def acquire(self, i: int, attempt: Attempt) -> None:
         """Give ``attempt`` (to host ``i``) a connection, now or when one is ready."""
-        if self.busy[i] < self.conns[i] * (self.max_streams if self.http2 else 1):
+        if self.busy[i] < self.conns[i] * self.streams_per_conn:
             self.busy[i] += 1
             attempt.conn = ON_CONNECTION
             self._send(attempt)
@@ -188,25 +189,34 @@ class ConnectionPool:
         if state == ON_CONNECTION:
             i = attempt.host
             self.busy[i] -= 1
-            host_reset = getattr(attempt, "outcome", None) in (UPSTREAM_RESET, CONNECT_FAILURE)
-            if self.http2:
-                closed = 0
-                if host_reset:
-                    # The host's connections are gone; keep only what the streams
-                    # still in use occupy until their own resets arrive.
-                    needed = -(-self.busy[i] // self.max_streams)
-                    closed = max(0, self.conns[i] - needed)
-            else:
-                # HTTP/1.1 cannot reuse a connection with a response half read,
-                # nor one the host reset.
-                closed = 1 if host_reset or attempt.abandoned else 0
-            if closed:
-                self.conns[i] -= closed
-                self.cx_total -= closed
-                self._wake_any()
-            self._serve(attempt.host)
+            # An answered try has an outcome; an abandoned one may not.
+            if attempt.abandoned or attempt.outcome in _HOST_RESET:
+                self._close(i, attempt)
+            if self.waiting[i]:
+                self._serve(i)
         elif state in (PENDING, CONNECTING):
             # Given up while waiting: a connection being opened for it will be
             # kept for the next try to this host.
             self.pending -= 1
 
+    def _close(self, i: int, attempt: Attempt) -> None:
+        """Close what a reset try leaves unusable."""
+        host_reset = getattr(attempt, "outcome", None) in _HOST_RESET
+        if self.http2:
+            closed = 0
+            if host_reset:
+                # The host's connections are gone; keep only what the streams
+                # still in use occupy until their own resets arrive.
+                needed = -(-self.busy[i] // self.max_streams)
+                closed = max(0, self.conns[i] - needed)
+        else:
+            # HTTP/1.1 cannot reuse a connection with a response half read,
+            # nor one the host reset.
+            closed = 1
+        if closed:
+            self.conns[i] -= closed
+            self.cx_total -= closed
+            self._wake_any()
+
+
+_HOST_RESET = frozenset((UPSTREAM_RESET, CONNECT_FAILURE))

@@ -311,6 +311,15 @@ class ClientPopulation:
         if k >= len(self.service_cum):
             k = len(self.service_cum) - 1
         counted = t >= self.warmup_s
+        if self.simple:
+            # One try, no client timeout: the request is the call (no Call record).
+            req = Request(t, counted, self.service_names[k], self.req_bytes[k].draw(), self)
+            self.calls += 1
+            self.issued += 1
+            self.live.add(req)
+            self.recorder.call_sent(t, counted)
+            self._send(req, t, now)
+            return
         n = self.policy.clients
         client = 0 if n == 1 else int(u() * n)
         call = Call(t, counted, self.service_names[k], k, client)
@@ -320,6 +329,11 @@ class ClientPopulation:
         self.live.add(call)
         self.recorder.arrival(t, counted)
         self._try(call, t, now)
+
+    @property
+    def tries_in_flight(self) -> int:
+        """Tries sent and not answered (a simple client's calls are its tries)."""
+        return len(self.live) if self.simple else len(self.live_tries)
 
     def _try(self, call: Call, t: float, now: float) -> None:
         """Send a try of ``call`` that leaves at ``t`` (>= now)."""
@@ -331,6 +345,12 @@ class ClientPopulation:
         self.issued += 1
         self.live_tries.add(req)
         self.recorder.try_sent(t)
+        if self.policy.timeout_s is not None:
+            self._later(t - now + self.policy.timeout_s, self._timed_out, req)
+        self._send(req, t, now)
+
+    def _send(self, req: Request, t: float, now: float) -> None:
+        """Pick a balancer node and put the try on its way, leaving at ``t``."""
         nodes = self.nodes
         node = nodes[0] if len(nodes) == 1 else nodes[int(self._uniform() * len(nodes))]
         if not node.up:
@@ -338,12 +358,18 @@ class ClientPopulation:
             up = [n for n in nodes if n.up]
             if up:
                 node = up[0] if len(up) == 1 else up[int(self._uniform() * len(up))]
-        if self.policy.timeout_s is not None:
-            self._later(t - now + self.policy.timeout_s, self._timed_out, req)
         node.link_in.send_after(t - now, req.req_bytes, node.accept, req)
 
     def on_response(self, req: Request) -> None:
         """A try's answer reached the client."""
+        if self.simple:
+            try:
+                self.live.remove(req)
+            except KeyError:
+                raise RuntimeError(f"{self.name}: a request was answered twice or was never issued") from None
+            self.answered += 1
+            self.recorder.completion(self.env._now, req.t0, req.counted, req.outcome)
+            return
         try:
             self.live_tries.remove(req)
         except KeyError:

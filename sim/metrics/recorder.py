@@ -53,6 +53,14 @@ class Recorder:
             self.offered += 1
         self.ts_offered[int(t)] += 1
 
+    def call_sent(self, t: float, counted: bool) -> None:
+        """A call whose only try leaves at ``t`` (arrival and try in one)."""
+        sec = int(t)
+        self.ts_offered[sec] += 1
+        self.ts_tries[sec] += 1
+        if counted:
+            self.offered += 1
+
     def try_sent(self, t: float) -> None:
         self.ts_tries[int(t)] += 1
 
