@@ -230,10 +230,7 @@ class GatewayInstance:
         cluster.rq_active += 1
         cluster.sent[i] += 1
         self.tries_ts[int(self.env._now)] += 1
-        attempt = Attempt(req, cluster, i, cluster.hosts[i])
-        attempt.on_reply = self._on_reply
-        attempt.is_retry = is_retry
-        attempt.deadline = req.deadline
+        attempt = Attempt(req, cluster, i, cluster.hosts[i], self._on_reply, is_retry, req.deadline)
         req.attempt = attempt
         if rules is not None:
             if rules.previous_hosts:

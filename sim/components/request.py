@@ -70,12 +70,15 @@ class Attempt:
     __slots__ = ("request", "cluster", "host", "backend", "outcome", "resp_bytes", "abandoned",
                  "t_arrive", "service_s", "on_reply", "is_retry", "deadline", "conn")
 
-    def __init__(self, request: Request, cluster, host: int, backend):
+    def __init__(self, request: Request, cluster, host: int, backend, on_reply=None,
+                 is_retry: bool = False, deadline: float = float("inf")):
         # Only what may be read before it is written; outcome, resp_bytes,
-        # t_arrive, service_s and on_reply are set by whoever knows them first.
+        # t_arrive and service_s are set by whoever knows them first.
         self.request = request
         self.cluster = cluster
         self.host = host
         self.backend = backend
+        self.on_reply = on_reply
         self.abandoned = False
-        self.is_retry = False
+        self.is_retry = is_retry
+        self.deadline = deadline

@@ -318,7 +318,12 @@ class ClientPopulation:
             self.issued += 1
             self.live.add(req)
             self.recorder.call_sent(t, counted)
-            self._send(req, t, now)
+            nodes = self.nodes
+            node = nodes[0] if len(nodes) == 1 else nodes[int(u() * len(nodes))]
+            if node.up:  # (inlined from _send for performance reasons)
+                node.link_in.send_after(t - now, req.req_bytes, node.accept, req)
+            else:
+                self._send(req, t, now)
             return
         n = self.policy.clients
         client = 0 if n == 1 else int(u() * n)
