@@ -36,3 +36,26 @@ def experiment(**changes) -> Experiment:
             node = node[p]
         node[parts[-1]] = value
     return Experiment.model_validate(data)
+
+
+def run_logged(exp: Experiment, setup=None):
+    """Run ``exp``; the log holds (issue time, latency, outcome) of each call, in order of answer.
+
+    ``setup(fleet)`` runs after the fleet is built and before t=0.
+    """
+    from sim.fleet import Fleet
+
+    fleet = Fleet(exp)
+    if setup is not None:
+        setup(fleet)
+    log = []
+    orig = fleet.recorder.completion
+
+    def completion(now, t0, counted, outcome):
+        log.append((round(t0, 9), round(now - t0, 9), outcome))
+        orig(now, t0, counted, outcome)
+
+    fleet.recorder.completion = completion
+    result = fleet.run()
+    fleet.check_conservation()
+    return fleet, log, result

@@ -9,7 +9,7 @@ from sim.components.workload import RateFunction
 from sim.config.models import Cluster, RateStep
 from sim.fleet import Fleet
 
-from .fleet_builders import experiment
+from .fleet_builders import experiment, run_logged
 
 
 class Seq:
@@ -21,19 +21,6 @@ class Seq:
     def __call__(self):
         return self.values.pop(0)
 
-
-def run_logged(exp):
-    fleet = Fleet(exp)
-    log = []
-    orig = fleet.recorder.completion
-
-    def completion(now, t0, counted, outcome):
-        log.append((round(t0, 9), round(now - t0, 9), outcome))
-        orig(now, t0, counted, outcome)
-
-    fleet.recorder.completion = completion
-    result = fleet.run()
-    return fleet, log, result
 
 
 def test_one_path_latency_is_the_exact_sum_of_hops_and_service():

@@ -39,25 +39,7 @@ from sim.config.loader import validate
 from sim.engine import SimContext
 from sim.fleet import Fleet, FleetError
 
-from .fleet_builders import BASE, experiment
-
-
-def run_logged(exp: Experiment, setup=None):
-    """Run ``exp``; the log holds (issue time, latency, outcome) of each call, in order of answer."""
-    fleet = Fleet(exp)
-    if setup is not None:
-        setup(fleet)
-    log = []
-    orig = fleet.recorder.completion
-
-    def completion(now, t0, counted, outcome):
-        log.append((round(t0, 9), round(now - t0, 9), outcome))
-        orig(now, t0, counted, outcome)
-
-    fleet.recorder.completion = completion
-    result = fleet.run()
-    fleet.check_conservation()
-    return fleet, log, result
+from .fleet_builders import BASE, experiment, run_logged
 
 
 def fault(kind: str, at_s: float, for_s: float, **fields) -> dict:

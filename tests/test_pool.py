@@ -33,28 +33,11 @@ from sim.components.request import (
 from sim.config import Experiment
 from sim.fleet import Fleet
 
-from .fleet_builders import experiment
+from .fleet_builders import experiment, run_logged
 
 # A back-off base of 1 ms draws whole milliseconds in [0, 1): every retry leaves at once.
 AT_ONCE = {"base_interval_s": 0.001}
 
-
-def run_logged(exp: Experiment, setup=None):
-    """Run ``exp``; the log holds (issue time, latency, outcome) of each call, in order of answer."""
-    fleet = Fleet(exp)
-    if setup is not None:
-        setup(fleet)
-    log = []
-    orig = fleet.recorder.completion
-
-    def completion(now, t0, counted, outcome):
-        log.append((round(t0, 9), round(now - t0, 9), outcome))
-        orig(now, t0, counted, outcome)
-
-    fleet.recorder.completion = completion
-    result = fleet.run()
-    fleet.check_conservation()
-    return fleet, log, result
 
 
 def calls(*entries):

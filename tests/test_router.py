@@ -18,7 +18,7 @@ from sim.components.router import BackOff, RetryRules, retry_classes, retry_limi
 from sim.config.models import CircuitBreakers, RetryPolicy
 from sim.fleet import Fleet
 
-from .fleet_builders import experiment
+from .fleet_builders import experiment, run_logged
 
 
 def test_backoff_bounds_for_retries_one_to_five_follow_envoys_source():
@@ -78,18 +78,6 @@ def _retry_fleet(**changes):
     return experiment(topology__gateways__gw__route=route, **changes)
 
 
-def _log(exp):
-    fleet = Fleet(exp)
-    log = []
-    orig = fleet.recorder.completion
-
-    def completion(now, t0, counted, outcome):
-        log.append((round(t0, 9), round(now - t0, 9), outcome))
-        orig(now, t0, counted, outcome)
-
-    fleet.recorder.completion = completion
-    return fleet, log, fleet.run()
-
 
 def test_per_try_timeout_retries_inside_the_route_timeout_then_504():
     # Service 2 s; per-try 0.3 s; 2 retries; back-off base 1 ms, so every back-off is 0 ms.
@@ -97,7 +85,7 @@ def test_per_try_timeout_retries_inside_the_route_timeout_then_504():
                                      "retry_back_off": {"base_interval_s": 0.001}},
                        topology__services__api__service_time_s=2.0,
                        topology__services__api__workers=8, duration_s=2.0)
-    fleet, log, res = _log(exp)
+    fleet, log, res = run_logged(exp)
     # Three tries, each opening a connection (2 ms: HTTP/1.1 closes the one a
     # timed-out try was using) and then timing out 0.3 s after it is sent (Envoy
     # starts the per-try timer when the pool is ready); the last one's 504 reaches
@@ -117,7 +105,7 @@ def test_route_timeout_covers_all_tries_and_nothing_is_retried_after_it():
         "retry_on": ["5xx"], "num_retries": 5, "per_try_timeout_s": 0.4,
         "retry_back_off": {"base_interval_s": 0.001}}},
         topology__services__api__service_time_s=3.0, topology__services__api__workers=8, duration_s=3.1)
-    fleet, log, res = _log(exp)
+    fleet, log, res = run_logged(exp)
     # Tries at +0, +0.4, +0.8 s; the route timeout at +1.0 ends the third with a 504.
     assert log == [(1.0, 1.0221, "route_timeout"), (2.0, 1.0221, "route_timeout")]
     g = res["summary"]["gateway"]["gw"]
@@ -158,7 +146,7 @@ def test_retry_overflow_returns_the_failure_when_max_retries_is_reached():
             "retry_on": ["5xx"], "num_retries": 3, "retry_back_off": {"base_interval_s": 0.5}}},
         topology__gateways__gw__cluster={"circuit_breakers": {"max_retries": 0}},
         topology__services__api__error_probability=1.0, duration_s=3.5)
-    _, log, res = _log(exp)
+    _, log, res = run_logged(exp)
     assert [out for _, _, out in log] == ["backend_error"] * 3
     assert res["summary"]["retries"]["overflow"]["retries"] == 3
     assert res["summary"]["retries"]["gateway_retries"] == 0
@@ -169,7 +157,7 @@ def test_max_requests_overflow_is_a_local_503_and_not_retried():
         topology__gateways__gw__route={"timeout_s": 10.0, "retry_policy": {"retry_on": ["5xx"], "num_retries": 3}},
         topology__gateways__gw__cluster={"circuit_breakers": {"max_requests": 1}},
         topology__services__api__service_time_s=1.5, duration_s=3.5)
-    _, log, res = _log(exp)
+    _, log, res = run_logged(exp)
     # The first request holds the only slot until 2.5121; the second overflows at once.
     assert log[0] == (2.0, 0.0221, "overflow_max_requests")
     assert res["summary"]["retries"]["overflow"]["max_requests"] == 1
