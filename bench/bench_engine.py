@@ -262,6 +262,10 @@ def path_naive_simpy(exp: Experiment, seed: int) -> dict:
       else holds one of the backend's ``simpy.Resource(workers)`` for its
       service time, fails with ``error_probability``, and hops back. If the
       timeout wins the client gets 504 and the backend still does the work;
+    - keep-alive connections, as fleetsim's HTTP/1.1 pool: each gateway keeps
+      a count of idle connections per backend; an attempt takes one, or opens
+      one for a round trip (``yield env.timeout`` of the hop there and back),
+      and gives it back when its answer arrives (not after a route timeout);
     - response: back over gateway -> node -> client in one timeout (the sum of
       the two hops' latencies, as fleetsim's balancer does);
     - statistics: latencies of successes appended to a list, outcomes and
@@ -331,6 +335,7 @@ def path_naive_simpy(exp: Experiment, seed: int) -> dict:
             self.route_timeout_s = pool.route.timeout_s
             self.choices = pool.cluster.least_request_lb_config.choice_count
             self.active = [0] * len(backends)
+            self.idle = [0] * len(backends)  # idle keep-alive connections per backend
             self.hop_out = [hop(self.az, b.az) for b in backends]
 
     gateways_by_az: dict[str, list[Gateway]] = defaultdict(list)
@@ -349,8 +354,12 @@ def path_naive_simpy(exp: Experiment, seed: int) -> dict:
     internet = hop_by_relation["internet"]
     req_bytes_draw = naive_variate(svc.request_bytes, rng)
 
-    def attempt(gw: Gateway, host: int, nbytes: float):
+    def attempt(gw: Gateway, host: int, nbytes: float, abandoned: list):
         be = backends[host]
+        if gw.idle[host]:
+            gw.idle[host] -= 1
+        else:
+            yield env.timeout(gw.hop_out[host]() + hop(be.az, gw.az)())  # connect
         bytes_by_pair[gw.az, be.az] += nbytes
         yield env.timeout(gw.hop_out[host]())
         res = be.res
@@ -366,6 +375,8 @@ def path_naive_simpy(exp: Experiment, seed: int) -> dict:
                 outcome, resp = OK, be.resp_bytes()
         bytes_by_pair[be.az, gw.az] += resp
         yield env.timeout(hop(be.az, gw.az)())
+        if not abandoned:
+            gw.idle[host] += 1
         return outcome, resp
 
     def request(node: Node, nbytes: float):
@@ -389,11 +400,13 @@ def path_naive_simpy(exp: Experiment, seed: int) -> dict:
             if active[j] < active[host]:
                 host = j
         active[host] += 1
-        upstream = env.process(attempt(gw, host, nbytes))
+        abandoned: list = []
+        upstream = env.process(attempt(gw, host, nbytes, abandoned))
         done = yield upstream | env.timeout(gw.route_timeout_s)
         if upstream in done:
             outcome, resp = done[upstream]
         else:
+            abandoned.append(True)  # the connection is reset, not reused
             outcome, resp = "route_timeout", LOCAL_REPLY_BYTES
         active[host] -= 1
         bytes_by_pair[gw.az, node.az] += resp

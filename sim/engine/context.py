@@ -7,7 +7,7 @@ and their own name; everything random they do comes from ``ctx.rng(name)``.
 from __future__ import annotations
 
 import hashlib
-from heapq import heappop
+from heapq import heappop, heappush
 from typing import Any
 
 import numpy as np
@@ -88,15 +88,20 @@ class SimContext:
             raise ValueError(f"until ({until}) must not be before now ({env._now})")
         queue = env._queue
         pop = heappop
-        while queue and queue[0][0] < until:
+        while queue:
             entry = pop(queue)
             try:  # a hot-path callback (sim.engine.calls) is a 5-tuple
-                env._now, _, _, callback, value = entry
+                t, _, _, callback, value = entry
             except ValueError:
-                pass
+                t = entry[0]
             else:
-                callback(value)
-                continue
+                if t < until:
+                    env._now = t
+                    callback(value)
+                    continue
+            if t >= until:
+                heappush(queue, entry)  # not ours to run yet (once per call)
+                break
             env._now, _, _, event = entry
             callbacks, event.callbacks = event.callbacks, None
             for callback in callbacks:
