@@ -813,3 +813,178 @@ def test_missing_comparison_raises(tmp_path):
         write_comparison(tmp_path)
     assert str(tmp_path / "comparison.json") in str(exc.value)
     assert not (tmp_path / "report.html").exists()
+
+
+# --------------------------------------------------------------------------
+# Host health: outlier detection, health checks, panic, connection pools
+# --------------------------------------------------------------------------
+
+HEALTH_CONFIG = STORM_CONFIG + """topology:
+  gateways:
+    gw-az1:
+      cluster:
+        outlier_detection: {consecutive_5xx: 5, max_ejection_percent: 10,
+                            base_ejection_time_s: 30.0, interval_s: 10.0,
+                            always_eject_one_host: false}
+        health_check: {interval_s: 1.0, timeout_s: 0.5, unhealthy_threshold: 2,
+                       healthy_threshold: 2}
+        common_lb_config: {healthy_panic_threshold: 50.0}
+    gw-az2:
+      cluster:
+        outlier_detection: null
+        health_check: {interval_s: 1.0, timeout_s: 0.5, unhealthy_threshold: 2,
+                       healthy_threshold: 2}
+        common_lb_config: {healthy_panic_threshold: 50.0}
+"""
+
+POOL_COUNTERS = {"gw-az1": {"connects": 181, "connect_timeouts": 7, "cx_overflow": 12,
+                            "pending_overflow": 3},
+                 "gw-az2": {"connects": 140, "connect_timeouts": 0, "cx_overflow": 0,
+                            "pending_overflow": 4}}
+
+
+def _health_summary(*, ejections=0, overflow=71, probes=2879, pools=True):
+    s = _storm_summary()
+    s["outlier"] = {"ejections": ejections,
+                    "by_reason": {"consecutive_5xx": ejections} if ejections else {},
+                    "detected": {"consecutive_5xx": 34, "consecutive_gateway_failure": 35,
+                                 "success_rate": 1, "failure_percentage": 2},
+                    "overflow": overflow}
+    s["health_checks"] = {"probes": probes, "probe_rate_per_s": probes / 50,
+                          "failures": 120, "timeouts": 9}
+    if pools:
+        for pool, counters in POOL_COUNTERS.items():
+            s["gateway"][pool].update(counters)
+        s["retries"]["overflow"].update(pending=7, connections=12)
+    return s
+
+
+def _add_columns(path: pathlib.Path, columns: dict) -> None:
+    """Append columns to a timeseries.csv: ``{name: f(t)}``."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    rows[0] += list(columns)
+    for row in rows[1:]:
+        t = float(row[1])
+        row += [f(t) for f in columns.values()]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+def _in_fault(t: float) -> bool:
+    return FAULT_AT <= t < FAULT_END
+
+
+HOST_COLUMNS = {
+    "healthy_hosts": lambda t: 20 if _in_fault(t) else 24,
+    "ejected_hosts": lambda t: 2 if _in_fault(t) else 0,
+    "hc_failed_hosts": lambda t: 4 if _in_fault(t) else 0,
+    "panic_clusters": lambda t: 0,
+    "health_check_probes": lambda t: 24,
+}
+
+
+def make_health_run(path: pathlib.Path, summary=None, columns=None, config=HEALTH_CONFIG):
+    run = make_storm_run(path, summary or _health_summary(), config=config)
+    _add_columns(run / "timeseries.csv", HOST_COLUMNS if columns is None else columns)
+    return run
+
+
+def _panel(page: str, anchor: str) -> str:
+    start = page.index(f'id="{anchor}"')
+    end = page.find("</section>", start)
+    return page[start:end]
+
+
+def test_host_health_panel(tmp_path):
+    page = _read(write_report(make_health_run(tmp_path / "run")))
+    assert "could not be rendered" not in page
+    assert page.index('id="retries"') < page.index('id="health"') < page.index('id="backend"')
+    health = _panel(page, "health")
+    # configured settings per pool
+    for text in ("consecutive 5xx 5 · max ejection 10 % · base ejection 30 s",
+                 "every 1 s · timeout 0.5 s · unhealthy after 2 · healthy after 2", "50 %"):
+        assert text in health, text
+    # ejections: detected and enforced by reason, overflow, and why none was ejected
+    for text in ("consecutive 5xx", "consecutive gateway failure", "success rate",
+                 "failure percentage", "ejections_overflow"):
+        assert text in health, text
+    cells = re.findall(r"<td>(.*?)</td>", health)
+    for text in ("34", "35", "71", "<strong>72</strong>", "<strong>0</strong>"):
+        assert text in cells, text
+    assert "No host was ejected: 71 ejections were refused by max_ejection_percent" in health
+    assert "at least 10 hosts for one ejection" in health
+    # health-check load
+    for text in ("2,879", "57.6", "probes/s", "120", "4.2 % of probes", "9"):
+        assert text in health, text
+    # connection pools, per pool and in all
+    for text in ("181", "140", "<strong>321</strong>", "<strong>12</strong>",
+                 "<strong>7</strong>"):  # totals: connect timeouts 7 + 0, pending 3 + 4
+        assert text in cells, text
+    for text in ("Connect timeouts", "Connection overflow", "Pending overflow"):
+        assert text in health, text
+    # the chart: host lines and probes, shaded like the other time charts; no panic row
+    fig = _unescape_json(_figures(page)["fig-host-health"])
+    for name in ("healthy (in use)", "ejected", "failing health checks", "probes"):
+        assert f'"name":"{name}"' in fig, name
+    assert "clusters in panic" not in fig
+    assert "No cluster entered panic mode." in health
+    assert '"text":"warm-up"' in fig and '"text":"backend slowdown"' in fig
+    assert fig.count(FAULT_SHAPE) == 2  # both rows shaded, labelled once
+    assert fig.count('"text":"backend slowdown"') == 1
+    assert "Peak failing health checks: 4.0 at 30.0 s." in health
+    # the pool counters are not repeated under Gateways, but the breakers list them
+    gateways = _panel(page, "gateway")
+    assert "Connection pools" not in gateways and "Pending overflow" not in gateways
+    retries = _panel(page, "retries")
+    assert "max_pending_requests" in retries and "max_connections" in retries
+    assert "pending_overflow" in retries and "cx_overflow" in retries
+
+
+def test_host_health_panic_and_ejections(tmp_path):
+    columns = dict(HOST_COLUMNS, panic_clusters=lambda t: 1.5 if _in_fault(t) else 0)
+    summary = _health_summary(ejections=6, overflow=0)
+    page = _read(write_report(make_health_run(tmp_path / "run", summary, columns)))
+    health = _panel(page, "health")
+    assert "No host was ejected" not in health and "refused by max_ejection_percent" not in health
+    fig = _unescape_json(_figures(page)["fig-host-health"])
+    assert '"name":"clusters in panic"' in fig
+    assert fig.count(FAULT_SHAPE) == 3
+    assert "Panic mode:" in health
+
+
+def test_host_health_panel_absent_without_data(tmp_path):
+    # old runs: none of the new keys or columns
+    page = _read(write_report(make_run(tmp_path)))
+    assert 'id="health"' not in page and "Host health" not in page
+    assert "Connection pools" not in page
+
+    # a recent run without outlier detection or health checks: zero counts, zero
+    # host columns, but pool counters, which go to the Gateways panel instead
+    summary = _health_summary(overflow=0, probes=0)
+    summary["outlier"] = {"ejections": 0, "by_reason": {}, "detected": {}, "overflow": 0}
+    summary["health_checks"] = {"probes": 0, "probe_rate_per_s": 0.0, "failures": 0,
+                                "timeouts": 0}
+    zeros = {name: (lambda t: 0) for name in HOST_COLUMNS}
+    run = make_health_run(tmp_path / "recent", summary, zeros, config=STORM_CONFIG)
+    page = _read(write_report(run))
+    assert "could not be rendered" not in page
+    assert 'id="health"' not in page and 'id="fig-host-health"' not in page
+    gateways = _panel(page, "gateway")
+    assert "Connection pools" in gateways
+    for text in ("181", "321", "Pending overflow"):
+        assert text in gateways, text
+    assert "max_pending_requests" in _panel(page, "retries")
+
+
+def test_host_health_from_config_only(tmp_path):
+    # configured but nothing recorded: the panel says so rather than vanishing
+    summary = _storm_summary()
+    data = report_html.RunData(tmp_path, summary, config_text=HEALTH_CONFIG)
+    from sim.report import health
+
+    assert health.host_health_present(data)
+    panel = health.host_health_panel(data)
+    assert panel is not None and "Configured on gw-az1" in panel.html
+    assert "fig-host-health" not in panel.html
+    assert health.host_health_panel(report_html.RunData(tmp_path, summary)) is None

@@ -18,6 +18,7 @@ import pathlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import plotly.graph_objects as go
@@ -144,6 +145,14 @@ class RunData:
     def warmup_s(self) -> float | None:
         w = _num(self.summary.get("warmup_s"))
         return w if w is not None and w > 0 else None
+
+    @cached_property
+    def config(self) -> Mapping[str, Any] | None:
+        """``config.resolved.yaml`` parsed (read once), ``None`` if absent or unreadable."""
+        if not self.config_text:
+            return None
+        config = _load_yaml(self.config_text)
+        return config if isinstance(config, Mapping) else None
 
 
 PanelBuilder = Callable[[RunData], "Panel | None"]
@@ -463,16 +472,21 @@ def _faults_from_list(items: Any) -> list[Fault]:
     return sorted(faults, key=lambda f: (f.start_s, f.end_s))
 
 
-def _faults_from_config(config_text: str) -> list[Fault]:
-    if "faults" not in config_text:
-        return []
+def _load_yaml(text: str) -> Any:
+    """``text`` parsed as YAML; ``None`` (logged) on any error: the config is optional."""
     try:
         from ruamel.yaml import YAML
 
-        config = YAML(typ="safe", pure=True).load(config_text)
-    except Exception as exc:  # any YAML error: the timeline is optional
-        log.warning("could not read the faults of %s: %s", CONFIG_FILE, exc)
+        return YAML(typ="safe", pure=True).load(text)
+    except Exception as exc:  # any YAML error
+        log.warning("could not read %s: %s", CONFIG_FILE, exc)
+        return None
+
+
+def _faults_from_config(config_text: str) -> list[Fault]:
+    if "faults" not in config_text:
         return []
+    config = _load_yaml(config_text)
     return _faults_from_list(config.get("faults") if isinstance(config, Mapping) else None)
 
 
@@ -585,6 +599,8 @@ table.faults th, table.faults td { text-align:left; }
 table.faults th:nth-child(n+3):nth-child(-n+5),
 table.faults td:nth-child(n+3):nth-child(-n+5) { text-align:right; }
 table.faults td:last-child { font-size:12px; }
+table.settings th, table.settings td { text-align:left; }
+table.settings td:first-child, table.settings td:last-child { white-space:nowrap; }
 details.inline { display:inline; }
 details.inline[open] summary { display:none; }
 @media print { body { background:#fff; } section.panel { break-inside:avoid; } }

@@ -16,9 +16,11 @@ Structure
 Modules: :mod:`sim.report.common` holds the data model, loading (including
 the fault timeline), formatting, the warm-up and fault shading of time charts
 and the page shell; :mod:`sim.report.resilience` the faults, recovery and
-retries panels; :mod:`sim.report.comparison` the report comparing the
-variants of one experiment (:func:`sim.report.write_comparison`).  The names
-the report used to define here are re-exported.
+retries panels; :mod:`sim.report.health` the host-health panel (outlier
+detection, health checks, panic, connection pools); :mod:`sim.report.comparison`
+the report comparing the variants of one experiment
+(:func:`sim.report.write_comparison`).  The names the report used to define
+here are re-exported.
 
 ``Panel.html`` is trusted markup: builders must escape every piece of text that
 comes from the run files (use :func:`esc`).
@@ -82,6 +84,7 @@ from sim.report.common import (  # noqa: F401  (re-exported: the report's public
     shade_time,
     write_atomic,
 )
+from sim.report.health import POOL_KEYS, host_health_panel, host_health_present, pool_table
 from sim.report.resilience import faults_panel, recovery_panel, retries_panel
 
 log = logging.getLogger(__name__)
@@ -161,20 +164,21 @@ def kpi_panel(data: RunData) -> Panel | None:
 #: Entity fields that are counts (printed without decimals when whole).
 COUNT_FIELDS = frozenset({"attempts", "requests", "rejected", "errors", "route_timeouts",
                           "per_try_timeouts", "retries", "overflow_max_requests",
-                          "retry_overflow"})
+                          "retry_overflow"}) | POOL_KEYS
 
 
 def _entity_table(data: RunData, section: str, columns: Sequence[tuple[str, str, str, float]],
-                  first_header: str) -> str | None:
+                  first_header: str, exclude: Iterable[str] = ()) -> str | None:
     """Table of ``summary[section][name][field]``: one row per entity.
 
     ``columns`` are ``(field, header, unit, scale)``; extra numeric fields not
-    listed are appended generically so new metrics show up without code.
+    listed (nor in ``exclude``) are appended generically so new metrics show
+    up without code.
     """
     entities = data.summary.get(section)
     if not isinstance(entities, Mapping) or not entities:
         return None
-    known = [c[0] for c in columns]
+    known = [c[0] for c in columns] + list(exclude)
     extra: list[str] = []
     for stats in entities.values():
         if isinstance(stats, Mapping):
@@ -215,10 +219,25 @@ def backend_panel(data: RunData) -> Panel | None:
 
 
 def gateway_panel(data: RunData) -> Panel | None:
-    """Per-gateway utilization (plus any other numeric gateway fields)."""
-    table = _entity_table(data, "gateway", (("utilization", "Utilization", "%", 100.0),),
-                          "Gateway")
-    return None if table is None else Panel("Gateways", table, "gateway")
+    """Per-pool requests, utilization, timeouts, retries and breaker counts (plus any
+    other numeric gateway fields); the connection-pool counters in a second table
+    unless the Host health panel shows them."""
+    table = _entity_table(data, "gateway", (
+        ("requests", "Requests", "", 1.0),
+        ("utilization", "Utilization", "%", 100.0),
+        ("route_timeouts", "Route timeouts", "", 1.0),
+        ("per_try_timeouts", "Per-try timeouts", "", 1.0),
+        ("retries", "Retries", "", 1.0),
+        ("overflow_max_requests", "Overflow", "max_requests", 1.0),
+        ("retry_overflow", "Retry overflow", "max_retries / budget", 1.0),
+    ), "Pool", exclude=POOL_KEYS)
+    pools = "" if host_health_present(data) else pool_table(data)
+    if table is None and not pools:
+        return None
+    body = table or ""
+    if table and pools:
+        body = "<h3>Requests, timeouts and breakers</h3>" + body
+    return Panel("Gateways", body + pools, "gateway")
 
 
 def latency_panel(data: RunData) -> Panel | None:
@@ -823,6 +842,7 @@ PANEL_BUILDERS: list[PanelBuilder] = [
     faults_panel,
     recovery_panel,
     retries_panel,
+    host_health_panel,
     backend_panel,
     gateway_panel,
     fleet_panel,

@@ -474,19 +474,26 @@ def _reason_rows(data: RunData) -> list[list[str]]:
     return rows
 
 
+#: Circuit breakers: ``retries.overflow`` key, ``gateway.<pool>`` key, breaker, what it did.
+BREAKERS = (("max_requests", "overflow_max_requests", "max_requests",
+             "requests refused (overflow_max_requests)"),
+            ("retries", "retry_overflow", "max_retries / retry budget",
+             "retries refused (retry_overflow)"),
+            ("pending", "pending_overflow", "max_pending_requests",
+             "tries refused: too many waiting for a connection (pending_overflow)"),
+            ("connections", "cx_overflow", "max_connections",
+             "tries that waited for a connection, not refused (cx_overflow)"))
+
+
 def _overflow_table(data: RunData) -> str:
-    """Requests and retries refused by each circuit breaker, per gateway pool."""
+    """What each circuit breaker refused (or, max_connections, delayed), per gateway pool."""
     s = data.summary
-    breakers = (("max_requests", "overflow_max_requests", "max_requests",
-                 "requests refused (overflow_max_requests)"),
-                ("retries", "retry_overflow", "max_retries / retry budget",
-                 "retries refused (retry_overflow)"))
     overflow = _dig(s, ("retries", "overflow"))
     pools = s.get("gateway") if isinstance(s.get("gateway"), Mapping) else {}
     pool_names = [p for p in sorted(pools) if isinstance(pools[p], Mapping)
-                  and any(_num(pools[p].get(b[1])) is not None for b in breakers)]
+                  and any(_num(pools[p].get(b[1])) is not None for b in BREAKERS)]
     rows = []
-    for key, pool_key, label, note in breakers:
+    for key, pool_key, label, note in BREAKERS:
         total = _num(overflow.get(key)) if isinstance(overflow, Mapping) else None
         if total is None:
             total = _entity_sum(data, "gateway", pool_key)
@@ -501,7 +508,7 @@ def _overflow_table(data: RunData) -> str:
     headers = ["Breaker", "total"]
     if len(pool_names) > 1:
         headers += [esc(p) for p in pool_names]
-    return "<h3>Refused by circuit breakers</h3>" + _table(headers, rows)
+    return "<h3>Circuit breakers</h3>" + _table(headers, rows)
 
 
 def _timeout_rows(data: RunData) -> list[list[str]]:
