@@ -187,6 +187,11 @@ def run_experiment(
     return run_dir
 
 
+def _variant_worker(exp_data: dict, out: str, run_dir: str, report: bool) -> str:
+    exp = Experiment.model_validate(exp_data)
+    return str(run_experiment(exp, Path(out), jobs=1, run_dir=Path(run_dir), show_progress=False, report=report))
+
+
 def run_variants(
     base: Experiment,
     variants: dict[str, Experiment],
@@ -208,10 +213,20 @@ def run_variants(
     run_dir = run_dir or new_run_dir(Path(out), base)
     run_dir.mkdir(parents=True, exist_ok=True)
     entries = []
-    for name, exp in variants.items():
-        vdir = run_experiment(exp, out, jobs=jobs, run_dir=run_dir / "variants" / name,
-                              show_progress=show_progress, report=report)
-        entries.append({"name": name, "dir": str(vdir.relative_to(run_dir)),
+    if jobs > 1 and len(variants) > 1 and all(v.replications < jobs for v in variants.values()):
+        # Too few replications to keep the workers busy: run whole variants side by side.
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(min(jobs, len(variants)), mp_context=ctx) as pool:
+            futures = {name: pool.submit(_variant_worker, exp.model_dump(mode="json", by_alias=True),
+                                         str(out), str(run_dir / "variants" / name), report)
+                       for name, exp in variants.items()}
+            dirs = {name: Path(fut.result()) for name, fut in futures.items()}
+    else:
+        dirs = {name: run_experiment(exp, out, jobs=jobs, run_dir=run_dir / "variants" / name,
+                                     show_progress=show_progress, report=report)
+                for name, exp in variants.items()}
+    for name in variants:
+        entries.append({"name": name, "dir": str(dirs[name].relative_to(run_dir)),
                         "overrides": base.variants.get(name, {})})
     atomic_write_json(run_dir / "comparison.json", {
         "experiment": base.name, "description": base.description, "seed": base.seed,
