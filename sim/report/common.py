@@ -654,3 +654,14 @@ def write_atomic(path: pathlib.Path, text: str) -> pathlib.Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+class HeaderItems(list):
+    """The (label, html) items of a report's header strip; ``add`` skips missing values."""
+
+    def add(self, label: str, value: Any, unit: str = "") -> None:
+        if value is None:
+            return
+        v = _num(value)
+        text = fmt_value(v, integer=True) if v is not None else str(value)
+        self.append((label, esc(text) + (_unit(unit) if v is not None else "")))

@@ -35,13 +35,13 @@ from sim.report.common import (
     RECOVERY_THRESHOLD,
     REPORT_FILE,
     Fault,
+    HeaderItems,
     Panel,
     RunData,
     _dig,
     _num,
     _pretty_key,
     _table,
-    _unit,
     esc,
     figure_html,
     fmt_value,
@@ -542,14 +542,8 @@ ul.overrides code { overflow-wrap:anywhere; }
 
 def _header(meta: Mapping[str, Any], variants: Sequence[Variant], run_dir: pathlib.Path) -> str:
     first = next((v.data.summary for v in _loaded(variants)), {})
-    items: list[tuple[str, str]] = []
-
-    def add(label: str, value: Any, unit: str = "") -> None:
-        if value is None:
-            return
-        v = _num(value)
-        text = fmt_value(v, integer=True) if v is not None else str(value)
-        items.append((label, esc(text) + (_unit(unit) if v is not None else "")))
+    items = HeaderItems()
+    add = items.add
 
     add("seed", meta.get("seed", first.get("seed")))
     add("replications", meta.get("replications", first.get("replications")))

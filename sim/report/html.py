@@ -59,6 +59,7 @@ from sim.report.common import (  # noqa: F401  (re-exported: the report's public
     SUMMARY_FILE,
     TIMESERIES_FILE,
     Fault,
+    HeaderItems,
     Panel,
     PanelBuilder,
     RunData,
@@ -879,14 +880,8 @@ def build_panels(data: RunData, builders: Sequence[PanelBuilder] | None = None) 
 def _header(data: RunData) -> str:
     s, m = data.summary, data.manifest
     experiment = s.get("experiment") or data.run_dir.name
-    items: list[tuple[str, str]] = []
-
-    def add(label: str, value: Any, unit: str = "") -> None:
-        if value is None:
-            return
-        v = _num(value)
-        text = fmt_value(v, integer=True) if v is not None else str(value)
-        items.append((label, esc(text) + (_unit(unit) if v is not None else "")))
+    items = HeaderItems()
+    add = items.add
 
     add("seed", s.get("seed", m.get("seed")))
     add("replications", s.get("replications"))
