@@ -5,6 +5,7 @@
     fleetsim check FILE.yaml [...]
     fleetsim schema
     fleetsim report RUN_DIR
+    fleetsim import-envoy ENVOY.yaml [--pool NAME] [--az AZ] [--instances N] [--cluster NAME] [--out FILE]
 
 A user's mistake ends in one line per problem on stderr,
 ``FILE:LINE: dotted.path: reason``, and exit status 2; never a traceback.
@@ -146,6 +147,39 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_import_envoy(args) -> int:
+    """Print (or write) the gateway pool an Envoy bootstrap describes; list what it ignores."""
+    from sim.config.envoy_import import import_envoy, write_atomic
+
+    try:
+        result = import_envoy(args.envoy, pool=args.pool, az=args.az, instances=args.instances,
+                              cluster=args.cluster)
+    except ConfigError as e:
+        return _fail(e.issues)
+    text = result.to_yaml()
+    if args.out:
+        out = Path(args.out)
+        try:
+            write_atomic(out, text)
+        except OSError as e:
+            return _fail([Issue("<command line>", None, "--out", f"cannot write {out}: {e.strerror or e}")])
+    else:
+        sys.stdout.write(text)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if result.ignored:
+        print(f"import-envoy: {len(result.ignored)} Envoy field(s) not modelled "
+              "(the simulation does not see them):", file=sys.stderr)
+        for item in result.ignored:
+            print(item, file=sys.stderr)
+    if result.az_placeholder:
+        print(f"import-envoy: no --az: the pool's az is the placeholder {result.pool.az!r}, "
+              "which fleetsim check rejects until you set it", file=sys.stderr)
+    if args.out:
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fleetsim", description="Simulate an API-gateway fleet.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -174,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)write a run folder's report.html")
     rep.add_argument("run_dir")
     rep.set_defaults(func=cmd_report)
+
+    ie = sub.add_parser("import-envoy", help="print the gateway pool an Envoy v3 bootstrap describes")
+    ie.add_argument("envoy", metavar="ENVOY.yaml")
+    ie.add_argument("--pool", default="gw", help="gateway pool name (default: gw)")
+    ie.add_argument("--az", help="the pool's AZ (default: a TODO placeholder that fleetsim check rejects)")
+    ie.add_argument("--instances", type=int, help="gateway instances (default: 1, marked TODO)")
+    ie.add_argument("--cluster", metavar="NAME", help="import this cluster (default: the default route's)")
+    ie.add_argument("--out", metavar="FILE", help="write the YAML here (atomically) instead of stdout")
+    ie.set_defaults(func=cmd_import_envoy)
     return p
 
 
