@@ -665,3 +665,19 @@ class HeaderItems(list):
         v = _num(value)
         text = fmt_value(v, integer=True) if v is not None else str(value)
         self.append((label, esc(text) + (_unit(unit) if v is not None else "")))
+
+
+def run_builders(builders, arg: Any) -> list[Panel]:
+    """Call each panel builder with ``arg``: None skips a panel, malformed data shows a notice."""
+    panels: list[Panel] = []
+    for builder in builders:
+        try:
+            panel = builder(arg)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            log.warning("report panel %s failed: %s", builder.__name__, exc, exc_info=True)
+            panel = Panel(_pretty_key(builder.__name__),
+                          f'<p class="error">This panel could not be rendered: '
+                          f"{esc(type(exc).__name__)}: {esc(exc)}</p>")
+        if panel is not None:
+            panels.append(panel)
+    return panels

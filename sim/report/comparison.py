@@ -48,6 +48,7 @@ from sim.report.common import (
     load_run,
     page_html,
     panels_html,
+    run_builders,
     shade_time,
     write_atomic,
 )
@@ -569,17 +570,8 @@ def _footer(run_dir: pathlib.Path) -> str:
 
 def render_comparison(meta: Mapping[str, Any], variants: Sequence[Variant],
                       run_dir: pathlib.Path) -> str:
-    panels = [summary_panel(variants)]
-    for builder in (goodput_panel, amplification_panel, load_panel, variants_panel):
-        try:
-            panel = builder(variants)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            log.warning("comparison panel %s failed: %s", builder.__name__, exc, exc_info=True)
-            panel = Panel(_pretty_key(builder.__name__),
-                          f'<p class="error">This panel could not be rendered: '
-                          f"{esc(type(exc).__name__)}: {esc(exc)}</p>")
-        if panel is not None:
-            panels.append(panel)
+    panels = [summary_panel(variants),
+              *run_builders((goodput_panel, amplification_panel, load_panel, variants_panel), variants)]
     title = f"{meta.get('experiment') or run_dir.name} — fleetsim comparison"
     return page_html(title, _header(meta, variants, run_dir), panels_html(panels),
                      _footer(run_dir), COMPARISON_CSS)

@@ -29,7 +29,6 @@ comes from the run files (use :func:`esc`).
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 import math
 import pathlib
 import re
@@ -81,15 +80,13 @@ from sim.report.common import (  # noqa: F401  (re-exported: the report's public
     page_html,
     panels_html,
     parse_faults,
+    run_builders,
     shade_run,
     shade_time,
     write_atomic,
 )
 from sim.report.health import POOL_KEYS, host_health_panel, host_health_present, pool_table
 from sim.report.resilience import faults_panel, recovery_panel, retries_panel
-
-log = logging.getLogger(__name__)
-
 
 # --------------------------------------------------------------------------
 # Panels
@@ -857,18 +854,7 @@ PANEL_BUILDERS: list[PanelBuilder] = [
 
 def build_panels(data: RunData, builders: Sequence[PanelBuilder] | None = None) -> list[Panel]:
     """Run every builder; absent data skips a panel, malformed data shows a notice."""
-    panels: list[Panel] = []
-    for builder in PANEL_BUILDERS if builders is None else builders:
-        try:
-            panel = builder(data)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            log.warning("report panel %s failed: %s", builder.__name__, exc, exc_info=True)
-            panel = Panel(_pretty_key(builder.__name__),
-                          f'<p class="error">This panel could not be rendered: '
-                          f"{esc(type(exc).__name__)}: {esc(exc)}</p>")
-        if panel is not None:
-            panels.append(panel)
-    return panels
+    return run_builders(PANEL_BUILDERS if builders is None else builders, data)
 
 
 # --------------------------------------------------------------------------
