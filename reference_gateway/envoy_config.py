@@ -14,7 +14,9 @@ Layout
       virtual host (``domains: ["*"]``): a route ``prefix: /<service>/`` to the
       cluster ``<service>`` per service, then ``prefix: /`` to the only
       service when there is one. Each route carries ``timeout`` and the
-      ``retry_policy`` of ``pool.route``.
+      ``retry_policy`` of ``pool.route``. The virtual host adds the header
+      ``x-fleetsim-gateway: <node_id>`` so that backends count requests per
+      gateway.
     - One ``STATIC`` cluster per service, one endpoint 127.0.0.1:<port> per
       backend instance (``backend_ports[service]``, in instance order
       ``<service>-<az>-<i>``: AZs as in ``instances_per_az``, then i). With a
@@ -93,6 +95,7 @@ HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
 PREVIOUS_HOSTS_TYPE = TYPE + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 HEALTH_PATH = "/healthz"
+GATEWAY_HEADER = "x-fleetsim-gateway"
 
 Services = Mapping[str, Service] | Topology | Experiment
 
@@ -271,13 +274,16 @@ def cluster(name: str, cl: Cluster, service: Service, ports: list[int], zone: st
 
 def envoy_bootstrap(pool: GatewayPool, services: Services, *, listen_port: int, admin_port: int,
                     backend_ports: Mapping[str, list[int]], node_id: str = "fleetsim-gateway",
-                    zone: str | None = None) -> dict:
+                    zone: str | None = None, outlier_event_log: str | Path | None = None) -> dict:
     """The Envoy v3 bootstrap (plain data) for one instance of ``pool``.
 
     ``services``: the services it routes to (a mapping, or a topology or
     experiment whose services are used). ``backend_ports[service]``: one port
     per backend instance, in instance order. ``zone``: the gateway's zone
     (``node.locality.zone``); also groups endpoints by their AZ.
+    ``outlier_event_log``: a file for Envoy's outlier-detection event log
+    (``cluster_manager.outlier_detection.event_log_path``; one JSON event per
+    ejection and return, with its time).
 
     Raises:
         ValueError: a service without ports, or a port count that does not
@@ -299,14 +305,21 @@ def envoy_bootstrap(pool: GatewayPool, services: Services, *, listen_port: int, 
         "codec_type": "AUTO",
         "route_config": {
             "name": "fleetsim",
-            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}],
+            "virtual_hosts": [{
+                "name": "all", "domains": ["*"], "routes": routes,
+                # Lets the backends count requests per (gateway, backend).
+                "request_headers_to_add": [{
+                    "header": {"key": GATEWAY_HEADER, "value": node_id},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }],
+            }],
         },
         "http_filters": [{"name": ROUTER, "typed_config": {"@type": ROUTER_TYPE}}],
     }
     node: dict[str, Any] = {"id": node_id, "cluster": "fleetsim-gateway"}
     if zone is not None:
         node["locality"] = {"zone": zone}
-    return {
+    boot: dict[str, Any] = {
         "node": node,
         "admin": {"address": _address(admin_port)},
         "static_resources": {
@@ -319,6 +332,9 @@ def envoy_bootstrap(pool: GatewayPool, services: Services, *, listen_port: int, 
                          for name, svc in svcs.items()],
         },
     }
+    if outlier_event_log is not None:
+        boot["cluster_manager"] = {"outlier_detection": {"event_log_path": str(outlier_event_log)}}
+    return boot
 
 
 def write_bootstrap(path: str | Path, pool: GatewayPool, services: Services, **kwargs: Any) -> dict:

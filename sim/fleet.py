@@ -47,6 +47,11 @@ class ConservationError(RuntimeError):
     """Requests were created or lost: a bug in the simulator, never in the input."""
 
 
+def _fault_to_the_end(exp: Experiment) -> bool:
+    """A fault lasts to the end of the run: there is no after, so recovery is not judged."""
+    return any(f.at_s + f.for_s >= exp.duration_s for f in exp.faults)
+
+
 def layout(exp: Experiment) -> nx.DiGraph:
     """The fleet as a graph; raises :class:`FleetError` for a half-wired fleet."""
     topo = exp.topology
@@ -94,7 +99,7 @@ def layout(exp: Experiment) -> nx.DiGraph:
                 if bd["kind"] == "backend" and bd["service"] == svc and bd["region"] == d["region"]:
                     g.add_edge(gw, be, relation="same_az" if bd["az"] == d["az"] else "cross_az")
 
-    if exp.faults:
+    if exp.faults and not _fault_to_the_end(exp):
         end = max(f.at_s + f.for_s for f in exp.faults)
         need = end + RECOVERY["hold_s"] + RECOVERY["smooth_s"]
         if exp.duration_s < need:
@@ -320,7 +325,7 @@ class Fleet:
         tries = sum(sum(c.sent) for g in self._all_gateways() for c in g.clusters.values())
         routed = sum(g.requests for g in self._all_gateways())
         recovery = None
-        if exp.faults:
+        if exp.faults and not _fault_to_the_end(exp):
             windows = [(f.at_s, f.at_s + f.for_s) for f in exp.faults]
             recovery = analyse_recovery(rec.ts_good, windows, warmup_s=exp.warmup_s,
                                         duration_s=exp.duration_s, **RECOVERY).to_dict()

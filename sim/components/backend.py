@@ -73,7 +73,7 @@ class BackendInstance:
     __slots__ = (
         "ctx", "env", "_later", "name", "service", "az", "config", "service_time_factor", "lb_weight",
         "workers", "queue_limit", "queue_discipline", "drop_expired", "error_probability", "_draw",
-        "_slowdown", "_service_time", "_resp_bytes", "_coin", "busy", "queue", "_take", "_done", "up",
+        "_slowdown", "_timer_error", "_service_time", "_resp_bytes", "_coin", "busy", "queue", "_take", "_done", "up",
         "_worker_slots", "_queue_slots", "_killed", "crashes", "_ws", "busy_s", "waiting_s", "attempts",
         "rejected", "served", "dropped", "resets", "refused", "lifetime", "errors", "wasted_s",
         "wait_sum_s", "waited", "dequeued",
@@ -97,6 +97,8 @@ class BackendInstance:
         self.error_probability = config.error_probability
         self._draw = Sampler(config.service_time_s, ctx.rng(f"{name}.service_time")).draw
         self._slowdown = 1.0
+        self._timer_error = (Sampler(config.timer_error_s, ctx.rng(f"{name}.timer_error")).draw
+                             if config.timer_error_s is not None else None)
         self._set_service_time()
         self._resp_bytes = Sampler(config.response_bytes, ctx.rng(f"{name}.response_bytes")).draw
         self._coin = UniformStream(ctx.rng(f"{name}.errors"))
@@ -145,7 +147,11 @@ class BackendInstance:
     def _set_service_time(self) -> None:
         draw = self._draw
         factor = self.service_time_factor * self._slowdown
-        self._service_time = draw if factor == 1.0 else (lambda: draw() * factor)
+        err = self._timer_error
+        if err is not None:
+            self._service_time = lambda: max(0.0, draw() * factor + err())
+        else:
+            self._service_time = draw if factor == 1.0 else (lambda: draw() * factor)
 
     def set_error_burst(self, probability: float | None) -> None:
         """Fail attempts with ``max(error_probability, probability)``; None ends the burst."""

@@ -28,6 +28,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
+from . import calibration as calib
 from .checks import check_experiment
 from .errors import ConfigError, Issue, dotted
 from .models import Experiment, Name, Topology
@@ -530,6 +531,7 @@ def load_experiment(
     *,
     seed: int | None = None,
     replications: int | None = None,
+    calibration: str | Path | None = None,
 ) -> LoadedExperiment:
     """Load, override, validate and check an experiment file.
 
@@ -538,6 +540,8 @@ def load_experiment(
         sets: ``dotted.path=value`` assignments from the command line, into the
             experiment (``duration_s=30``) or its topology (``topology.gateways.gw-a.instances=3``).
         seed, replications: command-line overrides of those fields.
+        calibration: a calibration profile to use instead of the one the
+            topology names (``topology.calibration``), or where it names none.
 
     Raises:
         ConfigError: anything wrong, each problem located.
@@ -566,6 +570,10 @@ def load_experiment(
     elif not isinstance(topo_ref, dict):
         f, line = positions[("topology",)]
         raise ConfigError([Issue(f, line, "topology", "expected a file path or a mapping")])
+
+    if isinstance(data.get("topology"), dict):
+        topo_file = (path.parent / topo_ref) if isinstance(topo_ref, str) else path
+        _include_calibration(data["topology"], positions, topo_file, calibration)
 
     overridden: dict[tuple, Pos] = {}
     overrides = data.get("overrides") or {}
@@ -604,6 +612,45 @@ def load_experiment(
             apply_override(vdata, vpositions, str(key), value, positions[("variants", name, key)], voverridden)
         variants[name] = validate(vdata, vpositions, label, voverridden)
     return LoadedExperiment(base, path, positions, overridden, variants)
+
+
+def _include_calibration(topo: dict, positions: dict[tuple, Pos], topo_file: Path,
+                         forced: str | Path | None) -> None:
+    """Fill ``topo`` from its calibration profile (see :mod:`sim.config.calibration`)."""
+    ref = topo.get("calibration")
+    if forced is not None:
+        prof_path = Path(forced)
+        topo["calibration"] = str(prof_path)
+        positions[("topology", "calibration")] = (CLI, None)
+    elif ref is None:
+        return
+    elif not isinstance(ref, str):
+        f, line = positions[("topology", "calibration")]
+        raise ConfigError([Issue(f, line, "topology.calibration", "expected a file path")])
+    else:
+        prof_path = calib.resolve(topo_file, ref)
+    try:
+        pdoc = read_yaml(prof_path)
+    except ConfigError as e:
+        if e.issues[0].path == "" and e.issues[0].line is None:
+            f, line = positions[("topology", "calibration")]
+            raise ConfigError([Issue(f, line, "topology.calibration",
+                                     f"{prof_path}: {e.issues[0].reason}")]) from None
+        raise
+    problems = calib.profile_errors(pdoc.data)
+    if problems:
+        issues = []
+        for loc, reason in problems:
+            p = _user_path(pdoc.data, loc)
+            f, line = _locate(pdoc.positions, p, str(prof_path))
+            issues.append(Issue(f, line, dotted(p), f"calibration profile: {reason}"))
+        raise ConfigError(issues)
+    for tpath, ppath in calib.fill_topology(topo, pdoc.data):
+        here = pdoc.positions.get(ppath, (str(prof_path), None))
+        for p, pos in pdoc.positions.items():
+            if p[: len(ppath)] == ppath:
+                positions[("topology",) + tpath + p[len(ppath):]] = pos
+        positions[("topology",) + tpath] = here
 
 
 def load_topology(path: str | Path) -> Topology:

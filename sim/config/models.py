@@ -322,6 +322,35 @@ class InstanceOverride(_Model):
     lb_weight: int = Field(default=1, ge=1, le=128, description="Envoy load_balancing_weight.")
 
 
+class TimerError(_Model):
+    """Signed error added to every service time: a quantile table ``[[p, seconds], ...]``.
+
+    A real server does not sleep exactly what it is told: an event loop arms
+    its timers in whole milliseconds (uvloop rounds to the nearest one, so the
+    error can be negative) and wakes up late when busy. ``fleetsim calibrate``
+    measures this on the reference fleet's backends. Values between rows are
+    interpolated; the first row has p = 0 and the last p = 1. A service time
+    plus its error is floored at 0.
+    """
+
+    quantiles: list[tuple[float, float]] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _table(self) -> TimerError:
+        ps = [p for p, _ in self.quantiles]
+        vs = [v for _, v in self.quantiles]
+        if ps[0] != 0.0 or ps[-1] != 1.0:
+            raise ValueError(f"quantiles must run from p=0 to p=1, got p={ps[0]}..{ps[-1]}")
+        if any(b < a for a, b in zip(ps, ps[1:], strict=False)) or any(b < a for a, b in zip(vs, vs[1:], strict=False)):
+            raise ValueError("quantile probabilities and values must be non-decreasing")
+        return self
+
+    @property
+    def mean(self) -> float:
+        q = self.quantiles
+        return sum((p1 - p0) * (v0 + v1) / 2 for (p0, v0), (p1, v1) in zip(q, q[1:], strict=False))
+
+
 class Service(_Model):
     """A backend service: ``instances_per_az`` instances, each a FIFO station.
 
@@ -345,6 +374,9 @@ class Service(_Model):
         default=False,
         description="Drop a waiting attempt whose caller's deadline (per-try or route timeout) has passed "
                     "instead of serving it; it is answered 503 and costs no service time.")
+    timer_error_s: TimerError | None = Field(
+        default=None, description="Added to every service time (the server's timer error); "
+                                  "set by a calibration profile.")
 
 
 class Topology(_Model):
@@ -358,6 +390,11 @@ class Topology(_Model):
     balancers: dict[Name, Balancer] = Field(min_length=1, description="Keyed by region.")
     gateways: dict[Name, GatewayPool] = Field(min_length=1)
     services: dict[Name, Service] = Field(min_length=1)
+    calibration: str | None = Field(
+        default=None,
+        description="A calibration profile (from `fleetsim calibrate`), relative to the topology file: "
+                    "its network latencies, gateway CPU and backend timer error fill every field the "
+                    "topology leaves unset.")
 
 
 # --------------------------------------------------------------------------- experiment

@@ -27,7 +27,7 @@ def draw_block(dist, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.gamma(dist.shape, dist.scale, n)
     if isinstance(dist, Uniform):
         return rng.uniform(dist.low, dist.high, n)
-    if isinstance(dist, Empirical):
+    if isinstance(dist, Empirical) or hasattr(dist, "quantiles"):  # also a signed TimerError table
         ps = np.array([p for p, _ in dist.quantiles])
         vs = np.array([v for _, v in dist.quantiles])
         return np.interp(rng.random(n), ps, vs)

