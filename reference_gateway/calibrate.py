@@ -7,15 +7,19 @@ a calibration profile (:mod:`sim.config.calibration`) that topologies include:
 
 1. **Loopback hop latency.** With backends that answer at once (service time
    0), at a light load (300 requests/s), every request's latency is the
-   chain's fixed cost: six hops (client -> HAProxy -> Envoy -> backend and
-   back), Envoy's CPU, and the per-request overheads of the generator,
-   HAProxy and the backend. The simulator's chain has six hops too (two
-   ``internet_s``, four ``same_az_s``), so the profile gives each hop the
-   distribution of (latency - Envoy CPU) / 6 as an empirical quantile table.
-   This lumps the processes' overheads into the hops, where the simulator
-   has nowhere else to put them; the sum of six independent draws is
-   narrower than the measured chain, which makes the simulated fixed cost's
-   tail thinner than the real one (a few hundred microseconds at p99).
+   chain's fixed cost: client -> HAProxy -> Envoy -> backend and back, Envoy's
+   CPU, and the per-request overheads of the generator, HAProxy and the
+   backend. The same load sent straight to a backend gives the backend round
+   trip alone. The simulator's chain has six hops: two ``internet_s``
+   (client <-> balancer) and four ``same_az_s`` (balancer <-> gateway <->
+   backend). The profile gives ``same_az_s`` half the direct round trip (its
+   quantile table), so that the time a request holds an upstream slot of the
+   gateway (what ``max_requests`` limits) is right, and ``internet_s`` what
+   remains of the chain's quantiles, split over the two client hops. The
+   processes' overheads are lumped into the hops, where the simulator has
+   nowhere else to put them; sums of independent draws are narrower than the
+   measured chain, so the simulated fixed cost's tail is a little thinner
+   than the real one (a few hundred microseconds at p99).
 2. **Envoy's CPU per request.** Envoy's CPU time (utime + stime from /proc)
    over a run at 1,000 requests/s, minus what it burns idle over the same
    time, divided by the requests it proxied. Written as a constant (the
@@ -63,9 +67,13 @@ QUANTILES = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
 
 
 def _experiment(topology: dict, *, rate: float, duration: float, warmup: float, seed: int,
-                service_time: Any = None, workers: int | None = None) -> Experiment:
+                service_time: Any = None, workers: int | None = None,
+                max_requests: int | None = None) -> Experiment:
     topo = copy.deepcopy(topology)
     topo.pop("calibration", None)
+    if max_requests is not None:
+        for pool in topo["gateways"].values():
+            pool.setdefault("cluster", {}).setdefault("circuit_breakers", {})["max_requests"] = max_requests
     # Placeholders the real fleet ignores (network and CPU are what we measure).
     for svc in topo["services"].values():
         if service_time is not None:
@@ -125,6 +133,8 @@ def calibrate(out: str | Path, *, quick: bool = False, work_dir: str | Path | No
     with RealFleet(instant, work / "instant") as fleet:
         log(f"calibrate: chain latency at 300 requests/s for {span:g} s")
         light = fleet.run(seed=1, tag="light")
+        log(f"calibrate: backend round trip at 300 requests/s for {span:g} s (no HAProxy, no Envoy)")
+        direct = fleet.direct(rate=300, duration_s=span, seed=4)
         gw = fleet.gateways[0][0]
         envoy_pid = fleet.harness.procs[gw].pid
         c0 = measure.proc_cpu_seconds(envoy_pid)
@@ -135,20 +145,13 @@ def calibrate(out: str | Path, *, quick: bool = False, work_dir: str | Path | No
                                 service_time={"dist": "constant", "value": 0.0}, workers=64)
         # The Envoy restarted for this run; its idle burn was measured above on the same build.
         heavy = fleet.run(heavy_exp, seed=2, tag="heavy")
-    for run in (light, heavy):
+        log(f"calibrate: upstream holding time (max_requests 1) at 1,000 requests/s for {span:g} s")
+        hold_exp = _experiment(topology, rate=1000, duration=span + 1, warmup=1, seed=104,
+                               service_time={"dist": "constant", "value": 0.0}, workers=64, max_requests=1)
+        hold = fleet.run(hold_exp, seed=5, tag="holding")
+    for run in (light, heavy, hold):
         if run.busy is not None and not run.busy.trustworthy:
             trust.append(run.busy.reason)
-    win = heavy.window()
-    proxied = int(((heavy.status > 0) & win).sum())
-    envoy_cpu = heavy.cpu_s.get(gw, math.nan) - idle_rate * (heavy.duration_s - heavy.warmup_s)
-    cpu_per_request = max(envoy_cpu / proxied, 1e-6) if proxied else 60e-6
-    ok = light.window() & (light.status == 200)
-    chain = light.latency[ok]
-    if chain.size < 100:
-        raise RuntimeError(f"calibration: only {chain.size} successful requests at light load")
-    hop = np.maximum(chain - cpu_per_request, 0.0) / 6.0
-    hop_table = quantile_table(hop)
-
     # 3: the backends' timer error under the reference load.
     loaded = _experiment(topology, rate=720, duration=span + 1, warmup=1, seed=103)
     with RealFleet(loaded, work / "timers") as fleet:
@@ -160,6 +163,37 @@ def calibrate(out: str | Path, *, quick: bool = False, work_dir: str | Path | No
     if samples.size < 100:
         raise RuntimeError(f"calibration: only {samples.size} timer samples from the backends")
     timer_table = quantile_table(samples, floor=None)
+    timer_samples = samples
+    win = heavy.window()
+    proxied = int(((heavy.status > 0) & win).sum())
+    envoy_cpu = heavy.cpu_s.get(gw, math.nan) - idle_rate * (heavy.duration_s - heavy.warmup_s)
+    cpu_per_request = max(envoy_cpu / proxied, 1e-6) if proxied else 60e-6
+    ok = light.window() & (light.status == 200)
+    chain = light.latency[ok]
+    if chain.size < 100 or direct.size < 100:
+        raise RuntimeError(f"calibration: only {chain.size} (chain) and {direct.size} (direct) "
+                           "successful requests at light load")
+    # How long a request holds one of Envoy's upstream slots: with
+    # max_requests = 1 the cluster is an M/G/1/1 loss system, whose blocking
+    # B = a / (1 + a), a = rate x mean holding time, whatever the holding
+    # time's distribution (Erlang's loss formula is insensitive to it).
+    stats = hold.gateways[gw]
+    offered = stats.get("http.ingress_http.downstream_rq_total", 0)
+    blocked = sum(v for k, v in stats.items() if k.startswith("cluster.") and k.endswith(
+        (".upstream_rq_active_overflow", ".upstream_rq_pending_overflow")))
+    if not 0 < blocked < offered:
+        raise RuntimeError(f"calibration: max_requests=1 blocked {blocked} of {offered} requests")
+    b = blocked / offered
+    holding = b / (1 - b) / (offered / (hold.duration_s - hold.warmup_s))
+    # The simulator holds the slot for gateway -> backend -> gateway: two
+    # same_az_s hops around a service time of 0 plus the timer error.
+    shaped = direct / 2.0
+    hop_mean = max(holding - float(np.maximum(timer_samples, 0.0).mean()), 2e-5) / 2
+    same_az = shaped * (hop_mean / float(shaped.mean()))
+    rest = np.maximum(np.quantile(chain, QUANTILES) - cpu_per_request - 4 * np.quantile(same_az, QUANTILES), 0.0) / 2
+    same_table = quantile_table(same_az)
+    internet_table = [[p, round(float(v), 7)] for p, v in zip(QUANTILES, np.maximum.accumulate(rest), strict=True)]
+
 
     profile = {
         "version": 1,
@@ -174,7 +208,11 @@ def calibrate(out: str | Path, *, quick: bool = False, work_dir: str | Path | No
             "chain_latency_ms": {f"p{int(100 * q)}" if q * 100 == int(q * 100) else f"p{100 * q:g}":
                                  round(1000 * float(np.quantile(chain, q)), 4) for q in (0.5, 0.9, 0.99)},
             "chain_requests": int(chain.size),
+            "direct_latency_ms": {k: round(1000 * float(np.quantile(direct, q)), 4)
+                                  for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))},
             "envoy_cpu_per_request_us": round(1e6 * cpu_per_request, 2),
+            "upstream_holding_ms": round(1000 * holding, 4),
+            "holding_blocked": f"{blocked}/{offered}",
             "envoy_idle_cpu_per_s": round(idle_rate, 5),
             "envoy_requests_for_cpu": proxied,
             "timer_error_ms": {"mean": round(1000 * float(samples.mean()), 4),
@@ -183,8 +221,8 @@ def calibrate(out: str | Path, *, quick: bool = False, work_dir: str | Path | No
             "timer_samples": int(samples.size),
         },
         "network": {
-            "same_az_s": {"dist": "empirical", "quantiles": hop_table},
-            "internet_s": {"dist": "empirical", "quantiles": hop_table},
+            "same_az_s": {"dist": "empirical", "quantiles": same_table},
+            "internet_s": {"dist": "empirical", "quantiles": internet_table},
         },
         "gateway": {"cpu_time_s": {"dist": "constant", "value": round(cpu_per_request, 9)}},
         "backend": {"timer_error_s": {"quantiles": timer_table}},
@@ -209,6 +247,7 @@ def write_profile(path: Path, profile: dict) -> None:
     yaml.default_flow_style = None
     yaml.width = 120
     yaml.sort_base_mapping_type_on_output = False
+    yaml.representer.ignore_aliases = lambda *_: True  # write both tables out, no &anchors
     buf = io.StringIO()
     yaml.dump(profile, buf)
     path.parent.mkdir(parents=True, exist_ok=True)

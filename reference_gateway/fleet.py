@@ -42,6 +42,7 @@ kinds ``instance_crash``, ``az_outage`` and ``load_spike``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -58,6 +59,7 @@ import numpy as np
 
 from sim.config.distributions import Constant
 from sim.config.models import BackendSlowdown, ErrorBurst, Experiment
+from sim.runner.store import atomic_write_json
 
 from . import envoy_config, haproxy_config, measure
 from .harness import Harness, HarnessError, envoy_base_id, envoy_binary, free_ports, http_ready
@@ -401,11 +403,43 @@ class RealFleet:
         cpu_end = self._cpu()
         cpu0 = marks.get("cpu", {})
         cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu_end.items()}
+        measured = {"backends": stats, "gateways": gateways, "clusters": clusters, "cpu_s": cpu,
+                    "busy": dataclasses.asdict(busy) if busy is not None else None,
+                    "outlier_events": outlier, "fault_times": fault_times, "load_meta": res["meta"]}
+        atomic_write_json(self.run_dir / f"{tag}.measured.json", measured)
         return RealRun(start_at=start_at, warmup_s=exp.warmup_s, duration_s=exp.duration_s,
                        t_sched=res["t_sched"], latency=res["latency"], status=res["status"],
                        load_meta=res["meta"], backends=stats, gateways=gateways, clusters=clusters,
                        haproxy=_haproxy_delta(marks.get("haproxy", []), hap_end), cpu_s=cpu, busy=busy,
                        outlier_events=sorted(outlier, key=lambda e: e["t"]), fault_times=fault_times)
+
+    def direct(self, *, rate: float, duration_s: float, seed: int = 1, tag: str = "direct") -> np.ndarray:
+        """Latencies (s) of a light load sent straight to the first backend, past HAProxy and Envoy.
+
+        Calibration uses it to split the chain's fixed cost between the hops.
+        """
+        port = next(iter(self.backend_ports.values()))[0]
+        spec = {"target": f"127.0.0.1:{port}", "path": "/direct", "seed": seed,
+                "rate_schedule": [{"at_s": 0, "rate_per_s": rate}], "arrivals": "poisson",
+                "duration_s": duration_s, "max_requests": int(rate * duration_s * 2 + 100),
+                "timeout_s": 2.0, "max_connections": 256, "start_at": time.time() + LOAD_LEAD_S}
+        spec_path, out = self.run_dir / f"{tag}.load.json", self.run_dir / f"{tag}.load.npz"
+        spec_path.write_text(json.dumps(spec, indent=1))
+        out.unlink(missing_ok=True)
+        name = f"loadgen-{tag}"
+        proc = self.harness.start(name, [sys.executable, "-m", "reference_gateway.loadgen", "--spec",
+                                         str(spec_path), "--out", str(out)], cpus=self.python_cpus)
+        try:
+            rc = proc.popen.wait(timeout=duration_s + 30)
+        finally:
+            self.harness.stop(name)
+        if rc != 0 or not out.exists():
+            raise HarnessError(f"{name}: exited with {rc} (see {proc.log_path})")
+        from .loadgen import load_result
+
+        res = load_result(out)
+        keep = (res["status"] == 200) & (res["t_sched"] >= 0.5)
+        return res["latency"][keep]
 
     # ------------------------------------------------------------ measurement helpers
     def _pids(self) -> list[int]:

@@ -16,7 +16,8 @@ p50/p90/p99_ms         latency of 200s, from the scheduled send time     ``laten
 share_<backend>        backend's requests / all backends' (counters)     ``attempts`` per backend
 amplification          backend requests / client requests                ``retries.amplification``
 failure_fraction       non-200 answers / requests                        failed / (succeeded + failed)
-overflow_fraction      Envoy upstream_rq_pending_overflow / requests     ``retries.overflow.max_requests`` / offered
+overflow_fraction      Envoy upstream_rq_active_overflow (max_requests;  ``retries.overflow.max_requests`` / offered
+                       1.40's name) + _pending_overflow / requests
 time_to_eject_s        first enforced EJECT in Envoy's outlier event     first ``eject`` in the detector log,
                        log, minus the fault's start                      minus the fault's start
 ejections              enforced ejections in the window                  ``outlier.ejections``
@@ -51,6 +52,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+OVERFLOW_COUNTERS = (".upstream_rq_active_overflow", ".upstream_rq_pending_overflow")
+"""Envoy 1.40 counts a request refused by ``max_requests`` in upstream_rq_active_overflow
+(measured on the real binary), one refused by ``max_pending_requests`` in
+upstream_rq_pending_overflow."""
 EXPERIMENTS = ROOT / "experiments" / "reference"
 
 
@@ -131,7 +136,7 @@ SCENARIOS = {s.key: s for s in (
              ("duration_s=10", "warmup_s=1", "faults.0.at_s=1", "faults.0.for_s=9")),
     Scenario("f", "Retry storm around a slowdown", "f_storm.yaml",
              ("goodput_curve",),
-             ("duration_s=14", "warmup_s=1", "faults.0.at_s=5", "faults.0.for_s=4")),
+             ("duration_s=17", "warmup_s=1", "faults.0.at_s=5", "faults.0.for_s=4")),
 )}
 
 
@@ -190,7 +195,7 @@ def real_observation(scenario: Scenario, exp, run) -> Observation:
             obs.counts[metric] = n
         elif metric == "overflow_fraction":
             overflow = sum(v for gw in run.gateways.values() for k, v in gw.items()
-                           if k.startswith("cluster.") and k.endswith(".upstream_rq_pending_overflow"))
+                           if k.startswith("cluster.") and k.endswith(OVERFLOW_COUNTERS))
             obs.values[metric] = overflow / n if n else math.nan
             obs.counts[metric] = n
         elif metric == "time_to_eject_s":

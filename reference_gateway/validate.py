@@ -13,8 +13,11 @@ with ``scenario``, ``metric``, ``measured``, ``simulated``, ``error``,
 ``goal``, ``pass`` and the spread, CI, trust and gate beside them),
 ``validation.html``, ``manifest.json`` (machine, versions, calibration,
 durations), the calibration profile it used, and every real run's files
-(configs, logs, the load generator's per-request records). Rows are written
-after every scenario, so an interrupted validation keeps what it measured.
+(configs, logs, the load generator's per-request records). Every real run's
+metrics are stored as soon as it ends (``real-<scenario>/observations.json``)
+and the rows after every scenario: ``fleetsim validate --resume RUN_DIR``
+continues an interrupted validation with the same calibration, running only
+the real runs that are missing.
 
 A full run holds every metric to its goal (``pass``). A ``--quick`` run (short
 runs, fewer points, for CI) gates on ``gate``: the metrics that do not
@@ -33,10 +36,13 @@ import platform
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
+from sim.config.errors import ConfigError
 from sim.config.loader import load_experiment
 from sim.config.models import Experiment
+from sim.fleet import FleetError, layout
 from sim.runner.store import atomic_write_json
 
 from .fleet import RealFleet
@@ -82,9 +88,24 @@ def points(scenario: Scenario, loaded, quick: bool) -> list[tuple[str, Experimen
     return [(f"{scenario.key}:{name}", loaded.variants[name]) for name in keep]
 
 
+def _plan(keys: list[str], quick: bool, profile: str | Path | None) -> dict:
+    """Every scenario's experiment, loaded and laid out before anything runs."""
+    plan = {}
+    for key in keys:
+        sc = SCENARIOS[key]
+        loaded = load_experiment(sc.path, list(sc.quick) if quick else [], calibration=profile)
+        for _label, exp in points(sc, loaded, quick):
+            try:
+                layout(exp)
+            except FleetError as e:
+                raise ConfigError([loaded.issue(e.path, e.reason)]) from None
+        plan[key] = loaded
+    return plan
+
+
 def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path = DEFAULT_OUT,
              profile: str | Path | None = None, repetitions: int = MIN_REPETITIONS,
-             replications: int | None = None, pin: bool = True,
+             replications: int | None = None, pin: bool = True, resume: str | Path | None = None,
              log: Callable[[str], None] = print) -> Path:
     """Run the validation; return its run directory (validation.json inside)."""
     from .calibrate import calibrate
@@ -96,9 +117,19 @@ def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path =
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; have {', '.join(SCENARIOS)}")
     if repetitions < MIN_REPETITIONS:
         raise ValueError(f"repetitions must be at least {MIN_REPETITIONS} (the real run-to-run spread)")
+    committed = DEFAULT_OUT / "calibration.yaml"
+    if profile is not None or committed.exists():
+        _plan(keys, quick, profile or committed)  # fail fast, before calibrating
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = Path(out) / (stamp + ("-quick" if quick else ""))
-    run_dir.mkdir(parents=True, exist_ok=False)
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "calibration.yaml").exists() and profile is None:
+            raise ValueError(f"{run_dir}: not a validation run folder to resume (no calibration.yaml)")
+        if profile is None:
+            profile = run_dir / "calibration.yaml"
+    else:
+        run_dir = Path(out) / (stamp + ("-quick" if quick else ""))
+        run_dir.mkdir(parents=True, exist_ok=False)
     started = time.time()
     manifest = {"started": stamp, "quick": quick, "scenarios": keys, "repetitions": repetitions,
                 "host": platform.node(), "cpus": os.cpu_count(), "durations_s": {}}
@@ -113,22 +144,28 @@ def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path =
         cal = read_yaml(Path(profile)).data
     manifest["calibration"] = {"file": str(profile), "measured": cal.get("measured", {})}
     rows: list[dict] = []
-    sets_for = {}
+    plan = _plan(keys, quick, profile)
     for key in keys:
         sc = SCENARIOS[key]
-        sets_for[key] = list(sc.quick) if quick else []
-        loaded = load_experiment(sc.path, sets_for[key], calibration=profile)
+        loaded = plan[key]
         pts = points(sc, loaded, quick)
         t0 = time.time()
         reps = replications or (3 if quick else loaded.config.replications)
-        with RealFleet(pts[0][1], run_dir / f"real-{key}", pin=pin) as fleet:
-            real: dict[str, list[Observation]] = {}
-            for label, exp in pts:
-                real[label] = []
-                for rep in range(repetitions):
-                    log(f"validate {label}: real run {rep + 1}/{repetitions} ({exp.duration_s:g} s)")
-                    run = fleet.run(exp, seed=exp.seed * 1000 + rep, tag=f"{label.replace(':', '-')}-{rep}")
-                    real[label].append(real_observation(sc, exp, run))
+        real_dir = run_dir / f"real-{key}"
+        store = real_dir / "observations.json"
+        # Every real run's metrics are kept as soon as measured: a resumed
+        # validation (--resume) runs only what is missing.
+        done = json.loads(store.read_text()) if store.exists() else {}
+        real: dict[str, list[Observation]] = {label: [Observation(**o) for o in done.get(label, [])]
+                                              for label, _ in pts}
+        if any(len(real[label]) < repetitions for label, _ in pts):
+            with RealFleet(pts[0][1], real_dir, pin=pin) as fleet:
+                for label, exp in pts:
+                    for rep in range(len(real[label]), repetitions):
+                        log(f"validate {label}: real run {rep + 1}/{repetitions} ({exp.duration_s:g} s)")
+                        run = fleet.run(exp, seed=exp.seed * 1000 + rep, tag=f"{label.replace(':', '-')}-{rep}")
+                        real[label].append(real_observation(sc, exp, run))
+                        atomic_write_json(store, {k: [asdict(o) for o in v] for k, v in real.items()})
         for label, exp in pts:
             log(f"validate {label}: {reps} simulated replications")
             sim = simulate(sc, exp, reps, jobs=min(2, reps))
@@ -137,6 +174,7 @@ def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path =
                 rows.append(compare(label, metric, real[label], sim, quick=quick))
         manifest["durations_s"][key] = round(time.time() - t0, 1)
         atomic_write_json(run_dir / VALIDATION_JSON, rows)
+        atomic_write_json(run_dir / "manifest.json", manifest)
     manifest["wall_s"] = round(time.time() - started, 1)
     manifest["passed"] = sum(1 for r in rows if r["pass"])
     manifest["rows"] = len(rows)

@@ -8,6 +8,7 @@
     fleetsim import-envoy ENVOY.yaml [--pool NAME] [--az AZ] [--instances N] [--cluster NAME] [--out FILE]
     fleetsim calibrate [--out PROFILE.yaml] [--quick]
     fleetsim validate [SCENARIO ...] [--quick] [--profile PROFILE.yaml] [--repetitions N] [--out DIR]
+                      [--resume RUN_DIR]
 
 A user's mistake ends in one line per problem on stderr,
 ``FILE:LINE: dotted.path: reason``, and exit status 2; never a traceback.
@@ -213,7 +214,7 @@ def cmd_validate(args) -> int:
         return _fail([Issue("<command line>", None, "--profile", f"{args.profile}: no such file")])
     try:
         run_dir = validate(args.scenarios, quick=args.quick, out=args.out, profile=args.profile,
-                           repetitions=args.repetitions, replications=args.replications,
+                           repetitions=args.repetitions, replications=args.replications, resume=args.resume,
                            log=lambda m: print(m, file=sys.stderr))
     except ValueError as e:
         return _fail([Issue("<command line>", None, "scenario", str(e))])
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--repetitions", type=int, default=3, help="real runs per scenario point (at least 3)")
     v.add_argument("--replications", type=int, help="simulated replications (default: the experiment's; quick: 3)")
     v.add_argument("--out", default="results/validation", help="parent folder of the run folder")
+    v.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted validation in RUN_DIR")
     v.set_defaults(func=cmd_validate)
     return p
 

@@ -42,6 +42,9 @@ class FleetError(Exception):
         self.reason = reason
         super().__init__(f"{'.'.join(map(str, path))}: {reason}")
 
+    def __reduce__(self):  # crosses process boundaries (replications run in workers)
+        return (type(self), (self.path, self.reason))
+
 
 class ConservationError(RuntimeError):
     """Requests were created or lost: a bug in the simulator, never in the input."""
