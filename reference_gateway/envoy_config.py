@@ -44,7 +44,8 @@ Field mapping (fleetsim -> Envoy)
       ``outlier_detection`` (every field, durations as ``"Ns"``),
       ``health_check`` -> ``health_checks[0]`` with ``http_health_check.path:
       /healthz`` and ``retriable_statuses`` as ``[start, end)`` ranges,
-      ``common_lb_config.healthy_panic_threshold: {value}``.
+      ``common_lb_config.healthy_panic_threshold: {value}`` and
+      ``update_merge_window``.
     - ``Service.instance_overrides[...].lb_weight`` -> the endpoint's
       ``load_balancing_weight``.
 
@@ -264,7 +265,8 @@ def cluster(name: str, cl: Cluster, service: Service, ports: list[int], zone: st
         out["outlier_detection"] = outlier_detection(cl.outlier_detection)
     if cl.health_check is not None:
         out["health_checks"] = [health_check(cl.health_check)]
-    out["common_lb_config"] = {"healthy_panic_threshold": {"value": cl.common_lb_config.healthy_panic_threshold}}
+    out["common_lb_config"] = {"healthy_panic_threshold": {"value": cl.common_lb_config.healthy_panic_threshold},
+                               "update_merge_window": duration(cl.common_lb_config.update_merge_window_s)}
     out["load_assignment"] = {"cluster_name": name, "endpoints": _endpoints(name, service, ports, zone)}
     return out
 
@@ -360,7 +362,10 @@ def write_bootstrap(path: str | Path, pool: GatewayPool, services: Services, **k
 def envoy_command(envoy: str | Path, config: str | Path, pool: GatewayPool, *,
                   base_id: int | None = None, log_level: str = "info") -> list[str]:
     """The command line to run ``config``: ``--concurrency`` is the pool's ``workers``."""
-    cmd = [str(envoy), "-c", str(config), "--concurrency", str(pool.workers), "--log-level", log_level]
+    # Access and outlier event logs are flushed every 100 ms (Envoy's default is
+    # 10 s), so that a run's events can be read while Envoy still runs.
+    cmd = [str(envoy), "-c", str(config), "--concurrency", str(pool.workers), "--log-level", log_level,
+           "--file-flush-interval-msec", "100"]
     if base_id is not None:
         cmd += ["--base-id", str(base_id)]
     return cmd

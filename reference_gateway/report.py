@@ -36,6 +36,7 @@ EXTRA_CSS = """
 .fail { color:#b42318; font-weight:700; }
 p.verdict { font-size:18px; font-weight:600; }
 p.verdict.ok { color:#1b7a3a; } p.verdict.bad { color:#b42318; }
+table.settings td:last-child { white-space:normal; overflow-wrap:anywhere; }
 p.warn { background:#fff4e5; border-left:4px solid #e69f00; padding:8px 12px; }
 """
 
@@ -160,8 +161,12 @@ def _calibration_panel(manifest: Mapping) -> Panel | None:
     measured = cal.get("measured") or {}
     if not measured:
         return None
-    items = [[esc(k), esc(json.dumps(v) if isinstance(v, dict | list) else _fmt(v))]
-             for k, v in measured.items() if v is not None]
+    def text(v: Any) -> str:
+        if isinstance(v, dict):
+            return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+        return json.dumps(v) if isinstance(v, list) else _fmt(v)
+
+    items = [[esc(k), esc(text(v))] for k, v in measured.items() if v is not None]
     return Panel("Calibration", f"<p>Profile: <code>{esc(cal.get('file', ''))}</code></p>"
                  + _table(["measured", "value"], items, cls="settings"), "calibration")
 

@@ -154,7 +154,7 @@ def test_two_az_basic_pools(tmp_path, envoy, pool_name, base_id):
     assert api["circuit_breakers"]["thresholds"] == [{
         "priority": "DEFAULT", "max_connections": 1024, "max_pending_requests": 1024,
         "max_requests": 1024, "max_retries": 3}]
-    assert api["common_lb_config"] == {"healthy_panic_threshold": {"value": 50.0}}
+    assert api["common_lb_config"] == {"healthy_panic_threshold": {"value": 50.0}, "update_merge_window": "1s"}
     assert "typed_extension_protocol_options" not in api
     assert "outlier_detection" not in api and "health_checks" not in api
     assert api["load_assignment"]["endpoints"] == [
@@ -283,7 +283,7 @@ def test_full_pool(tmp_path, envoy):
         "http_health_check": {"path": "/healthz",
                               "retriable_statuses": [{"start": 429, "end": 430}, {"start": 503, "end": 505}]},
     }]
-    assert api["common_lb_config"] == {"healthy_panic_threshold": {"value": 30.0}}
+    assert api["common_lb_config"] == {"healthy_panic_threshold": {"value": 30.0}, "update_merge_window": "1s"}
     eps = api["load_assignment"]["endpoints"]
     assert [g["locality"]["zone"] for g in eps] == ["use1-az1", "use1-az2"]
     assert eps[1]["lb_endpoints"] == [{"endpoint": {"address": {"socket_address": {

@@ -4,9 +4,11 @@ Each gateway instance keeps, per cluster, a :class:`HostHealth`: which hosts
 its outlier detector has ejected and which fail its active health checks. A
 host is used by the load balancer only if neither excludes it; when the
 healthy share falls below ``common_lb_config.healthy_panic_threshold`` the
-balancer uses every host (Envoy's panic mode). Every change of health
-switches the cluster's picker (:class:`sim.components.lb.HostSelector`), so
-the per-request path never tests health.
+balancer uses every host (Envoy's panic mode). A change of health reaches
+the balancer as Envoy delivers it to its workers, at once or after the
+cluster's update merge window (see :class:`HostHealth`), and then switches
+the cluster's picker (:class:`sim.components.lb.HostSelector`), so the
+per-request path never tests health.
 
 - :class:`OutlierDetector` follows source/common/upstream/
   outlier_detection_impl.cc (see :class:`sim.config.models.OutlierDetection`):
@@ -94,6 +96,11 @@ UNCHANGED, CHANGED, CHANGE_PENDING = 0, 1, 2
 # Envoy compares whole milliseconds; sums of float seconds may fall an ulp short.
 _EPS = 1e-9
 
+#: Envoy's default ``common_lb_config.update_merge_window`` (seconds). The
+#: reference gateway leaves it unset, and :class:`sim.config.models.CommonLbConfig`
+#: has no field for it yet.
+UPDATE_MERGE_WINDOW_S = 1.0
+
 
 def _ms(seconds: float) -> int:
     """A duration in whole milliseconds, as Envoy reads a protobuf Duration."""
@@ -102,6 +109,27 @@ def _ms(seconds: float) -> int:
 
 class HostHealth:
     """One gateway's view of one cluster's hosts.
+
+    The detectors' state (``ejected``, ``hc_failed``) changes at once; the
+    balancer sees it when Envoy's main thread posts the cluster's host set
+    to the workers. A detector's change is a *mergeable* update (health
+    only, no host added or removed), and Envoy delivers those through the
+    cluster's update merge window W (``common_lb_config.update_merge_window``,
+    default 1 s; source/common/upstream/cluster_manager_impl.cc,
+    ``ClusterManagerImpl::scheduleUpdate`` and ``applyUpdates``):
+
+    - if more than W has passed since the last delivery (whole milliseconds,
+      ``delta_ms > W``), or W is 0, the update is delivered at once, and a
+      pending merged delivery is cancelled;
+    - otherwise it waits: the first such update arms a timer for W, later
+      ones join it, and when it fires the host set *as it is then* is
+      delivered.
+
+    Each delivery restarts the window. The first update after start is
+    always out of the window (Envoy's ``last_updated_`` starts at the
+    clock's epoch). :meth:`set_ejected` and :meth:`set_hc_failed` without
+    ``mergeable`` act like Envoy's non-mergeable updates (delivered at once,
+    a pending merge cancelled): tests use them to set a state directly.
 
     Args:
         ctx: simulation context.
@@ -113,13 +141,20 @@ class HostHealth:
         gateway: the gateway instance (a crashed one, ``up`` False, probes nothing).
 
     Attributes:
-        ejected, hc_failed: per host, excluded by outlier detection / by active health checks.
-        panic: the balancer uses every host.
-        changes: ``(t, healthy, ejected, hc_failed, panic)`` at t=0 and after every change.
+        ejected, hc_failed: per host, excluded by outlier detection / by active health checks
+            (the detectors' view, as Envoy's ``/clusters`` health flags).
+        panic: the balancer uses every host (as last delivered).
+        changes: ``(t, healthy, ejected, hc_failed, panic)`` at t=0, after every change of the
+            detectors' view and after every delivery that switches panic.
+        deliveries: ``(t, merged)`` of every delivery to the balancer (whole run).
+        cluster_updated, cluster_updated_via_merge, update_merge_cancelled,
+            update_out_of_merge_window: Envoy's ``cluster_manager.*`` counters of the same
+            names, for this cluster (whole run).
     """
 
     def __init__(self, ctx: SimContext, name: str, config: Cluster, cluster, gateway):
         self.env = ctx.env
+        self.later = ctx.call_later
         self.name = name
         self.cluster = cluster
         self.n = n = len(cluster.hosts)
@@ -129,6 +164,17 @@ class HostHealth:
         self.panic_threshold = round(config.common_lb_config.healthy_panic_threshold)
         self.panic = False
         self.changes: list[tuple[float, int, int, int, bool]] = [(0.0, n, 0, 0, False)]
+        self.merge_window_s = config.common_lb_config.update_merge_window_s
+        # Out of the window once delta_ms > W_ms, i.e. delta >= W_ms + 1 ms.
+        self._out_of_window_s = (_ms(self.merge_window_s) + 1) / 1000.0
+        self.delivered_s = -math.inf
+        self._merge_armed = 0  # id of the armed merge timer; 0: none
+        self._merge_ids = 0
+        self.deliveries: list[tuple[float, bool]] = []
+        self.cluster_updated = 0
+        self.cluster_updated_via_merge = 0
+        self.update_merge_cancelled = 0
+        self.update_out_of_merge_window = 0
         self.outlier = None
         self.checker = None
         if config.outlier_detection is not None:
@@ -151,19 +197,57 @@ class HostHealth:
         if self.checker is not None:
             self.checker.reset()
 
-    def set_ejected(self, host: int, ejected: bool) -> None:
+    def set_ejected(self, host: int, ejected: bool, mergeable: bool = False) -> None:
+        """Set ``host``'s outlier state; the detector's change is ``mergeable``."""
         self.ejected[host] = ejected
-        self._refresh()
+        self._changed(mergeable)
 
-    def set_hc_failed(self, host: int, failed: bool) -> None:
+    def set_hc_failed(self, host: int, failed: bool, mergeable: bool = False) -> None:
+        """Set ``host``'s active health-check state; the checker's change is ``mergeable``."""
         self.hc_failed[host] = failed
-        self._refresh()
+        self._changed(mergeable)
 
     def usable(self, host: int) -> bool:
         """Neither detector excludes ``host``."""
         return not self.ejected[host] and not self.hc_failed[host]
 
-    def _refresh(self) -> None:
+    def _changed(self, mergeable: bool) -> None:
+        """Envoy's priority-update callback: deliver now or join the merge window."""
+        now = self.env._now
+        window = self.merge_window_s
+        out_of_window = now - self.delivered_s + _EPS >= self._out_of_window_s
+        if window <= 0 or out_of_window or not mergeable:
+            if window > 0:
+                if mergeable:
+                    self.update_out_of_merge_window += 1
+                if self._merge_armed:
+                    self._merge_armed = 0  # the timer, when it fires, finds itself disarmed
+                    self.update_merge_cancelled += 1
+            self.cluster_updated += 1
+            self._deliver(False)
+        else:
+            if not self._merge_armed:
+                self._merge_ids += 1
+                self._merge_armed = self._merge_ids
+                self.later(window, self._merge_fired, self._merge_ids)
+            self._log()
+
+    def _merge_fired(self, timer: int) -> None:
+        """Envoy's applyUpdates: the merged updates reach the balancer."""
+        if timer != self._merge_armed:
+            return
+        self._merge_armed = 0
+        self.cluster_updated_via_merge += 1
+        panic = self.panic
+        self._deliver(True)
+        if self.panic != panic:
+            self._log()
+
+    def _deliver(self, merged: bool) -> None:
+        """The workers rebuild their host sets from the detectors' state now."""
+        now = self.env._now
+        self.delivered_s = now
+        self.deliveries.append((now, merged))
         ej = self.ejected
         hc = self.hc_failed
         n = self.n
@@ -180,11 +264,37 @@ class HostHealth:
         else:
             self.cluster.use_hosts(healthy, False)
         self.panic = panic
-        self.changes.append((self.env._now, h, sum(ej), sum(hc), panic))
+        if not merged:
+            self._log()
+
+    def _log(self) -> None:
+        ej = self.ejected
+        hc = self.hc_failed
+        h = sum(1 for i in range(self.n) if not ej[i] and not hc[i])
+        self.changes.append((self.env._now, h, sum(ej), sum(hc), self.panic))
 
 
 class OutlierDetector:
     """Envoy's outlier detector for one gateway's cluster (see :class:`OutlierDetection`).
+
+    When an ejection or a return takes effect in the balancer (Envoy 1.40,
+    measured on the reference fleet): the detector flags the host at once
+    (``ejectHost`` / ``unejectHost`` set or clear FAILED_OUTLIER_CHECK, log
+    the event and run the changed-state callbacks), and the cluster rebuilds
+    its host set (``ClusterImplBase::reloadHealthyHosts``, upstream_impl.cc),
+    but that rebuild reaches the workers' balancers through the cluster
+    manager's update merge window (see :class:`HostHealth`): at once if the
+    cluster's last delivery is more than ``update_merge_window`` (1 s by
+    default) old, else when the merge timer, armed for one window by the
+    first waiting update, fires. So the first ejection of a quiet cluster
+    stops its traffic at once, while a host ejected again within a window of
+    its return (``consecutive_5xx`` errors after the tick that returned it)
+    keeps its share of the traffic for one whole window after that second
+    ejection; a return within a window of the last delivery is likewise
+    held back a window. The window does not depend on ``interval``,
+    ``base_ejection_time``, ``max_ejection_percent`` or the ejection count.
+    Meanwhile the flagged host's tries still count (its consecutive count
+    runs past the threshold without a second ejection, Envoy's ``==`` test).
 
     Attributes:
         ejections: ejections enforced in the window, by reason.
@@ -302,7 +412,7 @@ class OutlierDetector:
         if self.multiplier[host] * self.base_s < self.max_s + self.base_s:
             self.multiplier[host] += 1
         self.log.append((now, host, "eject", reason))
-        self.health.set_ejected(host, True)
+        self.health.set_ejected(host, True, mergeable=True)
 
     def uneject(self, host: int, why: str = "time") -> None:
         """Return ``host`` to service; its consecutive counts restart from 0."""
@@ -312,7 +422,7 @@ class OutlierDetector:
         now = self.env._now
         self.last_unejection[host] = now
         self.log.append((now, host, "uneject", why))
-        self.health.set_ejected(host, False)
+        self.health.set_ejected(host, False, mergeable=True)
 
     def ejection_time_s(self, host: int) -> float:
         """How long ``host``'s current (or next) ejection lasts, jitter included."""
@@ -522,7 +632,7 @@ class HealthChecker:
             if self.first[i] or self.num_healthy[i] == self.config.healthy_threshold:
                 transition = CHANGED
                 self.transitions.append((self.env._now, i, "healthy"))
-                health.set_hc_failed(i, False)
+                health.set_hc_failed(i, False, mergeable=True)
             else:
                 transition = CHANGE_PENDING
         self.first[i] = False
@@ -546,7 +656,7 @@ class HealthChecker:
                     or self.num_unhealthy[i] == self.config.unhealthy_threshold):
                 transition = CHANGED
                 self.transitions.append((self.env._now, i, "unhealthy"))
-                health.set_hc_failed(i, True)
+                health.set_hc_failed(i, True, mergeable=True)
             else:
                 transition = CHANGE_PENDING
         self.first[i] = False

@@ -208,9 +208,11 @@ class HostSelector:
     ``pick`` is what the router calls. :meth:`use` switches it: ``hosts=None``
     (every host healthy) gives back the policy's own ``pick``; a list of host
     indices restricts picks to them; ``panic`` picks from every host through
-    the all-hosts source. Envoy rebuilds its EDF schedules whenever the host
-    set's health changes, so an EDF policy is rebuilt on every switch; round
-    robin keeps its positions; random and P2C keep no state.
+    the all-hosts source. Envoy rebuilds its EDF schedules whenever an update
+    of the host set reaches the worker (for health changes, after the
+    cluster's update merge window: see :class:`sim.components.health.HostHealth`),
+    so an EDF policy is rebuilt on every switch; round robin keeps its
+    positions; random and P2C keep no state.
     """
 
     __slots__ = ("policy", "n", "pick")

@@ -14,7 +14,7 @@
   deprecated ``http2_protocol_options`` or ``typed_extension_protocol_options``
   ``HttpProtocolOptions.explicit_http_config``) with ``max_concurrent_streams``,
   ``outlier_detection``, the first of ``health_checks`` and
-  ``common_lb_config.healthy_panic_threshold``.
+  ``common_lb_config.healthy_panic_threshold`` and ``update_merge_window``.
 
 Everything else is listed as *ignored*, each with its Envoy path and line, so
 the user sees what the simulator does not. An unmodelled subtree is reported at
@@ -542,7 +542,8 @@ class _Import(_Importer):
             "always_eject_one_host", "successful_active_health_check_uneject_host")})
         least = {"choice_count": ("choice_count", o),
                  "active_request_bias": ("active_request_bias", self.runtime_double)}
-        common = {"healthy_panic_threshold": ("healthy_panic_threshold", self.percent)}
+        common = {"healthy_panic_threshold": ("healthy_panic_threshold", self.percent),
+                  "update_merge_window": ("update_merge_window_s", self.duration)}
         table: dict[str, tuple[str, Callable] | None] = {
             "name": None,
             "load_assignment": None,

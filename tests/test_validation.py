@@ -1,0 +1,195 @@
+"""fleetsim validate: metric definitions, goals and gates, and the quick validation on the real fleet.
+
+The quick validation (``fleetsim validate --quick``) calibrates and runs every
+scenario on real HAProxy, Envoy and backends and in the simulator; the suite
+fails when it fails (its gate: non-timing metrics within their goals, timing
+metrics within twice their goals on a run the harness trusted).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reference_gateway.fleet import RealRun, fault_targets, unsupported
+from reference_gateway.scenarios import SCENARIOS, Observation, compare, goal_of, real_observation
+from sim.config import load_experiment
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRED_KEYS = {"scenario", "metric", "measured", "simulated", "error", "goal", "pass"}
+
+
+def _obs(metric: str, values: list[float], n: int = 0, trust: bool = True) -> list[Observation]:
+    return [Observation(values={metric: v}, counts={metric: n}, trustworthy=trust) for v in values]
+
+
+# --------------------------------------------------------------------------- goals and gates
+
+
+def test_relative_goal_passes_and_fails_at_the_bound():
+    real = _obs("p50_ms", [10.0, 10.2, 9.8])
+    ok = compare("a", "p50_ms", real, _obs("p50_ms", [10.9, 10.9, 10.9]), quick=False)
+    bad = compare("a", "p50_ms", real, _obs("p50_ms", [11.2, 11.2, 11.2]), quick=False)
+    assert ok["error"] == pytest.approx(0.09) and ok["pass"]
+    assert bad["error"] == pytest.approx(0.12) and not bad["pass"]
+    assert REQUIRED_KEYS <= set(ok)
+
+
+def test_fraction_goal_widens_to_the_binomial_ci():
+    # p = 0.5 over n = 400 requests: 1.96 * sqrt(0.25 / 400) = 0.049 > 0.02.
+    small = compare("d", "failure_fraction", _obs("failure_fraction", [0.5, 0.5, 0.5], n=400 // 3),
+                    _obs("failure_fraction", [0.54] * 3), quick=False)
+    assert small["measurement_ci95"] == pytest.approx(1.96 * math.sqrt(0.25 / 399), rel=1e-3)
+    assert small["pass"]
+    # With 30,000 requests the CI (0.0057) is narrower than 2 pp: 2 pp rules.
+    big = compare("d", "failure_fraction", _obs("failure_fraction", [0.5] * 3, n=10_000),
+                  _obs("failure_fraction", [0.525] * 3), quick=False)
+    assert not big["pass"] and big["goal_value"] == pytest.approx(0.02)
+
+
+def test_quick_gate_on_timing_metrics():
+    real = _obs("p99_ms", [100.0] * 3)
+    within_twice = compare("a", "p99_ms", real, _obs("p99_ms", [135.0] * 3), quick=True)
+    beyond_twice = compare("a", "p99_ms", real, _obs("p99_ms", [145.0] * 3), quick=True)
+    untrusted = compare("a", "p99_ms", _obs("p99_ms", [100.0] * 3, trust=False), _obs("p99_ms", [145.0] * 3),
+                        quick=True)
+    assert not within_twice["pass"] and within_twice["gate"]
+    assert not beyond_twice["gate"]
+    assert not untrusted["pass"] and untrusted["gate"] and not untrusted["trustworthy"]
+    # A full run gates on pass; a non-timing metric gates on pass in a quick run too.
+    assert not compare("a", "p99_ms", real, _obs("p99_ms", [135.0] * 3), quick=False)["gate"]
+    frac = compare("c", "amplification", _obs("amplification", [1.10] * 3, n=1000),
+                   _obs("amplification", [1.13] * 3), quick=True)
+    assert not frac["gate"]
+
+
+def test_nrmse_of_goodput_curves():
+    real = [Observation(curve=[100.0, 100.0, 0.0, 100.0]) for _ in range(3)]
+    sim = [Observation(curve=[100.0, 100.0, 30.0, 100.0]) for _ in range(3)]
+    row = compare("f", "goodput_curve", real, sim, quick=False)
+    # RMS of (0, 0, 30, 0) = 15; mean measured goodput = 75: 0.2.
+    assert row["error"] == pytest.approx(0.2)
+    assert not row["pass"] and row["goal"] == "NRMSE ≤ 15%"
+    assert row["measured_curve"] == [100.0, 100.0, 0.0, 100.0]
+
+
+def test_every_scenario_metric_has_a_goal():
+    for sc in SCENARIOS.values():
+        for metric in sc.metrics:
+            assert goal_of(metric if metric != "share" else "share_x").value > 0
+
+
+# --------------------------------------------------------------------------- metric definitions
+
+
+def _run(t_sched, latency, status, backends=None, warmup=1.0, duration=5.0) -> RealRun:
+    return RealRun(start_at=0.0, warmup_s=warmup, duration_s=duration, t_sched=np.asarray(t_sched, float),
+                   latency=np.asarray(latency, float), status=np.asarray(status, np.int16), load_meta={},
+                   backends=backends or {}, gateways={}, clusters={}, haproxy=[], cpu_s={}, busy=None)
+
+
+def test_real_metrics_count_the_window_only():
+    sc = SCENARIOS["a"]
+    exp = load_experiment(sc.path).variants["u30"]
+    # 5 requests before the warm-up, 40 inside (4 s), 3 of them failed.
+    t = [0.1, 0.2, 0.3, 0.4, 0.5] + [1.0 + 0.1 * i for i in range(40)]
+    lat = [0.01] * 45
+    st = [200] * 42 + [503, 503, 0]
+    obs = real_observation(sc, exp, _run(t, lat, st))
+    # Answered and completed in [1, 5): the 40 in the window but the one never answered.
+    assert obs.values["throughput_rps"] == pytest.approx(39 / 4)
+    assert obs.values["p50_ms"] == pytest.approx(10.0)
+
+
+def test_real_shares_and_amplification():
+    c = SCENARIOS["c"]
+    exp = load_experiment(c.path).variants["any_host"]
+    backends = {"api-lo-0": {"requests": 50}, "api-lo-1": {"requests": 50}, "api-lo-2": {"requests": 10}}
+    obs = real_observation(c, exp, _run([1.5] * 100, [0.01] * 100, [200] * 99 + [500], backends))
+    assert obs.values["amplification"] == pytest.approx(1.1)
+    assert obs.values["failure_fraction"] == pytest.approx(0.01)
+    assert obs.counts["amplification"] == 100
+
+
+# --------------------------------------------------------------------------- one description, two executions
+
+
+def test_fault_targets_resolve_like_the_simulator():
+    exp = load_experiment(SCENARIOS["c"].path).config
+    assert fault_targets(exp, exp.faults[0]) == ["api-lo-2"]
+    f = load_experiment(SCENARIOS["f"].path).config
+    assert fault_targets(f, f.faults[0]) == ["api-lo-0", "api-lo-1", "api-lo-2"]
+
+
+def test_reference_fleet_refuses_what_it_cannot_run():
+    exp = load_experiment(SCENARIOS["a"].path, ["workload.client.max_attempts=3"]).config
+    assert unsupported(exp) == [("workload.client.max_attempts", "the load generator does not retry")]
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _fleetsim(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+def test_unknown_scenario_is_one_clear_error(tmp_path):
+    res = _fleetsim("validate", "z", "--out", str(tmp_path), timeout=60)
+    assert res.returncode == 2
+    assert "unknown scenario(s) z" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_missing_profile_is_one_clear_error(tmp_path):
+    res = _fleetsim("validate", "a", "--profile", str(tmp_path / "nope.yaml"), "--out", str(tmp_path), timeout=60)
+    assert res.returncode == 2
+    assert "--profile" in res.stderr and "no such file" in res.stderr
+
+
+def _listening_ports() -> set[int]:
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if parts[3] == "0A":  # LISTEN
+                ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_quick_validation_on_the_real_fleet(tmp_path):
+    """Calibrate, run every scenario on the real fleet and in the simulator, gate the result."""
+    before = _listening_ports()
+    res = _fleetsim("validate", "--quick", "--out", str(tmp_path), timeout=1500)
+    run_dirs = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(run_dirs) == 1, res.stderr[-3000:]
+    run_dir = run_dirs[0]
+    rows = json.loads((run_dir / "validation.json").read_text())
+    assert rows, res.stderr[-3000:]
+    for row in rows:
+        assert REQUIRED_KEYS <= set(row)
+    scenarios = {r["scenario"].split(":")[0] for r in rows}
+    assert scenarios == set(SCENARIOS)
+    assert (run_dir / "validation.html").read_text().count("<section") >= len(SCENARIOS)
+    # The profile it measured loads into the reference topology.
+    loaded = load_experiment(SCENARIOS["a"].path, calibration=run_dir / "calibration.yaml")
+    assert loaded.config.topology.gateways["gw"].cpu_time_s.mean > 0
+    # Every process was stopped: nothing recorded as running, nothing new listening.
+    for pid_file in run_dir.rglob("pids.json"):
+        assert json.loads(pid_file.read_text()).get("procs", {}) in ({}, []), pid_file
+    assert not (_listening_ports() - before)
+    failing = [f"{r['scenario']} {r['metric']}: measured {r['measured']}, simulated {r['simulated']}, "
+               f"error {r['error']} (goal {r['goal']})" for r in rows if not r["gate"]]
+    assert res.returncode == (1 if failing else 0), res.stderr[-3000:]
+    assert not failing, "\n".join(failing)
