@@ -46,7 +46,9 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -208,7 +210,10 @@ class RealFleet:
         self.backend_admin = next(it)
         self.listen_port = next(it)
         self.envoy_ports = {name: (next(it), next(it)) for name, _ in self.gateways}
-        self.haproxy_socket = self.run_dir / "haproxy.sock"
+        # A unix socket's path is limited to 107 bytes: it lives in a short
+        # private directory, removed on close, not in the (deep) run folder.
+        self._sock_dir = Path(tempfile.mkdtemp(prefix="fleetsim-"))
+        self.haproxy_socket = self._sock_dir / "haproxy.sock"
         self._envoy_topology: str | None = None
         self._runs = 0
 
@@ -227,6 +232,7 @@ class RealFleet:
 
     def close(self) -> None:
         self.harness.close()
+        shutil.rmtree(self._sock_dir, ignore_errors=True)
 
     def start(self) -> None:
         self._start_backends()

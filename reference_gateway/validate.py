@@ -55,6 +55,10 @@ VALIDATION_JSON = "validation.json"
 VALIDATION_HTML = "validation.html"
 
 
+class ScenarioError(ValueError):
+    """The command line asks for scenarios, repetitions or a run folder that do not exist."""
+
+
 def _sim_worker(args: tuple[dict, str, int]) -> dict:
     exp_data, key, replication = args
     from sim.fleet import Fleet
@@ -114,9 +118,9 @@ def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path =
     keys = list(keys) or list(SCENARIOS)
     unknown = [k for k in keys if k not in SCENARIOS]
     if unknown:
-        raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; have {', '.join(SCENARIOS)}")
+        raise ScenarioError(f"unknown scenario(s) {', '.join(unknown)}; have {', '.join(SCENARIOS)}")
     if repetitions < MIN_REPETITIONS:
-        raise ValueError(f"repetitions must be at least {MIN_REPETITIONS} (the real run-to-run spread)")
+        raise ScenarioError(f"repetitions must be at least {MIN_REPETITIONS} (the real run-to-run spread)")
     committed = DEFAULT_OUT / "calibration.yaml"
     if profile is not None or committed.exists():
         _plan(keys, quick, profile or committed)  # fail fast, before calibrating
@@ -124,7 +128,7 @@ def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path =
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "calibration.yaml").exists() and profile is None:
-            raise ValueError(f"{run_dir}: not a validation run folder to resume (no calibration.yaml)")
+            raise ScenarioError(f"{run_dir}: not a validation run folder to resume (no calibration.yaml)")
         if profile is None:
             profile = run_dir / "calibration.yaml"
     else:

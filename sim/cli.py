@@ -208,7 +208,7 @@ def cmd_calibrate(args) -> int:
 
 def cmd_validate(args) -> int:
     from reference_gateway.harness import HarnessError
-    from reference_gateway.validate import failures, format_table, load_rows, validate
+    from reference_gateway.validate import ScenarioError, failures, format_table, load_rows, validate
 
     if args.profile and not Path(args.profile).is_file():
         return _fail([Issue("<command line>", None, "--profile", f"{args.profile}: no such file")])
@@ -216,9 +216,9 @@ def cmd_validate(args) -> int:
         run_dir = validate(args.scenarios, quick=args.quick, out=args.out, profile=args.profile,
                            repetitions=args.repetitions, replications=args.replications, resume=args.resume,
                            log=lambda m: print(m, file=sys.stderr))
-    except ValueError as e:
+    except ScenarioError as e:
         return _fail([Issue("<command line>", None, "scenario", str(e))])
-    except (HarnessError, RuntimeError, OSError) as e:
+    except (HarnessError, RuntimeError, OSError, ValueError) as e:
         return _reference_error(e)
     except KeyboardInterrupt:
         print("interrupted: every process of the reference fleet was stopped; rows measured so far "

@@ -175,6 +175,7 @@ def test_quick_validation_on_the_real_fleet(tmp_path):
     run_dirs = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert len(run_dirs) == 1, res.stderr[-3000:]
     run_dir = run_dirs[0]
+    assert (run_dir / "validation.json").exists(), res.stderr[-3000:]
     rows = json.loads((run_dir / "validation.json").read_text())
     assert rows, res.stderr[-3000:]
     for row in rows:
