@@ -208,7 +208,13 @@ def cmd_calibrate(args) -> int:
 
 def cmd_validate(args) -> int:
     from reference_gateway.harness import HarnessError
-    from reference_gateway.validate import ScenarioError, failures, format_table, load_rows, validate
+    from reference_gateway.validate import (
+        ScenarioError,
+        failures,
+        format_table,
+        load_rows,
+        validate,
+    )
 
     if args.profile and not Path(args.profile).is_file():
         return _fail([Issue("<command line>", None, "--profile", f"{args.profile}: no such file")])
