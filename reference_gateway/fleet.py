@@ -320,11 +320,11 @@ class RealFleet:
         problems = unsupported(exp)
         if problems:
             raise UnsupportedByReference(problems)
+        self._check_alive()
         self._runs += 1
-        admin = f"http://127.0.0.1:{self.backend_admin}"
-        _http("POST", admin + "/fault", {"clear": True})
+        self._admin("POST", "/fault", {"clear": True})
         self._start_envoys(exp)
-        _http("POST", admin + "/reset", {})
+        self._admin("POST", "/reset", {})
 
         wl = exp.workload
         svc = next(iter(wl.services or exp.topology.services))
@@ -352,6 +352,12 @@ class RealFleet:
         marks: dict[str, Any] = {}
 
         def timeline() -> None:
+            try:
+                follow_plan()
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread below
+                marks["error"] = e
+
+        def follow_plan() -> None:
             plan = [(exp.warmup_s, None, "warm-up over")] + switches + [(exp.duration_s, "end", "load over")]
             for t, body, label in sorted(plan, key=lambda x: x[0]):
                 delay = start_at + t - time.time()
@@ -364,13 +370,13 @@ class RealFleet:
                 elif body is None:
                     for a in envoy_admins:
                         measure.envoy_reset_counters(a)
-                    _http("POST", admin + "/reset", {})
+                    self._admin("POST", "/reset", {})
                     marks["haproxy"] = measure.haproxy_stats(self.haproxy_socket)
                     marks["cpu"] = self._cpu()
                     marks["busy"] = measure.Busyness()
                     marks["busy"].start(self._pids())
                 else:
-                    _http("POST", admin + "/fault", body)
+                    self._admin("POST", "/fault", body)
                 fault_times.append((time.time() - start_at, label))
 
         stop = threading.Event()
@@ -386,18 +392,21 @@ class RealFleet:
             rc = proc.popen.wait(timeout=max(bound, 5))
         except Exception:
             self.harness.stop(load_name)
-            raise HarnessError(f"{load_name}: did not finish within {bound:.0f} s (see {proc.log_path})") from None
+            raise HarnessError(load_name, f"did not finish within {bound:.0f} s", proc.log_path) from None
         finally:
             stop.set()
             thread.join(timeout=10)
         busy = marks.get("busy_report")
         self.harness.stop(load_name)
+        self._check_alive()
+        if "error" in marks:  # a fault switch or a counter reset failed: the run is not what was asked
+            raise marks["error"]
         if rc != 0 or not out.exists():
-            raise HarnessError(f"{load_name}: exited with {rc} (see {proc.log_path})")
+            raise HarnessError(load_name, f"exited with {rc}", proc.log_path)
         from .loadgen import load_result
 
         res = load_result(out)
-        stats = json.loads(_http("GET", admin + "/stats"))["instances"]
+        stats = json.loads(self._admin("GET", "/stats"))["instances"]
         gateways, clusters, outlier = {}, {}, []
         for name, _ in self.gateways:
             a = self.envoy_ports[name][1]
@@ -410,6 +419,7 @@ class RealFleet:
         cpu0 = marks.get("cpu", {})
         cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu_end.items()}
         measured = {"backends": stats, "gateways": gateways, "clusters": clusters, "cpu_s": cpu,
+                    "haproxy": _haproxy_delta(marks.get("haproxy", []), hap_end),
                     "busy": dataclasses.asdict(busy) if busy is not None else None,
                     "outlier_events": outlier, "fault_times": fault_times, "load_meta": res["meta"]}
         atomic_write_json(self.run_dir / f"{tag}.measured.json", measured)
@@ -440,12 +450,28 @@ class RealFleet:
         finally:
             self.harness.stop(name)
         if rc != 0 or not out.exists():
-            raise HarnessError(f"{name}: exited with {rc} (see {proc.log_path})")
+            raise HarnessError(name, f"exited with {rc}", proc.log_path)
         from .loadgen import load_result
 
         res = load_result(out)
         keep = (res["status"] == 200) & (res["t_sched"] >= 0.5)
         return res["latency"][keep]
+
+    def _admin(self, method: str, path: str, body: Any = None) -> bytes:
+        """A call to the backends' admin endpoint; a dead backend process is named."""
+        try:
+            return _http(method, f"http://127.0.0.1:{self.backend_admin}{path}", body)
+        except OSError as e:
+            time.sleep(0.3)  # a process killed a moment ago is not reaped yet
+            self._check_alive()
+            raise HarnessError("backends", f"admin {method} {path} failed: {e}",
+                               self.harness.procs["backends"].log_path) from None
+
+    def _check_alive(self) -> None:
+        """A server that died during a run is an error that names it, not a silent bad row."""
+        for name, p in self.harness.procs.items():
+            if not name.startswith("loadgen") and not p.alive():
+                raise HarnessError(name, f"died during the run (exit {p.popen.poll()})", p.log_path)
 
     # ------------------------------------------------------------ measurement helpers
     def _pids(self) -> list[int]:

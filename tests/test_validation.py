@@ -194,3 +194,24 @@ def test_quick_validation_on_the_real_fleet(tmp_path):
                f"error {r['error']} (goal {r['goal']})" for r in rows if not r["gate"]]
     assert res.returncode == (1 if failing else 0), res.stderr[-3000:]
     assert not failing, "\n".join(failing)
+
+
+def test_a_dead_server_is_one_clear_error_and_nothing_is_left(tmp_path):
+    """Kill the backends under a running fleet: the next run names them; closing leaves nothing listening."""
+    import signal
+
+    from reference_gateway.fleet import RealFleet
+    from reference_gateway.harness import HarnessError, port_closed
+
+    exp = load_experiment(SCENARIOS["b"].path, ["duration_s=2", "warmup_s=0.5"]).config
+    before = _listening_ports()
+    with RealFleet(exp, tmp_path / "fleet") as fleet:
+        run = fleet.run(exp, seed=1, tag="ok")
+        assert (run.status == 200).sum() > 0.9 * len(run.status) > 500
+        ports = [p for ps in fleet.backend_ports.values() for p in ps] + [fleet.listen_port]
+        os.kill(fleet.harness.procs["backends"].pid, signal.SIGKILL)
+        with pytest.raises(HarnessError) as e:
+            fleet.run(exp, seed=2, tag="dead")
+        assert str(e.value).startswith("backends: died during the run")
+    assert all(port_closed(p) for p in ports)
+    assert not (_listening_ports() - before)
