@@ -215,3 +215,25 @@ def test_a_dead_server_is_one_clear_error_and_nothing_is_left(tmp_path):
         assert str(e.value).startswith("backends: died during the run")
     assert all(port_closed(p) for p in ports)
     assert not (_listening_ports() - before)
+
+
+def test_resume_runs_only_what_is_missing(tmp_path):
+    """A validation interrupted after its real runs resumes without starting the real fleet again."""
+    from reference_gateway.validate import validate
+
+    run_dir = tmp_path / "run"
+    (run_dir / "real-b").mkdir(parents=True)
+    (run_dir / "calibration.yaml").write_text((ROOT / "results" / "validation" / "calibration.yaml").read_text())
+    stored = [{"values": {"share_api-lo-0": 0.40, "share_api-lo-1": 0.40, "share_api-lo-2": 0.20},
+               "counts": {"share_api-lo-0": 5000, "share_api-lo-1": 5000, "share_api-lo-2": 5000},
+               "curve": None, "trustworthy": True, "note": ""}] * 3
+    (run_dir / "real-b" / "observations.json").write_text(json.dumps({"b": stored}))
+    out = validate(["b"], quick=True, resume=run_dir, replications=2, log=lambda _m: None)
+    assert out == run_dir
+    rows = json.loads((run_dir / "validation.json").read_text())
+    assert [r["metric"] for r in rows] == ["share_api-lo-0", "share_api-lo-1", "share_api-lo-2"]
+    assert [r["measured"] for r in rows] == [0.4, 0.4, 0.2]
+    assert all(r["pass"] for r in rows)  # the simulated shares are ~0.40 / 0.40 / 0.20
+    # No real fleet was started: no harness files, no load generator output.
+    assert not (run_dir / "real-b" / "pids.json").exists()
+    assert not list((run_dir / "real-b").glob("*.npz"))
