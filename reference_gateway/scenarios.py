@@ -105,7 +105,11 @@ class Scenario:
     """One validation scenario.
 
     ``quick``: ``--set`` assignments for ``--quick`` runs (shorter runs);
-    ``quick_variants``: the variants a quick run keeps (None: all).
+    ``quick_variants``: the variants a quick run keeps (None: all). Scenario
+    (a) keeps 30% and 80% in quick runs: at 90% the p99 of a 6-second window
+    varies too much from run to run (4-second windows of one real run ranged
+    from 58 to 130 ms around a 30-second p99 of 97 ms) for a gate that must
+    not be flaky; the full run holds 90% to its goal.
     """
 
     key: str
@@ -124,7 +128,7 @@ class Scenario:
 QUICK_LOAD = ("duration_s=7", "warmup_s=1")
 SCENARIOS = {s.key: s for s in (
     Scenario("a", "Load and latency at 30-90% utilisation", "a_load.yaml",
-             ("throughput_rps", "p50_ms", "p90_ms", "p99_ms"), QUICK_LOAD, ("u60", "u90")),
+             ("throughput_rps", "p50_ms", "p90_ms", "p99_ms"), QUICK_LOAD, ("u30", "u80")),
     Scenario("b", "LEAST_REQUEST shares with unequal backends", "b_least_request.yaml",
              ("share",), QUICK_LOAD),
     Scenario("c", "Retry amplification, one backend failing 30%", "c_retries.yaml",

@@ -51,6 +51,8 @@ from .scenarios import SCENARIOS, Observation, Scenario, compare, real_observati
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "results" / "validation"
 MIN_REPETITIONS = 3
+QUICK_REPLICATIONS = 5
+"""Simulated replications in quick runs: cheap next to the real runs, and they narrow the CI."""
 VALIDATION_JSON = "validation.json"
 VALIDATION_HTML = "validation.html"
 
@@ -154,7 +156,7 @@ def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path =
         loaded = plan[key]
         pts = points(sc, loaded, quick)
         t0 = time.time()
-        reps = replications or (3 if quick else loaded.config.replications)
+        reps = replications or (QUICK_REPLICATIONS if quick else loaded.config.replications)
         real_dir = run_dir / f"real-{key}"
         store = real_dir / "observations.json"
         # Every real run's metrics are kept as soon as measured: a resumed

@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="short runs; timing metrics gate only when off by more than twice their goal")
     v.add_argument("--profile", help="calibration profile to use (default: calibrate first)")
     v.add_argument("--repetitions", type=int, default=3, help="real runs per scenario point (at least 3)")
-    v.add_argument("--replications", type=int, help="simulated replications (default: the experiment's; quick: 3)")
+    v.add_argument("--replications", type=int, help="simulated replications (default: the experiment's; quick: 5)")
     v.add_argument("--out", default="results/validation", help="parent folder of the run folder")
     v.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted validation in RUN_DIR")
     v.set_defaults(func=cmd_validate)
