@@ -302,3 +302,47 @@ def test_port_count_must_match_instances():
     with pytest.raises(ValueError, match="no ports for service"):
         envoy_bootstrap(full_pool(), full_services(), listen_port=LISTEN, admin_port=ADMIN,
                         backend_ports={"api": [1, 2, 3]}, node_id="x", zone=None)
+
+
+# --------------------------------------------------------------------------- the validation scenarios
+
+
+def _reference_points():
+    from reference_gateway.scenarios import SCENARIOS
+
+    out = []
+    for key, sc in SCENARIOS.items():
+        loaded = load_experiment(sc.path)
+        for name, exp in (loaded.variants or {key: loaded.config}).items():
+            out.append(pytest.param(exp, id=f"{key}-{name}"))
+    return out
+
+
+@pytest.mark.parametrize("exp", _reference_points())
+def test_reference_scenarios_generate_bootstraps_envoy_accepts(tmp_path, envoy, exp):
+    """Every bootstrap `fleetsim validate` runs, outlier event log included, passes Envoy's own check."""
+    from reference_gateway.envoy_config import write_bootstrap
+
+    pool = exp.topology.gateways["gw"]
+    ports = {"api": [21001, 21002, 21003]}
+    boot = write_bootstrap(tmp_path / "gw.yaml", pool, exp.topology, listen_port=21000, admin_port=21010,
+                           backend_ports=ports, node_id="gw-0", outlier_event_log=tmp_path / "events.jsonl")
+    assert boot["cluster_manager"] == {"outlier_detection": {"event_log_path": str(tmp_path / "events.jsonl")}}
+    (api,) = boot["static_resources"]["clusters"]
+    assert api["common_lb_config"]["update_merge_window"] == "1s"
+    assert api["lb_policy"] == pool.cluster.lb_policy
+    assert set(addresses(boot)) == {"127.0.0.1"}
+    validate(envoy, tmp_path / "gw.yaml", base_id=21010)
+
+
+def test_haproxy_config_of_the_reference_topology_passes_haproxy_check(tmp_path):
+    from reference_gateway.haproxy_config import check_config, write_haproxy_config
+    from reference_gateway.scenarios import SCENARIOS
+
+    topo = load_experiment(SCENARIOS["a"].path).config.topology
+    path = tmp_path / "haproxy.cfg"
+    write_haproxy_config(path, topo.balancers["local"], [("gw-0", 21000)], listen_port=21100,
+                         stats_socket=tmp_path / "s.sock")
+    check_config(path)  # raises with HAProxy's message when it refuses
+    text = path.read_text()
+    assert "mode tcp" in text and "balance roundrobin" in text and "127.0.0.1:21100" in text
