@@ -99,6 +99,8 @@ from pydantic import (
 from sim.config.distributions import Distribution
 from sim.engine.sampling import Sampler, UniformStream
 
+from .specs import load_json_spec
+
 LOCALHOST = "127.0.0.1"
 #: Overshoot samples kept per instance (the most recent).
 OVERSHOOT_KEEP = 50_000
@@ -182,17 +184,7 @@ def load_spec(path: str | Path) -> dict:
         ValueError: naming the file and the field, on a missing or unreadable
             file, bad JSON or an invalid field.
     """
-    path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON: {exc}") from None
-    try:
-        spec = parse_spec(obj)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    spec = load_json_spec(path, parse_spec)
     return spec.model_dump(mode="json", by_alias=True)
 
 

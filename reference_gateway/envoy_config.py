@@ -66,8 +66,7 @@ No Envoy counterpart in the bootstrap
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -85,6 +84,7 @@ from sim.config.models import (
     Service,
     Topology,
 )
+from sim.runner.store import atomic_write_text
 
 LOCALHOST = "127.0.0.1"
 TYPE = "type.googleapis.com/"
@@ -348,14 +348,9 @@ def write_bootstrap(path: str | Path, pool: GatewayPool, services: Services, **k
     yaml.width = 4096
     yaml.version = (1, 1)  # quotes 'n', 'yes', 'on': Envoy's YAML reader takes them for booleans
     yaml.representer.sort_base_mapping_type_on_output = False
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.dump(boot, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.StringIO()
+    yaml.dump(boot, buf)
+    atomic_write_text(path, buf.getvalue())
     return boot
 
 

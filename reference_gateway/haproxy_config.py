@@ -31,14 +31,13 @@ runs ``haproxy -db`` in the foreground and owns its pid. The admin socket
 
 from __future__ import annotations
 
-import os
 import re
 import resource
 import subprocess
-import tempfile
 from pathlib import Path
 
 from sim.config.models import Balancer
+from sim.runner.store import atomic_write_text
 
 from .harness import haproxy_binary
 from .measure import haproxy_command
@@ -149,15 +148,7 @@ def write_haproxy_config(path: str | Path, balancer: Balancer, gateways: list[tu
                          **kwargs) -> str:
     """Write :func:`haproxy_config` to ``path`` atomically; return the text."""
     text = haproxy_config(balancer, gateways, **kwargs)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(Path(path), text)
     return text
 
 

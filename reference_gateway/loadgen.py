@@ -89,6 +89,7 @@ from sim.config.models import RateStep
 from sim.engine.sampling import Sampler
 
 from .backend import describe_error, loop_factory
+from .specs import load_json_spec
 
 #: Extra time after ``duration_s + timeout_s`` before the generator stops for good (s).
 HARD_STOP_GRACE_S = 5.0
@@ -181,17 +182,7 @@ def parse_spec(obj: Any) -> LoadSpec:
 
 def load_spec(path: str | Path) -> LoadSpec:
     """Read and validate SPEC.json; ValueError naming the file and the field."""
-    path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON: {exc}") from None
-    try:
-        return parse_spec(obj)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    return load_json_spec(path, parse_spec)
 
 
 class LoadError(Exception):

@@ -6,9 +6,7 @@
     fleetsim schema
     fleetsim report RUN_DIR
     fleetsim import-envoy ENVOY.yaml [--pool NAME] [--az AZ] [--instances N] [--cluster NAME] [--out FILE]
-    fleetsim calibrate [--out PROFILE.yaml] [--quick]
-    fleetsim validate [SCENARIO ...] [--quick] [--profile PROFILE.yaml] [--repetitions N] [--out DIR]
-                      [--resume RUN_DIR]
+    fleetsim calibrate ... / fleetsim validate ...   (from reference_gateway, see reference_gateway/cli.py)
 
 A user's mistake ends in one line per problem on stderr,
 ``FILE:LINE: dotted.path: reason``, and exit status 2; never a traceback.
@@ -21,11 +19,13 @@ import json
 import os
 import signal
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from sim.config import ConfigError, Issue, json_schema, load_experiment
 
 EXIT_USAGE = 2
+COMMANDS_GROUP = "fleetsim.commands"
 
 
 def _fail(issues: list[Issue]) -> int:
@@ -184,64 +184,6 @@ def cmd_import_envoy(args) -> int:
     return 0
 
 
-def _reference_error(exc: Exception) -> int:
-    """One line for a reference-fleet failure (a missing binary, a dead server)."""
-    print(f"fleetsim: {exc}", file=sys.stderr)
-    return 1
-
-
-def cmd_calibrate(args) -> int:
-    from reference_gateway.calibrate import calibrate
-    from reference_gateway.harness import HarnessError
-
-    out = Path(args.out)
-    try:
-        calibrate(out, quick=args.quick, log=lambda m: print(m, file=sys.stderr))
-    except (HarnessError, RuntimeError, OSError) as e:
-        return _reference_error(e)
-    except KeyboardInterrupt:
-        print("interrupted: every process of the reference fleet was stopped", file=sys.stderr)
-        return 130
-    print(out)
-    return 0
-
-
-def cmd_validate(args) -> int:
-    from reference_gateway.harness import HarnessError
-    from reference_gateway.validate import (
-        ScenarioError,
-        failures,
-        format_table,
-        load_rows,
-        validate,
-    )
-
-    if args.profile and not Path(args.profile).is_file():
-        return _fail([Issue("<command line>", None, "--profile", f"{args.profile}: no such file")])
-    try:
-        run_dir = validate(args.scenarios, quick=args.quick, out=args.out, profile=args.profile,
-                           repetitions=args.repetitions, replications=args.replications, resume=args.resume,
-                           log=lambda m: print(m, file=sys.stderr))
-    except ScenarioError as e:
-        return _fail([Issue("<command line>", None, "scenario", str(e))])
-    except (HarnessError, RuntimeError, OSError, ValueError) as e:
-        return _reference_error(e)
-    except KeyboardInterrupt:
-        print("interrupted: every process of the reference fleet was stopped; rows measured so far "
-              "are in validation.json", file=sys.stderr)
-        return 130
-    rows = load_rows(run_dir)
-    print(format_table(rows))
-    bad = failures(rows, args.quick)
-    print(f"report: {run_dir / 'validation.html'}")
-    print(run_dir)
-    if bad:
-        print(f"validate: {len(bad)} metric(s) missed their goal"
-              + (" (quick-run gate)" if args.quick else ""), file=sys.stderr)
-        return 1
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fleetsim", description="Simulate an API-gateway fleet.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -283,22 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     ie.add_argument("--out", metavar="FILE", help="write the YAML here (atomically) instead of stdout")
     ie.set_defaults(func=cmd_import_envoy)
 
-    cal = sub.add_parser("calibrate", help="measure the reference real fleet and write a calibration profile")
-    cal.add_argument("--out", default="results/validation/calibration.yaml",
-                     help="profile file (default: results/validation/calibration.yaml)")
-    cal.add_argument("--quick", action="store_true", help="short runs (seconds)")
-    cal.set_defaults(func=cmd_calibrate)
-
-    v = sub.add_parser("validate", help="run the validation scenarios on the real fleet and in the simulator")
-    v.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="a b c d e f (default: all)")
-    v.add_argument("--quick", action="store_true",
-                   help="short runs; timing metrics gate only when off by more than twice their goal")
-    v.add_argument("--profile", help="calibration profile to use (default: calibrate first)")
-    v.add_argument("--repetitions", type=int, default=3, help="real runs per scenario point (at least 3)")
-    v.add_argument("--replications", type=int, help="simulated replications (default: the experiment's; quick: 5)")
-    v.add_argument("--out", default="results/validation", help="parent folder of the run folder")
-    v.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted validation in RUN_DIR")
-    v.set_defaults(func=cmd_validate)
+    # Commands from other packages (the reference fleet's calibrate and
+    # validate): entry points in the group "fleetsim.commands", each a
+    # function that adds its subcommands. The simulator never imports them.
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        ep.load()(sub)
     return p
 
 
