@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.components.workload import RateFunction
 from sim.config.distributions import Constant
 from sim.config.models import BackendSlowdown, ErrorBurst, Experiment
 from sim.runner.store import atomic_write_json
@@ -134,28 +135,6 @@ def _http(method: str, url: str, body: Any = None, timeout: float = 5.0) -> byte
 
 def _mean_bytes(dist) -> int:
     return int(dist.value) if isinstance(dist, Constant) else max(0, round(dist.mean))
-
-
-def _rate_integral(schedule: list[dict], duration: float) -> float:
-    """Requests the rate schedule offers in [0, duration) (piecewise linear)."""
-    total, rate, t = 0.0, 0.0, 0.0
-    for step in schedule:
-        at, target, ramp = step["at_s"], step["rate_per_s"], step.get("ramp_s", 0.0)
-        if at >= duration:
-            break
-        total += rate * (at - t)
-        if ramp > 0:
-            span = min(ramp, duration - at)
-            slope = (target - rate) / ramp
-            total += rate * span + 0.5 * slope * span * span
-            rate = rate + slope * span
-            t = at + span
-            if span < ramp:
-                return total
-            rate = target
-        else:
-            rate, t = target, at
-    return total + rate * max(0.0, duration - t)
 
 
 @dataclass
@@ -329,7 +308,7 @@ class RealFleet:
         wl = exp.workload
         svc = next(iter(wl.services or exp.topology.services))
         schedule = [s.model_dump(mode="json") for s in wl.rate_schedule]
-        expected = _rate_integral(schedule, exp.duration_s)
+        expected = RateFunction(list(wl.rate_schedule)).integral(0.0, exp.duration_s)
         peak = max(s["rate_per_s"] for s in schedule)
         route_timeout = max(p.route.timeout_s for p in exp.topology.gateways.values())
         timeout = wl.client.timeout_s or route_timeout + 1.0
@@ -414,19 +393,19 @@ class RealFleet:
             clusters[name] = measure.envoy_cluster_hosts(a)
             outlier += [dict(ev, gateway=name) for ev in read_outlier_events(
                 self.run_dir / f"{name}.outlier.jsonl", start_at)]
-        hap_end = measure.haproxy_stats(self.haproxy_socket)
+        haproxy = _haproxy_delta(marks.get("haproxy", []), measure.haproxy_stats(self.haproxy_socket))
         cpu_end = self._cpu()
         cpu0 = marks.get("cpu", {})
         cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu_end.items()}
         measured = {"backends": stats, "gateways": gateways, "clusters": clusters, "cpu_s": cpu,
-                    "haproxy": _haproxy_delta(marks.get("haproxy", []), hap_end),
+                    "haproxy": haproxy,
                     "busy": dataclasses.asdict(busy) if busy is not None else None,
                     "outlier_events": outlier, "fault_times": fault_times, "load_meta": res["meta"]}
         atomic_write_json(self.run_dir / f"{tag}.measured.json", measured)
         return RealRun(start_at=start_at, warmup_s=exp.warmup_s, duration_s=exp.duration_s,
                        t_sched=res["t_sched"], latency=res["latency"], status=res["status"],
                        load_meta=res["meta"], backends=stats, gateways=gateways, clusters=clusters,
-                       haproxy=_haproxy_delta(marks.get("haproxy", []), hap_end), cpu_s=cpu, busy=busy,
+                       haproxy=haproxy, cpu_s=cpu, busy=busy,
                        outlier_events=sorted(outlier, key=lambda e: e["t"]), fault_times=fault_times)
 
     def direct(self, *, rate: float, duration_s: float, seed: int = 1, tag: str = "direct") -> np.ndarray:
