@@ -18,6 +18,18 @@ stopped by :mod:`.harness`:
   (``validation.html``).
 """
 
-from .envoy_config import envoy_bootstrap, envoy_command, write_bootstrap
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["envoy_bootstrap", "envoy_command", "write_bootstrap"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the backend and the load generator import this
+    # package and must start in a fraction of a second.
+    if name in __all__:
+        from . import envoy_config
+
+        return getattr(envoy_config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -68,8 +68,11 @@ from . import envoy_config, haproxy_config, measure
 from .harness import Harness, HarnessError, envoy_base_id, envoy_binary, free_ports, http_ready
 
 SUPPORTED_FAULTS = (BackendSlowdown, ErrorBurst)
-LOAD_LEAD_S = 0.5
-"""Seconds between writing the load generator's spec and its t = 0."""
+LOAD_LEAD_S = 2.0
+"""Seconds between starting the load generator and its t = 0. It starts in about
+0.7 s on a quiet machine; one that starts late sends its first requests in a
+burst to catch up, which would change what is measured (a run whose
+generator fell behind is marked disturbed)."""
 
 
 class UnsupportedByReference(ValueError):
@@ -312,7 +315,7 @@ class RealFleet:
         peak = max(s["rate_per_s"] for s in schedule)
         route_timeout = max(p.route.timeout_s for p in exp.topology.gateways.values())
         timeout = wl.client.timeout_s or route_timeout + 1.0
-        start_at = time.time() + LOAD_LEAD_S + 0.5
+        start_at = time.time() + LOAD_LEAD_S
         spec = {
             "target": f"127.0.0.1:{self.listen_port}", "path": f"/{svc}/x", "seed": seed,
             "rate_schedule": schedule, "arrivals": wl.arrivals, "duration_s": exp.duration_s,

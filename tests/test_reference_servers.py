@@ -529,3 +529,17 @@ def test_loadgen_cli_bad_spec_exits_nonzero(tmp_path):
     assert proc.returncode == 2
     assert "target: Field required" in proc.stderr and "rate_schedule.0.rate_per_s" in proc.stderr
     assert not out.exists()
+
+
+def test_backend_and_load_generator_start_light():
+    """They start before every run: importing them must not pull in the simulator's runner or SciPy.
+
+    (Pulling in sim.runner once cost 1.8 s at start-up, longer than the lead
+    the fleet gave the generator, which then sent its first second of
+    requests in one burst.)
+    """
+    code = ("import sys, reference_gateway.loadgen, reference_gateway.backend; "
+            "print(sorted(m for m in ('scipy', 'sim.runner.run', 'sim.fleet', 'plotly') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

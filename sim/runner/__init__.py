@@ -1,6 +1,22 @@
-"""Runs: one replication, replications in processes, the results store."""
+"""Runs: one replication, replications in processes, the results store.
 
-from .aggregate import combine_summaries
-from .run import run_experiment, run_replication, run_variants
+The names below are imported on first use: ``sim.runner.store`` (atomic
+writes) is needed by light processes, such as the reference fleet's load
+generator, that must not pay for the simulator and SciPy at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {"combine_summaries": ".aggregate", "run_experiment": ".run", "run_replication": ".run",
+         "run_variants": ".run"}
 
 __all__ = ["combine_summaries", "run_experiment", "run_replication", "run_variants"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
