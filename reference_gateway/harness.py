@@ -204,6 +204,28 @@ def redis_ready(port: int) -> bool:
         return False
 
 
+def listening() -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket listening on this machine, from /proc/net/tcp{,6}.
+
+    IPv4 addresses are dotted; IPv6 ones stay in the kernel's hex form.
+    """
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != "0A":  # TCP_LISTEN
+                continue
+            addr, hex_port = fields[1].split(":")
+            if len(addr) == 8:
+                addr = socket.inet_ntoa(bytes.fromhex(addr)[::-1])
+            found.add((addr, int(hex_port, 16)))
+    return found
+
+
 def port_closed(port: int, host: str = LOCALHOST) -> bool:
     """Nothing accepts connections on ``host:port`` (refused or unreachable)."""
     return not tcp_ready(port, host)

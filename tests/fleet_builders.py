@@ -59,3 +59,20 @@ def run_logged(exp: Experiment, setup=None):
     result = fleet.run()
     fleet.check_conservation()
     return fleet, log, result
+
+
+def started_cluster(hosts: int, duration_s: float, **cluster):
+    """A fleet with one gateway routing to ``hosts`` hosts, and that gateway's cluster, health started."""
+    from sim.fleet import Fleet
+
+    exp = experiment(topology__gateways__gw__cluster=cluster,
+                     topology__services__api__instances_per_az={"a1": hosts}, duration_s=duration_s)
+    fleet = Fleet(exp)
+    c = fleet.gateways["gw"][0].clusters["api"]
+    c.health.start()
+    return fleet, c
+
+
+def at(fleet, t: float, action) -> None:
+    """Run ``action()`` at time ``t`` (and everything scheduled before it)."""
+    fleet.ctx.call_later(t - fleet.ctx.now, lambda _: action())

@@ -41,6 +41,7 @@ from reference_gateway.harness import (
     free_ports,
     haproxy_binary,
     http_ready,
+    listening,
     port_closed,
     read_pid_file,
     reap_stale,
@@ -123,20 +124,7 @@ def wait_gone(pid: int, timeout_s: float = 5.0) -> bool:
 
 def listen_addresses(port: int) -> set[str]:
     """Local addresses with a TCP socket listening on ``port`` (IPv4 dotted, IPv6 as hex)."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            addr, hex_port = fields[1].split(":")
-            if fields[3] == "0A" and int(hex_port, 16) == port:
-                if len(addr) == 8:
-                    addr = socket.inet_ntoa(bytes.fromhex(addr)[::-1])
-                found.add(addr)
-    return found
+    return {addr for addr, p in listening() if p == port}
 
 
 def assert_loopback_only(port: int) -> None:

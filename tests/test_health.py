@@ -21,25 +21,15 @@ from sim.components.request import BACKEND_ERROR, BACKEND_OVERFLOW, OK, PER_TRY_
 from sim.config.models import Cluster
 from sim.fleet import Fleet
 
-from .fleet_builders import experiment
+from .fleet_builders import at as _at
+from .fleet_builders import experiment, started_cluster
 from .stats import assert_matches, replicate
 
 HC = {"timeout_s": 0.5, "interval_s": 1.0, "unhealthy_threshold": 3, "healthy_threshold": 2}
 
 
 def _cluster(hosts: int = 10, duration_s: float = 1000.0, **cluster):
-    """A fleet with one gateway routing to ``hosts`` hosts, and that gateway's cluster, started."""
-    exp = experiment(topology__gateways__gw__cluster=cluster,
-                     topology__services__api__instances_per_az={"a1": hosts}, duration_s=duration_s)
-    fleet = Fleet(exp)
-    c = fleet.gateways["gw"][0].clusters["api"]
-    c.health.start()
-    return fleet, c
-
-
-def _at(fleet, t: float, action) -> None:
-    """Run ``action()`` at time ``t`` (and everything scheduled before it)."""
-    fleet.ctx.call_later(t - fleet.ctx.now, lambda _: action())
+    return started_cluster(hosts, duration_s, **cluster)
 
 
 def _fail(c, host: int, n: int = 5, outcome: str = BACKEND_ERROR):

@@ -16,27 +16,23 @@ an exact event time).
 
 from __future__ import annotations
 
-from sim.components.health import UPDATE_MERGE_WINDOW_S
 from sim.components.request import BACKEND_ERROR
+from sim.config.models import CommonLbConfig
 from sim.fleet import Fleet
 
-from .fleet_builders import experiment
+from .fleet_builders import at as _at
+from .fleet_builders import experiment, started_cluster
 
 # The validation scenario's detector (experiments/reference/e_outlier.yaml).
 OD = {"consecutive_5xx": 5, "interval_s": 1.0, "base_ejection_time_s": 3.0, "max_ejection_percent": 50}
 
 
+# Envoy's default update_merge_window, the schema's default.
+UPDATE_MERGE_WINDOW_S = CommonLbConfig().update_merge_window_s
+
+
 def _cluster(hosts: int = 3, **outlier):
-    exp = experiment(topology__gateways__gw__cluster={"outlier_detection": {**OD, **outlier}},
-                     topology__services__api__instances_per_az={"a1": hosts}, duration_s=100.0)
-    fleet = Fleet(exp)
-    c = fleet.gateways["gw"][0].clusters["api"]
-    c.health.start()
-    return fleet, c
-
-
-def _at(fleet, t: float, action) -> None:
-    fleet.ctx.call_later(t - fleet.ctx.now, lambda _: action())
+    return started_cluster(hosts, 100.0, outlier_detection={**OD, **outlier})
 
 
 def _fail(c, host: int, n: int = 5):

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from reference_gateway.fleet import RealRun, fault_targets, unsupported
+from reference_gateway.harness import listening
 from reference_gateway.scenarios import SCENARIOS, Observation, compare, goal_of, real_observation
 from sim.config import load_experiment
 
@@ -155,17 +156,7 @@ def test_missing_profile_is_one_clear_error(tmp_path):
 
 
 def _listening_ports() -> set[int]:
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if parts[3] == "0A":  # LISTEN
-                ports.add(int(parts[1].rsplit(":", 1)[1], 16))
-    return ports
+    return {port for _addr, port in listening()}
 
 
 def test_quick_validation_on_the_real_fleet(tmp_path):

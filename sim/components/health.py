@@ -96,10 +96,6 @@ UNCHANGED, CHANGED, CHANGE_PENDING = 0, 1, 2
 # Envoy compares whole milliseconds; sums of float seconds may fall an ulp short.
 _EPS = 1e-9
 
-#: Envoy's default ``common_lb_config.update_merge_window`` (seconds). The
-#: reference gateway leaves it unset, and :class:`sim.config.models.CommonLbConfig`
-#: has no field for it yet.
-UPDATE_MERGE_WINDOW_S = 1.0
 
 
 def _ms(seconds: float) -> int:
