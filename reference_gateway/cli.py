@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sim.cli import _fail
+from sim.cli import report_issues
 from sim.config import Issue
 
 
@@ -46,13 +46,13 @@ def cmd_validate(args) -> int:
     from .validate import ScenarioError, failures, format_table, load_rows, validate
 
     if args.profile and not Path(args.profile).is_file():
-        return _fail([Issue("<command line>", None, "--profile", f"{args.profile}: no such file")])
+        return report_issues([Issue("<command line>", None, "--profile", f"{args.profile}: no such file")])
     try:
         run_dir = validate(args.scenarios, quick=args.quick, out=args.out, profile=args.profile,
                            repetitions=args.repetitions, replications=args.replications, resume=args.resume,
                            log=lambda m: print(m, file=sys.stderr))
     except ScenarioError as e:
-        return _fail([Issue("<command line>", None, "scenario", str(e))])
+        return report_issues([Issue("<command line>", None, "scenario", str(e))])
     except (HarnessError, RuntimeError, OSError, ValueError) as e:
         return _reference_error(e)
     except KeyboardInterrupt:

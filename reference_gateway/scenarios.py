@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from sim.metrics.summary import rows_by_name
+
 ROOT = Path(__file__).resolve().parent.parent
 OVERFLOW_COUNTERS = (".upstream_rq_active_overflow", ".upstream_rq_pending_overflow")
 """Envoy 1.40 counts a request refused by ``max_requests`` in upstream_rq_active_overflow
@@ -244,10 +246,12 @@ def sim_observation(scenario: Scenario, exp, result: dict, ejections_log: list[t
         elif metric in ("p50_ms", "p90_ms", "p99_ms"):
             obs.values[metric] = s["latency_ms"][metric[:3]]
         elif metric == "share":
-            names = sorted(k for k in result["counters"] if k in _backend_names(exp))
-            total = sum(result["counters"][k]["attempts"] for k in names)
+            # Per-backend shares need the instance-level results (output.instances in the scenario).
+            rows = rows_by_name(result["instances"]["backend"])
+            names = sorted(rows)
+            total = sum(rows[k]["attempts"] for k in names)
             for k in names:
-                obs.values[f"share_{k}"] = result["counters"][k]["attempts"] / total if total else math.nan
+                obs.values[f"share_{k}"] = rows[k]["attempts"] / total if total else math.nan
         elif metric == "amplification":
             obs.values[metric] = s["retries"]["amplification"]
         elif metric == "failure_fraction":
@@ -268,15 +272,10 @@ def sim_observation(scenario: Scenario, exp, result: dict, ejections_log: list[t
     return obs
 
 
-def _backend_names(exp) -> set[str]:
-    return {f"{svc}-{az}-{i}" for svc, cfg in exp.topology.services.items()
-            for az, k in cfg.instances_per_az.items() for i in range(k)}
-
-
 def sim_ejection_log(fleet) -> list[tuple[float, str, str]]:
     """(t, action, backend) of every outlier ejection and return in a simulated fleet."""
     out = []
-    for gw in fleet._all_gateways():
+    for gw in fleet.all_gateways():
         for cluster in gw.clusters.values():
             health = getattr(cluster, "health", None)
             od = getattr(health, "outlier", None) if health is not None else None

@@ -28,7 +28,8 @@ EXIT_USAGE = 2
 COMMANDS_GROUP = "fleetsim.commands"
 
 
-def _fail(issues: list[Issue]) -> int:
+def report_issues(issues: list[Issue]) -> int:
+    """Print each issue on one line to stderr (at most 50) and return the usage exit code."""
     for issue in issues[:50]:
         print(issue, file=sys.stderr)
     if len(issues) > 50:
@@ -38,18 +39,18 @@ def _fail(issues: list[Issue]) -> int:
 
 def _load(args, path: str):
     """Load and elaborate; returns (loaded, exit_code)."""
-    from sim.fleet import FleetError, layout
+    from sim.fleet import FleetError, plan
 
     try:
         loaded = load_experiment(path, getattr(args, "set", None) or (), seed=getattr(args, "seed", None),
                                  replications=getattr(args, "replications", None),
                                  calibration=getattr(args, "calibration", None))
     except ConfigError as e:
-        return None, _fail(e.issues)
+        return None, report_issues(e.issues)
     try:
-        graph = layout(loaded.config)
+        graph = plan(loaded.config)
     except FleetError as e:
-        return None, _fail([loaded.issue(e.path, e.reason)])
+        return None, report_issues([loaded.issue(e.path, e.reason)])
     return (loaded, graph), 0
 
 
@@ -61,9 +62,9 @@ def cmd_check(args) -> int:
             status = code
             continue
         loaded, graph = got
-        kinds: dict[str, int] = {}
-        for _, d in graph.nodes(data=True):
-            kinds[d["kind"]] = kinds.get(d["kind"], 0) + 1
+        from sim.fleet import instance_counts
+
+        kinds = instance_counts(graph)
         parts = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in sorted(kinds.items()))
         print(f"{path}: ok ({parts})")
     return status
@@ -77,7 +78,7 @@ def cmd_run(args) -> int:
         return code
     loaded, _ = got
     if args.jobs < 1:
-        return _fail([Issue("<command line>", None, "--jobs", f"must be at least 1, got {args.jobs}")])
+        return report_issues([Issue("<command line>", None, "--jobs", f"must be at least 1, got {args.jobs}")])
     try:
         kwargs = dict(jobs=args.jobs, run_dir=Path(args.run_dir) if args.run_dir else None,
                       show_progress=not args.quiet, report=not args.no_report)
@@ -86,7 +87,7 @@ def cmd_run(args) -> int:
         else:
             run_dir = run_experiment(loaded.config, Path(args.out), **kwargs)
     except FileExistsError as e:
-        return _fail([Issue("<command line>", None, "--run-dir", str(e))])
+        return report_issues([Issue("<command line>", None, "--run-dir", str(e))])
     except KeyboardInterrupt:
         print("interrupted: completed replications are kept; rerun with --run-dir to resume", file=sys.stderr)
         return 130
@@ -146,7 +147,7 @@ def cmd_report(args) -> int:
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "summary.json").exists():
-        return _fail([Issue(str(run_dir), None, "", "not a run folder (no summary.json)")])
+        return report_issues([Issue(str(run_dir), None, "", "not a run folder (no summary.json)")])
     print(write_report(run_dir))
     return 0
 
@@ -159,14 +160,14 @@ def cmd_import_envoy(args) -> int:
         result = import_envoy(args.envoy, pool=args.pool, az=args.az, instances=args.instances,
                               cluster=args.cluster)
     except ConfigError as e:
-        return _fail(e.issues)
+        return report_issues(e.issues)
     text = result.to_yaml()
     if args.out:
         out = Path(args.out)
         try:
             write_atomic(out, text)
         except OSError as e:
-            return _fail([Issue("<command line>", None, "--out", f"cannot write {out}: {e.strerror or e}")])
+            return report_issues([Issue("<command line>", None, "--out", f"cannot write {out}: {e.strerror or e}")])
     else:
         sys.stdout.write(text)
     for note in result.notes:
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as e:
-        return _fail(e.issues)
+        return report_issues(e.issues)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytest
 
 from sim.config import ConfigError, load_experiment
 from sim.fleet import Fleet
+from sim.metrics.summary import rows_by_name
 
 PROFILE = """\
 version: 1
@@ -49,6 +50,7 @@ workload:
   rate_schedule: [{at_s: 0, rate_per_s: 20}]
 duration_s: 50
 seed: 3
+output: {instances: true}   # per-instance counters
 """
 
 
@@ -124,7 +126,7 @@ def test_timer_error_shifts_service_time_by_its_mean(tmp_path):
     """
     loaded = load_experiment(_write(tmp_path))
     res = Fleet(loaded.config, 0).run()
-    st = res["counters"]["api-a-0"]
+    st = rows_by_name(res["instances"]["backend"])["api-a-0"]
     per_request = st["busy_s"] / st["served"]
     assert st["served"] > 900
     assert per_request == pytest.approx(0.0045, abs=0.0001)
@@ -139,7 +141,7 @@ def test_timer_error_floors_service_time_at_zero(tmp_path):
     topo = TOPOLOGY.replace("{dist: constant, value: 0.004}", "0")
     loaded = load_experiment(_write(tmp_path, topology=topo))
     res = Fleet(loaded.config, 0).run()
-    st = res["counters"]["api-a-0"]
+    st = rows_by_name(res["instances"]["backend"])["api-a-0"]
     assert st["busy_s"] / st["served"] == pytest.approx(0.0005625, abs=0.0001)
     assert np.isfinite(st["busy_s"])
 

@@ -15,11 +15,11 @@ from sim.components.health import (
     CONSECUTIVE_5XX,
     CONSECUTIVE_GATEWAY_FAILURE,
     SUCCESS_RATE,
-    fleet_health_metrics,
 )
 from sim.components.request import BACKEND_ERROR, BACKEND_OVERFLOW, OK, PER_TRY_TIMEOUT
 from sim.config.models import Cluster
 from sim.fleet import Fleet
+from sim.metrics.summary import health_section, health_timeseries
 
 from .fleet_builders import at as _at
 from .fleet_builders import experiment, started_cluster
@@ -321,12 +321,12 @@ def test_probe_times_unhealthy_after_three_failures_and_healthy_after_two_passes
     # It is up again for the probe at 8.031 (pass at 8.038) and 9.038 (pass at 9.045).
     assert [(round(t, 9), h, s) for t, h, s in hc.transitions] == [(5.027, 0, "unhealthy"), (9.045, 0, "healthy")]
     assert hc.probes_by_host == [12, 12, 12] and hc.failures == 5 and hc.timeouts == 0
-    m = fleet_health_metrics(fleet._all_gateways(), 12, 12.0, 12.0)
-    healthy = m["timeseries"]["healthy_hosts"]
+    parts = fleet.results()  # the result hooks, as the summary reads them
+    healthy = health_timeseries(parts.health, 12)["healthy_hosts"]
     assert healthy[4] == 3.0 and healthy[6] == 2.0 and healthy[10] == 3.0
     assert healthy[5] == pytest.approx(3 * 0.027 + 2 * 0.973)
-    assert m["backends"] == {"api-a1-0": 12, "api-a1-1": 12, "api-a1-2": 12}
-    assert m["summary_health_checks"]["probes"] == 36
+    assert [h["health_check"]["probes_by_host"] for h in parts.health] == [[12, 12, 12]]
+    assert health_section(parts.health, 12.0)[1]["probes"] == 36
 
 
 def test_an_http_failure_marks_unhealthy_at_once_unless_its_status_is_retriable():

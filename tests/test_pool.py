@@ -348,7 +348,7 @@ def test_a_pending_try_abandoned_by_the_route_timeout_does_not_take_a_connection
     pool = pool_of(fleet)
     assert counters(pool) == {"connects": 1, "cx_overflow": 2, "pending_overflow": 0, "connect_timeouts": 0}
     assert (pool.conns, pool.busy, pool.cx_total, pool.pending) == ([1], [0], 1, 0)
-    assert [len(w) for w in pool.waiting] == [0]
+    assert all(len(w) == 0 for w in pool.waiting.values())
     assert fleet.gateways["gw"][0].clusters["api"].retries_by_reason == {BACKEND_ERROR: 1}
     assert fleet.backends["api"][0].attempts == 3  # W, A's first try, B
 
@@ -362,7 +362,7 @@ def check_pools(fleet) -> None:
     for gws in fleet.gateways.values():
         for gw in gws:
             # Routed requests not yet answered hold a route timer (timers are never cancelled).
-            live = [r for _, r in gw._timers._q if r.outcome is None]
+            live = [r for r in gw._timers.items() if r.outcome is None]
             for service, pool in gw.pools.items():
                 n = len(pool.conns)
                 attempts = [r.attempt for r in live if r.service == service and r.attempt is not None]
@@ -372,7 +372,7 @@ def check_pools(fleet) -> None:
                 opening = ctx.pending(pool._connected) + ctx.pending(pool._connect_timed_out)
                 # Tries waiting for a connection: those queued for a free one, those whose
                 # connection is being opened. Every one is a live try.
-                queued = [a for w in pool.waiting for a in w if a.conn == PENDING]
+                queued = [a for w in pool.waiting.values() for a in w if a.conn == PENDING]
                 connecting = [item[1] for _, item in opening if item[1].conn == CONNECTING]  # item: (host, try, ...)
                 for a in queued + connecting:
                     assert a.request.attempt is a and a.request.outcome is None and not a.abandoned
@@ -383,8 +383,9 @@ def check_pools(fleet) -> None:
                 for i in range(n):
                     assert 0 <= pool.busy[i] <= pool.conns[i] * per_conn
                     assert pool.busy[i] == on_wire[i]
-                    assert all(a.host == i for a in pool.waiting[i] if a.conn == PENDING)
-                    if any(a.conn == PENDING for a in pool.waiting[i]):
+                    waiting = pool.waiting.get(i, ())
+                    assert all(a.host == i for a in waiting if a.conn == PENDING)
+                    if any(a.conn == PENDING for a in waiting):
                         # A try waits for a free connection only while its host has none
                         # and the cluster may not open one.
                         assert pool.busy[i] == pool.conns[i] * per_conn

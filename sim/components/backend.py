@@ -337,7 +337,8 @@ class BackendInstance:
             raise RuntimeError(f"backend {self.name}: {a} attempts != {r} rejected + {f} refused + {s} served "
                                f"+ {d} dropped + {x} reset + {len(self.queue)} queued + {self.busy} in service")
 
-    def stats(self) -> dict:
+    def results(self) -> dict:
+        """Result hook: the window's counters and the state at the end (see the module docstring)."""
         return {
             "attempts": self.attempts, "rejected": self.rejected, "served": self.served,
             "errors": self.errors, "busy_s": self.busy_s, "in_system_s": self.in_system_s,

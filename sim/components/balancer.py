@@ -65,6 +65,10 @@ class BalancerNode:
         self.no_healthy = 0
         self.refused = 0
 
+    def results(self) -> dict:
+        """Result hook: connections handed to each target, no-healthy-gateway replies, refusals."""
+        return {"connections": sum(self.connections), "no_healthy": self.no_healthy, "refused": self.refused}
+
     def _pick(self) -> int:
         if self.policy == "round_robin":
             i = self._rr
@@ -165,15 +169,19 @@ class BalancerNode:
 
 
 class RegionalBalancer:
-    """A region's balancer: its nodes, keyed by AZ."""
+    """A region's balancer: its nodes, keyed by AZ.
 
-    def __init__(self, ctx: SimContext, name: str, config: Balancer, gateways_by_az: dict[str, list], network):
+    Args:
+        targets_by_az: each node's AZ and the gateways it forwards to, in
+            order (the fleet's component graph decides them: the node's own
+            AZ only, or every AZ of the region with ``cross_zone``).
+    """
+
+    def __init__(self, ctx: SimContext, name: str, config: Balancer, targets_by_az: dict[str, list], network):
         self.name = name
         self.config = config
-        all_gateways = [g for az in sorted(gateways_by_az) for g in gateways_by_az[az]]
         self.nodes: dict[str, BalancerNode] = {}
-        for az in sorted(gateways_by_az):
-            targets = all_gateways if config.cross_zone else gateways_by_az[az]
+        for az, targets in targets_by_az.items():
             self.nodes[az] = BalancerNode(ctx, f"{name}.{az}", config, az, targets, network)
 
     def reset(self) -> None:

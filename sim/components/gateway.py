@@ -93,6 +93,12 @@ class UpstreamCluster:
         if self.health is not None:
             self.health.reset()
 
+    def results(self) -> dict:
+        """Result hook: tries sent, per-try timeouts, breaker refusals and retries by reason."""
+        return {"tries": sum(self.sent), "per_try_timeouts": self.per_try_timeouts,
+                "overflow_max_requests": self.overflow_max_requests, "retry_overflow": self.retry_overflow,
+                "retries_by_reason": dict(self.retries_by_reason)}
+
     def use_hosts(self, hosts: list[int] | None, panic: bool) -> None:
         """Pick among ``hosts`` from now on (None: every host; ``panic``: every host, Envoy's panic mode)."""
         self.pick = self.selector.use(hosts, panic)
@@ -379,7 +385,7 @@ class GatewayInstance:
         self.busy = 0
         # Every routed request holds a route timer until it fires; those not yet
         # answered are the ones in the router.
-        routed = [r for _, r in self._timers._q if r.outcome is None]
+        routed = [r for r in self._timers.items() if r.outcome is None]
         attempts = [r.attempt for r in routed if r.attempt is not None]  # else in its back-off
         for attempt in attempts:
             attempt.request.attempt = None
@@ -402,13 +408,29 @@ class GatewayInstance:
             raise RuntimeError(f"gateway {self.name} is not down")
         self.up = True
 
-    def stats(self) -> dict:
-        return {"requests": self.requests, "busy_s": self.busy_s, "timeouts": self.timeouts,
-                "resets": self.resets, "up": self.up,
-                "workers": self.workers, "queue_len": len(self.queue), "busy": self.busy,
-                "active": {c.service: sum(c.active) for c in self.clusters.values()},
-                "sent": {c.service: {h.name: n for h, n in zip(c.hosts, c.sent, strict=True)}
-                         for c in self.clusters.values()}}
+    def results(self) -> dict:
+        """Result hook: this instance's counters with its clusters' and connection pools' summed.
+
+        ``tries_ts`` is the tries sent in each simulated second (whole run);
+        the tries each host got are in each cluster's ``sent``.
+        """
+        clusters = [c.results() for c in self.clusters.values()]
+        pools = [p.results() for p in self.pools.values()]
+        reasons: dict[str, int] = {}
+        for c in clusters:
+            for k, v in c["retries_by_reason"].items():
+                reasons[k] = reasons.get(k, 0) + v
+        out = {"requests": self.requests, "busy_s": self.busy_s, "workers": self.workers,
+               "timeouts": self.timeouts, "resets": self.resets, "up": self.up,
+               "queue_len": len(self.queue), "busy": self.busy,
+               "active": sum(sum(c.active) for c in self.clusters.values())}
+        for key in ("tries", "per_try_timeouts", "overflow_max_requests", "retry_overflow"):
+            out[key] = sum(c[key] for c in clusters)
+        out["retries_by_reason"] = reasons
+        for key in ("connects", "connect_timeouts", "cx_overflow", "pending_overflow"):
+            out[key] = sum(p[key] for p in pools)
+        out["tries_ts"] = self.tries_ts
+        return out
 
 
 __all__ = ["GatewayInstance", "UpstreamCluster"]

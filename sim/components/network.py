@@ -100,6 +100,11 @@ class Network:
         for link in self.links.values():
             link.reset()
 
+    def results(self) -> dict:
+        """Result hook: per link (``<src>-><dst>``), bytes, messages and AZ relation in the window."""
+        return {link.key: {"bytes": link.bytes, "messages": link.messages, "relation": link.relation}
+                for link in self.links.values()}
+
     def bytes_by_pair(self) -> dict[str, float]:
         links = sorted(self.links.values(), key=lambda link: link.key)
         return {link.key: round(link.bytes) for link in links if link.messages}

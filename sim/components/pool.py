@@ -65,7 +65,10 @@ class ConnectionPool:
         self._fail = fail
         self.conns = [0] * n  # open connections per host
         self.busy = [0] * n  # HTTP/1.1: connections in use; HTTP/2: streams in use
-        self.waiting: list[deque[Attempt]] = [deque() for _ in range(n)]
+        # Tries waiting for a connection, per host that ever had one: a dict, not a
+        # deque per host, since a gateway of a large fleet has hundreds of hosts per
+        # cluster and most never see a pending try.
+        self.waiting: dict[int, deque[Attempt]] = {}
         self.cx_total = 0
         self.pending = 0
         self._epoch = 0  # bumped by close_all: connects begun before it are void
@@ -77,6 +80,11 @@ class ConnectionPool:
         self.pending_overflow = 0
         self.connect_timeouts = 0
 
+    def results(self) -> dict:
+        """Result hook: connects, connect timeouts, connection and pending overflows in the window."""
+        return {"connects": self.connects, "connect_timeouts": self.connect_timeouts,
+                "cx_overflow": self.cx_overflow, "pending_overflow": self.pending_overflow}
+
     def close_all(self) -> None:
         """Every connection is gone (the gateway crashed), those being opened too.
 
@@ -85,8 +93,7 @@ class ConnectionPool:
         n = len(self.conns)
         self.conns = [0] * n
         self.busy = [0] * n
-        for waiting in self.waiting:
-            waiting.clear()
+        self.waiting.clear()
         self.cx_total = 0
         self.pending = 0
         self._epoch += 1
@@ -115,7 +122,10 @@ class ConnectionPool:
         else:
             self.cx_overflow += 1
             attempt.conn = PENDING
-            self.waiting[i].append(attempt)
+            waiting = self.waiting.get(i)
+            if waiting is None:
+                waiting = self.waiting[i] = deque()
+            waiting.append(attempt)
 
     def _open(self, i: int, attempt: Attempt) -> None:
         self.cx_total += 1
@@ -160,7 +170,7 @@ class ConnectionPool:
 
     def _serve(self, i: int) -> None:
         """Hand host ``i``'s free connection capacity to its pending tries."""
-        waiting = self.waiting[i]
+        waiting = self.waiting.get(i)
         while waiting and self._free(i):
             attempt = waiting.popleft()
             if attempt.conn != PENDING:
@@ -172,7 +182,8 @@ class ConnectionPool:
 
     def _wake_any(self) -> None:
         """A connection closed: let the oldest pending tries open new ones."""
-        for i, waiting in enumerate(self.waiting):
+        for i in sorted(self.waiting):  # in host order
+            waiting = self.waiting[i]
             while waiting and self.cx_total < self.max_connections:
                 attempt = waiting.popleft()
                 if attempt.conn != PENDING:
@@ -192,7 +203,7 @@ class ConnectionPool:
             # An answered try has an outcome; an abandoned one may not.
             if attempt.abandoned or attempt.outcome in _HOST_RESET:
                 self._close(i, attempt)
-            if self.waiting[i]:
+            if self.waiting and self.waiting.get(i):
                 self._serve(i)
         elif state in (PENDING, CONNECTING):
             # Given up while waiting: a connection being opened for it will be

@@ -25,6 +25,31 @@ GATEWAY_RESET = "gateway_reset"  # no status: the client's connection was reset 
 NO_HEALTHY_UPSTREAM = "no_healthy_upstream"  # 503: the balancer node had no gateway up
 
 
+#: The HTTP status the client sees for each outcome.
+STATUS = {
+    OK: 200,
+    BACKEND_ERROR: 500,
+    BACKEND_OVERFLOW: 503,
+    UPSTREAM_RESET: 503,  # "upstream connect error or disconnect/reset before headers"
+    CONNECT_FAILURE: 503,
+    OVERFLOW_MAX_REQUESTS: 503,  # x-envoy-overloaded
+    OVERFLOW_PENDING: 503,
+    DROPPED_EXPIRED: 503,  # the backend shed it unserved: its caller's deadline had passed
+    NO_HEALTHY_UPSTREAM: 503,  # the balancer node had no gateway up (never retried by a gateway)
+    PER_TRY_TIMEOUT: 504,
+    ROUTE_TIMEOUT: 504,
+}
+
+#: Replies the gateway makes itself: no host saw these tries.
+LOCAL_REPLIES = frozenset({OVERFLOW_MAX_REQUESTS, OVERFLOW_PENDING, NO_HEALTHY_UPSTREAM})
+
+#: The HTTP status the outlier detector sees for each way a try can end at a
+#: host (Envoy without ``split_external_local_origin_errors``: local-origin
+#: failures become codes: a reset or refused connection is 503,
+#: LocalOriginConnectFailed; a per-try or route timeout 504, LocalOriginTimeout).
+HOST_STATUS = {outcome: code for outcome, code in STATUS.items() if outcome not in LOCAL_REPLIES}
+
+
 class Request:
     """One client request.
 

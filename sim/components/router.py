@@ -11,33 +11,15 @@ from __future__ import annotations
 from sim.config.models import CircuitBreakers, RetryPolicy
 
 from .request import (
-    BACKEND_ERROR,
-    BACKEND_OVERFLOW,
     CONNECT_FAILURE,
-    DROPPED_EXPIRED,
-    NO_HEALTHY_UPSTREAM,
     OK,
     OVERFLOW_MAX_REQUESTS,
     OVERFLOW_PENDING,
     PER_TRY_TIMEOUT,
     ROUTE_TIMEOUT,
+    STATUS,
     UPSTREAM_RESET,
 )
-
-#: The HTTP status the client sees for each outcome.
-STATUS = {
-    OK: 200,
-    BACKEND_ERROR: 500,
-    BACKEND_OVERFLOW: 503,
-    UPSTREAM_RESET: 503,  # "upstream connect error or disconnect/reset before headers"
-    CONNECT_FAILURE: 503,
-    OVERFLOW_MAX_REQUESTS: 503,  # x-envoy-overloaded
-    OVERFLOW_PENDING: 503,
-    DROPPED_EXPIRED: 503,  # the backend shed it unserved: its caller's deadline had passed
-    NO_HEALTHY_UPSTREAM: 503,  # the balancer node had no gateway up (never retried by a gateway)
-    PER_TRY_TIMEOUT: 504,
-    ROUTE_TIMEOUT: 504,
-}
 
 # Failures with no response from the upstream (Envoy: disconnect, reset, read timeout).
 _NO_RESPONSE = {UPSTREAM_RESET, CONNECT_FAILURE, PER_TRY_TIMEOUT}

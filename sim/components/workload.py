@@ -218,13 +218,13 @@ class ClientPopulation:
         services: (name, share, request-size distribution) of each service.
         nodes: the region's balancer nodes.
         recorder: where outcomes go.
-        arrivals: ``poisson`` or ``deterministic``.
-        policy: the client policy (default: one try, no timeout).
+        arrivals: ``poisson`` or ``deterministic`` (``workload.arrivals``).
+        policy: the client policy (``workload.client``; the config holds its defaults).
     """
 
     def __init__(self, ctx: SimContext, name: str, region: str, rate: RateFunction,
                  services: list[tuple[str, float, object]], nodes: list, recorder,
-                 arrivals: str = "poisson", policy: ClientPolicy | None = None):
+                 arrivals: str, policy: ClientPolicy):
         if not nodes:
             raise ValueError(f"{name}: no balancer node to connect to")
         self.ctx = ctx
@@ -237,7 +237,7 @@ class ClientPopulation:
         self.recorder = recorder
         self.warmup_s = ctx.warmup_s
         self.stop_s = ctx.duration_s
-        self.policy = policy = policy or ClientPolicy()
+        self.policy = policy
         unit = Exponential(mean=1.0) if arrivals == "poisson" else Constant(value=1.0)
         self._gap = Sampler(unit, ctx.rng(f"{name}.arrivals"))
         self._uniform = UniformStream(ctx.rng(f"{name}.choices"))
@@ -334,6 +334,11 @@ class ClientPopulation:
         self.live.add(call)
         self.recorder.arrival(t, counted)
         self._try(call, t, now)
+
+    def results(self) -> dict:
+        """Result hook: calls, tries (issued), retries, client timeouts and retries denied."""
+        return {"calls": self.calls, "tries": self.issued, "retries": self.retries,
+                "client_timeouts": self.client_timeouts, "retries_denied": self.retries_denied}
 
     @property
     def tries_in_flight(self) -> int:

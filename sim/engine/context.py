@@ -55,6 +55,8 @@ class SimContext:
         self.root = np.random.SeedSequence(seed, spawn_key=(replication,))
         self.counters: dict[str, dict[str, Any]] = {}
         self._streams: set[str] = set()
+        self._pending_key: tuple | None = None
+        self._pending_index: dict[Any, list[tuple[float, Any]]] = {}
 
     def rng(self, name: str) -> np.random.Generator:
         """The random stream of component ``name``; each name may take one.
@@ -119,7 +121,25 @@ class SimContext:
         For components that close their time integrals at the edges of the
         measurement window instead of on every event.
         """
-        return [(e[0], e[4]) for e in self.env._queue if len(e) == 5 and e[3] == callback]
+        # Every component asks at the same instant (the edges of the window), so
+        # the heap is indexed once per instant and state of the schedule, not
+        # scanned once per component: a fleet of thousands of instances would
+        # otherwise cost instances x heap size.
+        key = (self.env._now, len(self.env._queue), self.events_scheduled())
+        if self._pending_key != key:
+            index: dict[Any, list[tuple[float, Any]]] = {}
+            for e in self.env._queue:
+                if len(e) == 5:
+                    index.setdefault(e[3], []).append((e[0], e[4]))
+            self._pending_index = index
+            self._pending_key = key
+        return list(self._pending_index.get(callback, ()))
+
+    def events_scheduled(self) -> int:
+        """Events scheduled so far (SimPy numbers each with an ``itertools.count``)."""
+        # Reading the counter's repr costs nothing on the hot path.
+        text = repr(self.env._eid)
+        return int(text[text.index("(") + 1 : text.rindex(")")])
 
     def counter_block(self, name: str) -> dict[str, Any]:
         """The counters dict of component ``name`` (created empty)."""

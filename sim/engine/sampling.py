@@ -16,6 +16,12 @@ from sim.config.distributions import Constant, Empirical, Exponential, Gamma, Lo
 
 BLOCK = 4096
 
+#: The first block's size. Blocks double up to ``BLOCK``, so a stream that is
+#: drawn from rarely (one of a large fleet's thousand backends, say) costs a
+#: little, not 4,096 variates up front. Splitting draws this way gives the same
+#: values: numpy's Generator fills an array one variate at a time, in order.
+FIRST_BLOCK = 64
+
 
 def draw_block(dist, rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` variates of ``dist`` from ``rng`` as a float64 array."""
@@ -36,9 +42,16 @@ def draw_block(dist, rng: np.random.Generator, n: int) -> np.ndarray:
     raise TypeError(f"unknown distribution {dist!r}")
 
 
-def _blocks(dist, rng: np.random.Generator, block: int):
+def _block_sizes(block: int):
+    n = min(FIRST_BLOCK, block)
     while True:
-        yield draw_block(dist, rng, block).tolist()
+        yield n
+        n = min(2 * n, block)
+
+
+def _blocks(dist, rng: np.random.Generator, block: int):
+    for n in _block_sizes(block):
+        yield draw_block(dist, rng, n).tolist()
 
 
 class Sampler:
@@ -71,7 +84,7 @@ class Sampler:
 def UniformStream(rng: np.random.Generator, block: int = BLOCK):  # noqa: N802 - used like a class
     """A function returning uniform [0, 1) floats drawn in blocks (choices, coin flips)."""
     def blocks():
-        while True:
-            yield rng.random(block).tolist()
+        for n in _block_sizes(block):
+            yield rng.random(n).tolist()
 
     return itertools.chain.from_iterable(blocks()).__next__

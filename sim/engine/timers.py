@@ -61,5 +61,9 @@ class FixedDelayTimers:
         if q:
             self._arm()
 
+    def items(self) -> list[Any]:
+        """The items whose timers have not fired yet, oldest first."""
+        return [item for _, item in self._q]
+
     def __len__(self) -> int:
         return len(self._q)

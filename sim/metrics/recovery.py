@@ -69,6 +69,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+#: The recovery rules every run with faults is judged by (the keyword
+#: arguments of :func:`analyse_recovery`): goodput back to 90% of its level
+#: before the fault (the mean over up to 30 s before it), smoothed over 3 s
+#: and held for 5 s. ``summary.json`` records them with each verdict, so the
+#: report and the checks read them rather than restating them.
+RECOVERY_RULES = {"threshold": 0.9, "baseline_s": 30.0, "hold_s": 5.0, "smooth_s": 3}
+
 # Ties between the smoothed goodput and threshold x baseline are decided by
 # rounding in two different means; this slack makes a tie count as reaching it.
 _REL_TOL = 1e-9

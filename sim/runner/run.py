@@ -3,7 +3,11 @@
 ``run_experiment`` writes ``<out>/<experiment>/<run-id>/``:
 ``config.resolved.yaml``, ``replications/rep-NNN.json`` (each replication's
 full result, written as it completes), ``summary.json``, ``timeseries.csv``,
-``counters.json``, ``manifest.json`` and ``report.html``. Wall-clock figures
+``counters.json`` (per gateway pool, backend service, balancer node, link and
+client population), ``graph.json`` (the fleet and its traffic: per instance
+for small fleets, per pool and backend group beyond), ``instances.json``
+(with ``output.instances``: every instance's counters and each gateway's
+tries per host, in columns), ``manifest.json`` and ``report.html``. Wall-clock figures
 go only to the manifest, so equal seeds give byte-identical summaries.
 """
 
@@ -159,6 +163,9 @@ def run_experiment(
     atomic_write_json(run_dir / "summary.json", summary)
     atomic_write_text(run_dir / "timeseries.csv", timeseries_csv([res["timeseries"] for res in ordered]))
     atomic_write_json(run_dir / "counters.json", {f"rep-{res['replication']:03d}": res["counters"] for res in ordered})
+    if "instances" in ordered[0]:  # output.instances: every instance, in columns
+        atomic_write_json(run_dir / "instances.json",
+                          {f"rep-{res['replication']:03d}": res["instances"] for res in ordered})
     graph = ordered[0]["graph"]
     graph["edges"] = [
         {**e, "requests": sum(res["graph"]["edges"][k]["requests"] for res in ordered) / len(ordered)}

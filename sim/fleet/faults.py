@@ -1,7 +1,7 @@
 """The fault timeline: an experiment's ``faults`` applied to the built fleet.
 
 :class:`FaultTimeline` resolves each fault's target to concrete parts before
-t=0 and refuses a fault that matches nothing (:class:`sim.fleet.FleetError`
+t=0 and refuses a fault that matches nothing (:class:`sim.fleet.graph.FleetError`
 naming ``faults.<i>.target``, or ``faults.<i>.az`` for an AZ outage). At
 ``at_s`` it applies the fault and at ``at_s + for_s`` it undoes it; windows
 are half-open, so where one fault ends as another starts, the end comes
@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from sim.config.checks import target_matches
 from sim.config.models import AzOutage, BackendSlowdown, ErrorBurst, InstanceCrash, LoadSpike
 from sim.engine import SimContext
+
+from .graph import FleetError
 
 
 @dataclass
@@ -86,8 +88,6 @@ class ResolvedFault:
 
 
 def _fleet_error(path: tuple, reason: str) -> Exception:
-    from sim.fleet import FleetError  # the fleet imports this module: import at use
-
     return FleetError(path, reason)
 
 

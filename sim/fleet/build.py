@@ -1,0 +1,303 @@
+"""Builds a fleet from a validated experiment's component graph, runs it, and collects its results.
+
+Lifecycle (as desmod's): *elaborate* (:func:`sim.fleet.graph.plan` lays the
+topology out as a graph of pools and groups and refuses, before t=0, a
+half-wired fleet), *build* (make the components from the graph's nodes and
+wire them along its edges), *run*, *collect* (each component's result hook,
+assembled by :mod:`sim.metrics.summary`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sim.components.backend import BackendInstance
+from sim.components.balancer import RegionalBalancer
+from sim.components.gateway import GatewayInstance
+from sim.components.network import Network
+from sim.components.workload import ClientPopulation, RateFunction
+from sim.config.models import Experiment
+from sim.engine import SimContext
+from sim.metrics import summary as summary_mod
+from sim.metrics.recorder import Recorder
+
+from .faults import FaultTimeline, FleetParts
+from .graph import faults_reach_the_end, plan, service_mix
+
+#: Beyond this many gateway-to-backend instance pairs, graph.json is written per pool and
+#: backend group unless the experiment asks for instance-level output.
+INSTANCE_GRAPH_MAX_PAIRS = 5000
+
+
+class ConservationError(RuntimeError):
+    """Requests were created or lost: a bug in the simulator, never in the input."""
+
+
+class Fleet:
+    """A built fleet for one replication of an experiment.
+
+    Attributes:
+        graph: the component graph it was built from (:func:`sim.fleet.graph.plan`).
+        backends: service -> its instances (AZs sorted, then by index).
+        gateways: pool -> its instances.
+        balancers: region -> its balancer.
+        clients: the client populations, one per region.
+        network, recorder, faults: the links, the request outcomes, the fault timeline.
+    """
+
+    def __init__(self, exp: Experiment, replication: int = 0):
+        self.exp = exp
+        self.graph = g = plan(exp)
+        self.ctx = ctx = SimContext(exp.seed, replication, warmup_s=exp.warmup_s, duration_s=exp.duration_s)
+        topo = exp.topology
+        self.az_region = {az: r for r, reg in topo.regions.items() for az in reg.azs}
+        self.network = Network(ctx, "network", topo.network, self.az_region)
+        self.recorder = Recorder(exp.duration_s, exp.warmup_s)
+
+        # Parts built per node of the graph, in the graph's order.
+        self.parts: dict[str, list] = {}
+        self.backends: dict[str, list[BackendInstance]] = {svc: [] for svc in topo.services}
+        self.gateways: dict[str, list[GatewayInstance]] = {}
+        for node, d in g.nodes(data=True):
+            if d["kind"] == "backend":
+                svc, az = d["service"], d["az"]
+                insts = [BackendInstance(ctx, f"{svc}-{az}-{i}", topo.services[svc], svc, az)
+                         for i in range(d["instances"])]
+                self.parts[node] = insts
+                self.backends[svc].extend(insts)
+            elif d["kind"] == "gateway":
+                pool, gp = d["pool"], topo.gateways[d["pool"]]
+                self.parts[node] = self.gateways[pool] = [GatewayInstance(ctx, f"{pool}-{i}", gp, gp.az)
+                                                          for i in range(d["instances"])]
+        self.backends = {svc: insts for svc, insts in self.backends.items() if insts}
+        for pool in self.gateways:
+            hosts_of: dict[str, list[BackendInstance]] = {}
+            for be in g.successors(f"gw:{pool}"):
+                hosts_of.setdefault(g.nodes[be]["service"], []).extend(self.parts[be])
+            for gw in self.gateways[pool]:
+                for svc, hosts in hosts_of.items():
+                    gw.add_cluster(svc, hosts, self.network)
+
+        self.balancers: dict[str, RegionalBalancer] = {}
+        for region, bal in topo.balancers.items():
+            targets = {}
+            for lb, d in g.nodes(data=True):
+                if d["kind"] == "balancer" and d["region"] == region:
+                    targets[d["az"]] = [gw for pool in g.successors(lb) for gw in self.parts[pool]]
+            self.balancers[region] = RegionalBalancer(ctx, f"lb.{region}", bal, targets, self.network)
+
+        services = [(s, share, topo.services[s].request_bytes) for s, share in service_mix(exp).items()]
+        self.clients = []
+        for region, pop in topo.clients.items():
+            spikes = [(f.at_s, f.at_s + f.for_s, f.factor) for f in exp.faults
+                      if f.kind == "load_spike" and f.target.region in (None, region)]
+            rate = RateFunction(exp.workload.rate_schedule, pop.share, spikes)
+            nodes = [self.balancers[region].nodes[g.nodes[lb]["az"]] for lb in g.successors(f"client:{region}")]
+            self.clients.append(ClientPopulation(ctx, f"clients.{region}", region, rate, services, nodes,
+                                                 self.recorder, exp.workload.arrivals, exp.workload.client))
+
+        # Faults (sim.fleet.faults): targets resolved before t=0, or FleetError.
+        self.faults = FaultTimeline(ctx, exp.faults, FleetParts(
+            backends=self.all_backends(), gateways=self.all_gateways(),
+            nodes=[n for bal in self.balancers.values() for n in bal.nodes.values()],
+            populations=self.clients, az_region=self.az_region))
+
+    def all_gateways(self) -> list[GatewayInstance]:
+        """Every gateway instance, pool by pool."""
+        return [g for gws in self.gateways.values() for g in gws]
+
+    def all_backends(self) -> list[BackendInstance]:
+        """Every backend instance, service by service."""
+        return [b for bs in self.backends.values() for b in bs]
+
+    def _end_warmup(self, _value=None) -> None:
+        self.network.reset()
+        for part in [*self.all_gateways(), *self.all_backends(), *self.balancers.values()]:
+            part.reset()
+
+    def run(self, progress: Callable[[float], None] | None = None) -> dict:
+        """Run to ``duration_s`` and return this replication's results."""
+        if self.exp.warmup_s > 0:
+            self.ctx.call_later(self.exp.warmup_s, self._end_warmup)
+        self.faults.start()  # before the clients: a fault precedes requests at the same instant
+        # Outlier-detection intervals and first health-check probes (sim.components.health).
+        for gw in self.all_gateways():
+            for cluster in gw.clusters.values():
+                if cluster.health is not None:
+                    cluster.health.start()
+        for c in self.clients:
+            c.start()
+        end = self.exp.duration_s
+        step = max(1.0, end / 200)
+        t = 0.0
+        while t < end:
+            t = min(end, t + step)
+            self.ctx.run(t)
+            if progress:
+                progress(t)
+        for part in [*self.all_gateways(), *self.all_backends()]:
+            part.finish()
+        self.recorder.finish()
+        return self.collect()
+
+    # ---------------------------------------------------------------- results
+    def events_scheduled(self) -> int:
+        """Events scheduled on the SimPy heap so far."""
+        return self.ctx.events_scheduled()
+
+    def check_conservation(self) -> int:
+        """Check that no request or try was created or lost; returns the counted requests in flight."""
+        rec = self.recorder
+        in_flight = sum(1 for c in self.clients for r in c.live if r.counted)
+        failed = sum(rec.failed.values())
+        calls = sum(c.calls for c in self.clients)
+        all_live = sum(len(c.live) for c in self.clients)
+        done = sum(rec.ts_done)
+        if rec.offered != rec.succeeded + failed + in_flight or calls != done + all_live:
+            raise ConservationError(
+                f"requests not conserved: offered {rec.offered} != succeeded {rec.succeeded} + failed "
+                f"{failed} + in flight {in_flight}, or calls {calls} != answered {done} + live {all_live}"
+            )
+        for c in self.clients:
+            if c.issued != c.answered + c.tries_in_flight:
+                raise ConservationError(f"{c.name}: tries not conserved: issued {c.issued} != answered "
+                                        f"{c.answered} + live {c.tries_in_flight}")
+        for b in self.all_backends():
+            try:
+                b.check_conservation()
+            except RuntimeError as e:
+                raise ConservationError(str(e)) from None
+        return in_flight
+
+    def results(self) -> summary_mod.FleetResults:
+        """Every component's result hook, grouped as the summary reports them."""
+        n = self.recorder.n
+        health = []
+        for pool, gws in self.gateways.items():
+            for gw in gws:
+                for svc, cluster in gw.clusters.items():
+                    if cluster.health is not None:
+                        health.append({**cluster.health.results(n, self.exp.duration_s), "pool": pool,
+                                       "gateway": gw.name, "service": svc})
+        return summary_mod.FleetResults(
+            backends={svc: [b.results() for b in insts] for svc, insts in self.backends.items()},
+            gateways={pool: [g.results() for g in gws] for pool, gws in self.gateways.items()},
+            clients=[c.results() for c in self.clients],
+            health=health,
+            bytes_by_az_pair=self.network.bytes_by_pair(),
+            faults=self.faults.summary(),
+            in_flight=self.check_conservation(),
+        )
+
+    def traffic_graph(self, instances: bool) -> dict:
+        """The fleet with the requests each edge carried in the window.
+
+        ``instances``: one node per gateway and backend instance; else the
+        component graph's pools and backend groups (the size of the config).
+        """
+        g = self.graph
+        pool_of = {id(gw): pool for pool, gws in self.gateways.items() for gw in gws}
+        load: dict[tuple[str, str], float] = {}
+        nodes: list[dict] = []
+        edges: list[dict] = []
+        for region, bal in self.balancers.items():
+            for az, node in bal.nodes.items():
+                lb = f"lb:{region}:{az}"
+                load[(f"client:{region}", lb)] = float(sum(node.connections))
+                for gw, k in zip(node.targets, node.connections, strict=True):
+                    key = (lb, f"gw:{gw.name}" if instances else f"gw:{pool_of[id(gw)]}")
+                    load[key] = load.get(key, 0.0) + float(k)
+        for n, d in g.nodes(data=True):
+            if instances and d["kind"] in ("gateway", "backend"):
+                nodes.extend({"id": f"{'gw' if d['kind'] == 'gateway' else 'be'}:{p.name}", **d, "instances": 1}
+                             for p in self.parts[n])
+            else:
+                nodes.append({"id": n, **d})
+        for u, v, d in g.edges(data=True):
+            if g.nodes[u]["kind"] == "gateway" and g.nodes[v]["kind"] == "backend":
+                continue
+            if instances and g.nodes[v]["kind"] == "gateway":
+                for gw in self.parts[v]:
+                    edges.append({"source": u, "target": f"gw:{gw.name}", "relation": d["relation"],
+                                  "requests": load.get((u, f"gw:{gw.name}"), 0.0)})
+            else:
+                edges.append({"source": u, "target": v, "relation": d["relation"], "requests": load.get((u, v), 0.0)})
+        for pool, gws in self.gateways.items():
+            # A cluster's hosts are its backend groups one after another, in edge order.
+            start: dict[str, int] = {}
+            for group in g.successors(f"gw:{pool}"):
+                svc = g.nodes[group]["service"]
+                a = start.get(svc, 0)
+                b = start[svc] = a + len(self.parts[group])
+                rel = g.edges[f"gw:{pool}", group]["relation"]
+                if instances:
+                    for gw in gws:
+                        c = gw.clusters[svc]
+                        for host, k in zip(c.hosts[a:b], c.sent[a:b], strict=True):
+                            edges.append({"source": f"gw:{gw.name}", "target": f"be:{host.name}",
+                                          "relation": rel, "requests": float(k)})
+                else:
+                    total = sum(sum(gw.clusters[svc].sent[a:b]) for gw in gws)
+                    edges.append({"source": f"gw:{pool}", "target": group, "relation": rel,
+                                  "requests": float(total)})
+        return {"level": "instances" if instances else "groups", "nodes": nodes, "edges": edges}
+
+    def instance_results(self, parts: summary_mod.FleetResults) -> dict:
+        """Instance-level results in columnar form (``output.instances``).
+
+        ``backend`` and ``gateway``: one column per counter, one row per
+        instance; ``tries``: per pool and service, the tries each gateway sent
+        to each host (``matrix[gateway][host]``).
+        """
+        backend_rows = [r for rows in parts.backends.values() for r in rows]
+        gateway_rows = [r for rows in parts.gateways.values() for r in rows]
+        backends = self.all_backends()
+        gateways = self.all_gateways()
+        tries = {}
+        for pool, gws in self.gateways.items():
+            for svc in gws[0].clusters:
+                tries[f"{pool}/{svc}"] = {"gateways": [gw.name for gw in gws],
+                                          "hosts": [h.name for h in gws[0].clusters[svc].hosts],
+                                          "matrix": [list(gw.clusters[svc].sent) for gw in gws]}
+        return {
+            "backend": summary_mod.columns(backend_rows, [b.name for b in backends],
+                                           {"service": [b.service for b in backends], "az": [b.az for b in backends]}),
+            "gateway": summary_mod.columns(gateway_rows, [g.name for g in gateways],
+                                           {"az": [g.az for g in gateways]}),
+            "tries": tries,
+        }
+
+    def collect(self) -> dict:
+        """This replication's results: summary, time series, counters, graph and fault log."""
+        exp = self.exp
+        parts = self.results()
+        summary = summary_mod.summarise(exp, self.recorder, parts, judge_recovery=not faults_reach_the_end(exp))
+        counters = {
+            "backend": {svc: summary_mod.group_counters(rows) for svc, rows in parts.backends.items()},
+            "gateway": {pool: summary_mod.group_counters(rows) for pool, rows in parts.gateways.items()},
+            "balancer": {node.name: node.results() for bal in self.balancers.values() for node in bal.nodes.values()},
+            "network": self.network.results(),
+            "clients": {c.name: c.results() for c in self.clients},
+        }
+        if parts.health:
+            counters["health"] = summary_mod.health_counters(parts.health)
+        instances = exp.output.instances
+        pairs = sum(len(c.hosts) for gw in self.all_gateways() for c in gw.clusters.values())
+        result = {
+            "summary": summary,
+            "timeseries": summary_mod.timeseries(self.recorder, parts),
+            "counters": counters,
+            "latency_histogram": self.recorder.latency.to_dict(),
+            "graph": self.traffic_graph(instances or pairs <= INSTANCE_GRAPH_MAX_PAIRS),
+            "events": self.events_scheduled(),
+            "requests": sum(c.calls for c in self.clients),
+            "faults": {  # the timeline as it ran, and what balancer nodes refused because of it
+                "timeline": self.faults.summary(),
+                "events": self.faults.events(),
+                "nodes": {node.name: {"no_healthy": node.no_healthy, "refused": node.refused}
+                          for bal in self.balancers.values() for node in bal.nodes.values()},
+            },
+        }
+        if instances:
+            result["instances"] = self.instance_results(parts)
+        return result

@@ -1,0 +1,285 @@
+"""The KPI summary of one replication, assembled from the components' result hooks.
+
+Every component reports its own figures through one small public method,
+``results()``, in the summary's words (its counters over the measurement
+window, and its per-second series where it has any). The fleet gathers
+those into a :class:`FleetResults`, grouped the way the summary reports them
+(backends by service, gateways by pool), and this module turns them, with
+the :class:`~sim.metrics.recorder.Recorder`'s request outcomes, into
+``summary.json``'s dict, the per-second time series, and the per-pool and
+per-service counters. It reads no component: only the plain dicts the hooks
+return. A new subsystem adds its hook and one section function here.
+
+Summaries are compared byte for byte across runs of the same seed, so every
+sum here runs over instances in the fleet's build order (floating-point
+addition is not associative).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from sim.metrics.recorder import Recorder
+from sim.metrics.recovery import RECOVERY_RULES, analyse_recovery
+
+
+@dataclass
+class FleetResults:
+    """The result hooks' figures of one replication, grouped as the summary reports them.
+
+    Attributes:
+        backends: service -> each instance's ``BackendInstance.results()``, in build order.
+        gateways: pool -> each instance's ``GatewayInstance.results()``, in build order.
+        clients: each client population's ``ClientPopulation.results()``.
+        health: each gateway cluster's ``HostHealth.results(...)`` (with health features), in
+            gateway then cluster order, with ``gateway`` and ``hosts`` (host names) added.
+        bytes_by_az_pair: ``Network.results()``'s bytes per AZ pair.
+        faults: ``FaultTimeline.summary()``.
+        in_flight: counted requests still unanswered at the end.
+    """
+
+    backends: dict[str, list[dict]]
+    gateways: dict[str, list[dict]]
+    clients: list[dict]
+    health: list[dict] = field(default_factory=list)
+    bytes_by_az_pair: dict[str, float] = field(default_factory=dict)
+    faults: list[dict] = field(default_factory=list)
+    in_flight: int = 0
+
+
+def _sum(rows: list[dict], key: str):
+    return sum(r[key] for r in rows)
+
+
+def backend_section(rows: list[dict], window_s: float) -> dict:
+    """One service's ``backend.<service>`` figures from its instances' results."""
+    workers = _sum(rows, "workers")
+    admitted = _sum(rows, "admitted")
+    wait_n = _sum(rows, "wait_n")
+    return {
+        "attempts": _sum(rows, "attempts"),
+        "rejected": _sum(rows, "rejected"),
+        "errors": _sum(rows, "errors"),
+        "utilization": _sum(rows, "busy_s") / (workers * window_s),
+        "mean_wait_ms": 1000 * _sum(rows, "wait_sum_s") / wait_n if wait_n else math.nan,
+        "p_wait": _sum(rows, "waited") / admitted if admitted else math.nan,
+        "mean_in_system": _sum(rows, "in_system_s") / window_s,
+        "wasted_work_s": _sum(rows, "wasted_s"),
+    }
+
+
+def merge_counts(dicts) -> dict[str, int]:
+    """Counts by key summed over ``dicts`` (keys in first-seen order)."""
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def gateway_section(rows: list[dict], window_s: float) -> dict:
+    """One pool's ``gateway.<pool>`` figures from its instances' results."""
+    reasons = merge_counts(r["retries_by_reason"] for r in rows)
+    return {
+        "requests": _sum(rows, "requests"),
+        "utilization": _sum(rows, "busy_s") / (_sum(rows, "workers") * window_s),
+        "route_timeouts": _sum(rows, "timeouts"),
+        "per_try_timeouts": _sum(rows, "per_try_timeouts"),
+        "retries": sum(reasons.values()),
+        "overflow_max_requests": _sum(rows, "overflow_max_requests"),
+        "retry_overflow": _sum(rows, "retry_overflow"),
+        "connects": _sum(rows, "connects"),
+        "connect_timeouts": _sum(rows, "connect_timeouts"),
+        "cx_overflow": _sum(rows, "cx_overflow"),
+        "pending_overflow": _sum(rows, "pending_overflow"),
+    }
+
+
+def client_section(rows: list[dict]) -> dict:
+    """``client``: calls, tries and their retries, timeouts and refusals, over every population."""
+    return {"calls": _sum(rows, "calls"), "tries": _sum(rows, "tries"), "retries": _sum(rows, "retries"),
+            "timeouts": _sum(rows, "client_timeouts"), "retries_denied": _sum(rows, "retries_denied")}
+
+
+def retries_section(gateways: dict[str, list[dict]], offered: int) -> dict:
+    """``retries``: amplification, gateway retries by reason, refusals by breaker."""
+    rows = [r for pool in gateways.values() for r in pool]
+    by_reason = merge_counts(r["retries_by_reason"] for r in rows)
+    tries = _sum(rows, "tries")
+    routed = _sum(rows, "requests")
+    overflow = {"max_requests": 0, "retries": 0, "pending": 0, "connections": 0}
+    for pool in gateways.values():
+        overflow["pending"] += _sum(pool, "pending_overflow")
+        overflow["connections"] += _sum(pool, "cx_overflow")
+        overflow["max_requests"] += _sum(pool, "overflow_max_requests")
+        overflow["retries"] += _sum(pool, "retry_overflow")
+    return {
+        # Backend tries per client request (retry amplification), and per
+        # request the gateways routed, both over the measurement window.
+        "amplification": tries / offered if offered else math.nan,
+        "gateway_amplification": tries / routed if routed else math.nan,
+        "gateway_retries": sum(by_reason.values()),
+        "by_reason": dict(sorted(by_reason.items())),
+        "overflow": overflow,
+    }
+
+
+def health_section(health: list[dict], window_s: float) -> tuple[dict, dict]:
+    """``outlier`` and ``health_checks`` from every gateway cluster's health results."""
+    outliers = [h["outlier"] for h in health if h["outlier"] is not None]
+    checks = [h["health_check"] for h in health if h["health_check"] is not None]
+    by_reason = merge_counts(o["ejections"] for o in outliers)
+    detected = merge_counts(o["detected"] for o in outliers)
+    probes = _sum(checks, "probes")
+    outlier = {"ejections": sum(by_reason.values()), "by_reason": dict(sorted(by_reason.items())),
+               "detected": dict(sorted(detected.items())), "overflow": _sum(outliers, "overflow")}
+    checks_out = {"probes": probes, "probe_rate_per_s": probes / window_s if window_s > 0 else 0.0,
+                  "failures": _sum(checks, "failures"), "timeouts": _sum(checks, "timeouts")}
+    return outlier, checks_out
+
+
+def health_timeseries(health: list[dict], n_seconds: int) -> dict[str, list]:
+    """Per second, summed over every gateway's view of every cluster: host states and probes sent."""
+    keys = ("healthy_hosts", "ejected_hosts", "hc_failed_hosts", "panic_clusters")
+    series = {k: [0.0] * n_seconds for k in keys}
+    probes = [0] * n_seconds
+    for h in health:
+        for k in keys:
+            col = series[k]
+            for s, v in enumerate(h["series"][k]):
+                col[s] += v
+        if h["health_check"] is not None:
+            for s, v in enumerate(h["health_check"]["probes_ts"][:n_seconds]):
+                probes[s] += v
+    return {**series, "health_check_probes": probes}
+
+
+def health_counters(health: list[dict]) -> dict[str, dict]:
+    """Per gateway pool and service (``<pool>/<service>``): probes, failures, timeouts, ejections."""
+    out: dict[str, dict] = {}
+    for h in health:
+        row = out.setdefault(f"{h['pool']}/{h['service']}",
+                             {"probes": 0, "failures": 0, "timeouts": 0, "ejections": 0})
+        if h["health_check"] is not None:
+            for k in ("probes", "failures", "timeouts"):
+                row[k] += h["health_check"][k]
+        if h["outlier"] is not None:
+            row["ejections"] += sum(h["outlier"]["ejections"].values())
+    return out
+
+
+def recovery_section(recorder: Recorder, exp, judged: bool) -> dict | None:
+    """The recovery verdict (:mod:`sim.metrics.recovery`), or None without faults to judge."""
+    if not exp.faults or not judged:
+        return None
+    windows = [(f.at_s, f.at_s + f.for_s) for f in exp.faults]
+    return analyse_recovery(recorder.ts_good, windows, warmup_s=exp.warmup_s, duration_s=exp.duration_s,
+                            **RECOVERY_RULES).to_dict()
+
+
+def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: bool) -> dict:
+    """``summary.json``'s dict for one replication.
+
+    Args:
+        exp: the validated experiment.
+        recorder: the run's request outcomes and per-second series.
+        parts: the components' results.
+        judge_recovery: faults end before the run does, so recovery can be judged.
+    """
+    rec = recorder
+    window = exp.duration_s - exp.warmup_s
+    lat = rec.latency
+    qs = lat.quantiles([0.5, 0.9, 0.99, 0.999]) if lat.count else [math.nan] * 4
+    outlier, health_checks = health_section(parts.health, window)
+    return {
+        "experiment": exp.name,
+        "description": exp.description,
+        "seed": exp.seed,
+        "replications": 1,
+        "simulated_s": exp.duration_s,
+        "warmup_s": exp.warmup_s,
+        "requests": {
+            "offered": rec.offered,
+            "succeeded": rec.succeeded,
+            "failed": dict(sorted(rec.failed.items())),
+            "in_flight": parts.in_flight,
+        },
+        "throughput_rps": rec.window_done / window,
+        "goodput_rps": rec.window_good / window,
+        "latency_ms": {
+            "mean": 1000 * lat.mean if lat.count else math.nan,
+            "p50": 1000 * qs[0], "p90": 1000 * qs[1], "p99": 1000 * qs[2], "p999": 1000 * qs[3],
+        },
+        "backend": {svc: backend_section(rows, window) for svc, rows in parts.backends.items()},
+        "gateway": {pool: gateway_section(rows, window) for pool, rows in parts.gateways.items()},
+        "client": client_section(parts.clients),
+        "retries": retries_section(parts.gateways, rec.offered),
+        "bytes_by_az_pair": parts.bytes_by_az_pair,
+        "recovery": recovery_section(rec, exp, judge_recovery),
+        "faults": parts.faults,  # kind, at_s, for_s, targets (names)
+        "outlier": outlier,  # {ejections, by_reason, detected, overflow}
+        "health_checks": health_checks,  # {probes, probe_rate_per_s, failures, timeouts}
+    }
+
+
+def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
+    """The per-second series of one replication (every second of the run, warm-up included)."""
+    rec = recorder
+    ts = {
+        "t_s": list(range(rec.n)),
+        "offered": rec.ts_offered,
+        "throughput": rec.ts_done,
+        "goodput": rec.ts_good,
+        "in_flight": rec.in_flight_series(),
+        "p50_ms": [1000 * x for x in rec.ts_p50],
+        "p99_ms": [1000 * x for x in rec.ts_p99],
+        "tries": rec.ts_tries,
+        "attempts": [sum(col) for col in zip(*(g["tries_ts"] for rows in parts.gateways.values()
+                                               for g in rows), strict=True)],
+    }
+    for cause in sorted(rec.ts_errors):
+        ts[f"err_{cause}"] = rec.ts_errors[cause]
+    ts.update(health_timeseries(parts.health, rec.n))
+    return ts
+
+
+#: Instance fields summed into the per-pool and per-service counters (the rest are per instance).
+_STATE_FIELDS = frozenset({"up", "queue_len", "busy"})
+
+
+def group_counters(rows: list[dict]) -> dict:
+    """The counters of a pool's or service's instances, summed (dict-valued ones merged)."""
+    out: dict = {"instances": len(rows)}
+    for row in rows:
+        for k, v in row.items():
+            if k in _STATE_FIELDS or k == "tries_ts":
+                continue
+            if isinstance(v, dict):
+                out[k] = merge_counts([out.get(k, {}), v])
+            elif isinstance(v, bool):
+                continue
+            elif isinstance(v, int | float):
+                out[k] = out.get(k, 0) + v
+    out["down"] = sum(1 for r in rows if r.get("up") is False)
+    return out
+
+
+def columns(rows: list[dict], names: list[str], extra: dict[str, list] | None = None) -> dict[str, list]:
+    """Instance rows as columns: ``{"name": [...], field: [...]}`` (compact in JSON)."""
+    keys = [k for k, v in rows[0].items() if not isinstance(v, dict | list)] if rows else []
+    out: dict[str, list] = {"name": list(names), **(extra or {})}
+    for k in keys:
+        out[k] = [r[k] for r in rows]
+    return out
+
+
+def rows_by_name(table: dict[str, list]) -> dict[str, dict]:
+    """A columnar instance table (:func:`columns`) as one row per instance name."""
+    keys = [k for k in table if k != "name"]
+    return {name: {k: table[k][i] for k in keys} for i, name in enumerate(table["name"])}
+
+
+__all__ = ["FleetResults", "backend_section", "client_section", "columns", "gateway_section",
+           "group_counters", "health_counters", "health_section", "health_timeseries", "merge_counts", "recovery_section",
+           "retries_section", "rows_by_name", "summarise", "timeseries"]
