@@ -454,19 +454,24 @@ def test_drop_expired_sheds_attempts_whose_deadline_passed_without_serving_them(
     assert res["summary"]["backend"]["api"]["wasted_work_s"] == pytest.approx(4 * 1.7)
 
 
-def test_drop_expired_ignores_attempts_without_a_deadline():
-    # Attempts made outside a gateway (the benchmark's) carry no deadline.
+def test_drop_expired_never_sheds_an_attempt_made_without_a_deadline():
+    # Every Attempt has a deadline: a gateway's try gets its route or per-try
+    # timeout, a health probe its check timeout, and one made without (the
+    # benchmark's, bench/bench_engine.py) gets inf, which never passes. Attempt
+    # 1 here has a deadline (0.5 s) and is shed when the worker frees at 1.0,
+    # so drop_expired is on; 0, 2 and 3 (inf) wait as long as it takes.
     ctx = SimContext(1)
     b = BackendInstance(ctx, "api-a1-0", Service(instances_per_az={"a1": 1}, workers=1, service_time_s=1.0,
                                                  drop_expired=True), "api", "a1")
     done = []
-    for k in range(3):
-        a = Attempt(None, None, 0, b)
+    for k in range(4):
+        a = Attempt(None, None, 0, b, deadline=0.5) if k == 1 else Attempt(None, None, 0, b)
         a.on_reply = lambda at, k=k: done.append((ctx.now, k, at.outcome))
         b.accept(a)
+    assert [a.deadline for a in b.queue] == [0.5, float("inf"), float("inf")]
     ctx.run(float("inf"))
-    assert done == [(1.0, 0, OK), (2.0, 1, OK), (3.0, 2, OK)]
-    assert b.dropped == 0
+    assert done == [(1.0, 1, DROPPED_EXPIRED), (1.0, 0, OK), (2.0, 2, OK), (3.0, 3, OK)]
+    assert (b.dropped, b.served) == (1, 3)
 
 
 # ------------------------------------------------------------------ config

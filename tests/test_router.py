@@ -163,14 +163,41 @@ def test_max_requests_overflow_is_a_local_503_and_not_retried():
     assert res["summary"]["retries"]["overflow"]["max_requests"] == 1
 
 
-def test_envoys_default_max_retries_refuses_retries_at_a_high_retry_rate():
-    from sim.config import load_experiment
+@pytest.mark.slow
+def test_envoys_default_max_retries_refuses_first_retries_as_erlang_b_predicts():
+    from sim.analytic import erlang_b, retry_amplification
 
-    from .stats import VALIDATION
+    from .stats import assert_matches, load, replicate
 
-    exp = load_experiment(VALIDATION / "retries.yaml", [
-        "topology.gateways.gw.cluster.circuit_breakers.max_retries=3", "duration_s=8", "warmup_s=2"]).config
-    s = Fleet(exp).run()["summary"]
-    # About 200 retries/s per gateway, each in flight ~15 ms: more than 3 at once.
-    assert s["retries"]["overflow"]["retries"] > 100
-    assert s["retries"]["amplification"] < 1.39 - 0.05
+    # retries.yaml (two gateways, 1000 requests/s, each try fails with f = 0.3,
+    # two retries) under Envoy's default max_retries: 3 retries scheduled or in
+    # flight per cluster, here per gateway. A retry holds its slot from the
+    # decision through its back-off to its answer. A failed first retry frees
+    # its slot and takes one for the second retry at once, which is therefore
+    # never refused: only first retries are, and the slots form a loss system.
+    # The random balancer gives each gateway a Poisson stream of lambda/2
+    # requests; first tries fail independently and come back after i.i.d.
+    # delays (no queue anywhere: the backends are 5% busy), so first retries
+    # arrive as a Poisson stream of f lambda/2. Erlang B, insensitive to the
+    # holding time's distribution beyond its mean, gives the refused share.
+    exp = load("retries.yaml", ["topology.gateways.gw.cluster.circuit_breakers.max_retries=3",
+                                "topology.balancers.r1.policy=random",
+                                "duration_s=12", "warmup_s=2", "replications=20"])
+    f = exp.topology.services["api"].error_probability
+    gateways = exp.topology.gateways["gw"].instances
+    lam = exp.workload.rate_schedule[0].rate_per_s / gateways
+    base_ms = RetryRules(exp.topology.gateways["gw"].route.retry_policy).base_ms
+    # A try: a same-AZ hop each way and the mean service time (HTTP/1.1
+    # connections are kept, so a retry almost never waits for a connect).
+    try_s = 2 * exp.topology.network.same_az_s.mean + exp.topology.services["api"].service_time_s.mean
+    # Back-offs floor(u I) ms, u uniform on [0, 1): mean (I - 1)/2 ms, I = base then 2 base.
+    b1_s, b2_s = (base_ms - 1) / 2000, (2 * base_ms - 1) / 2000
+    hold_s = b1_s + try_s + f * (b2_s + try_s)
+    refused = erlang_b(3, lam * f * hold_s)
+    unlimited = retry_amplification(f, 2)  # 1 + f + f^2 = 1.39 tries per request
+    expected = 1 + (1 - refused) * (unlimited - 1)
+    # The breaker matters here: far more than the tolerance below (0.5%).
+    assert expected < unlimited - 0.1, f"{expected:.4f} tries per request: the breaker barely acts"
+    runs = replicate(exp)
+    amp = [r["summary"]["retries"]["amplification"] for r in runs]
+    assert_matches(amp, expected, 0.005, "tries per request under max_retries = 3")
