@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from sim.components.request import BACKEND_ERROR, BACKEND_OVERFLOW, ROUTE_TIMEOUT
-from sim.config import Experiment, dump_resolved, load_experiment
+from sim.config import Experiment, backend_name, dump_resolved, load_experiment
 from sim.config.loader import validate
 from sim.fleet import Fleet
 
@@ -131,7 +131,7 @@ def experiments(draw) -> dict:
         if draw(st.booleans()):
             svc["request_bytes"] = draw(distributions(1000.0))
             svc["response_bytes"] = draw(distributions(5000.0))
-        instances = [f"{name}-{az}-{i}" for az, n in per_az.items() for i in range(n)]
+        instances = [backend_name(name, az, i) for az, n in per_az.items() for i in range(n)]
         if draw(st.booleans()):
             inst = draw(st.sampled_from(instances))
             svc["instance_overrides"] = {inst: {"service_time_factor": draw(positive(0.2, 5.0)),
@@ -194,10 +194,59 @@ def test_same_seed_same_summary(data):
     assert first == second
 
 
+HC_DERIVED = ("unhealthy_interval_s", "unhealthy_edge_interval_s", "healthy_edge_interval_s",
+              "no_traffic_healthy_interval_s")
+
+
+@st.composite
+def with_derived_defaults(draw) -> dict:
+    """An experiment whose pools may hold the sections with derived defaults.
+
+    Retry back-off, outlier detection and health checks, each derived field
+    given or left to its rule at random (an ejection base above 300 s
+    sometimes, so max(300 s, base) takes either side), and output.instances.
+    Kept apart from :func:`experiments` so the runs above draw what they drew.
+    """
+    data = draw(experiments())
+    for pool in data["topology"]["gateways"].values():
+        if draw(st.booleans()):
+            back_off = {"base_interval_s": draw(st.sampled_from([0.001, 0.025, 0.0255, 0.1]))}
+            if draw(st.booleans()):
+                back_off["max_interval_s"] = back_off["base_interval_s"] * draw(st.sampled_from([1, 3, 20]))
+            pool.setdefault("route", {})["retry_policy"] = {"retry_on": ["5xx"], "retry_back_off": back_off}
+        cluster = pool["cluster"]
+        if draw(st.booleans()):
+            od: dict = {"base_ejection_time_s": draw(st.sampled_from([0.5, 30.0, 299.5, 300.0, 450.0]))}
+            if draw(st.booleans()):
+                od["max_ejection_time_s"] = od["base_ejection_time_s"] * draw(st.sampled_from([1, 2]))
+            cluster["outlier_detection"] = od
+        if draw(st.booleans()):
+            hc: dict = {"timeout_s": 0.5, "interval_s": draw(st.sampled_from([0.1, 1.0, 5.0])),
+                        "unhealthy_threshold": 2, "healthy_threshold": 1}
+            if draw(st.booleans()):
+                hc["no_traffic_interval_s"] = draw(st.sampled_from([2.0, 30.0]))
+            for key in HC_DERIVED:
+                if draw(st.booleans()):
+                    hc[key] = draw(st.sampled_from([0.2, 3.0, 7.5]))
+            cluster["health_check"] = hc
+    if draw(st.booleans()):
+        data["output"] = {"instances": draw(st.booleans())}
+    return data
+
+
 @ROUND_TRIPS
-@given(experiments())
+@given(with_derived_defaults())
 def test_resolved_dump_round_trips(data):
     exp = _valid(data)
+    # A value the user gave is kept as given, whatever the derived default would be.
+    for pool_name, pool in data["topology"]["gateways"].items():
+        model = exp.topology.gateways[pool_name].cluster
+        for section in ("outlier_detection", "health_check"):
+            for key, value in pool["cluster"].get(section, {}).items():
+                assert getattr(getattr(model, section), key) == value
+        back_off = pool.get("route", {}).get("retry_policy", {}).get("retry_back_off", {})
+        for key, value in back_off.items():
+            assert getattr(exp.topology.gateways[pool_name].route.retry_policy.retry_back_off, key) == value
     text = dump_resolved(exp)
     assert Experiment.model_validate(YAML(typ="safe", pure=True).load(text)) == exp
     # And through the loader, as `fleetsim run config.resolved.yaml` would read it.

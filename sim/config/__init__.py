@@ -11,17 +11,21 @@ from .models import (
     GatewayPool,
     LeastRequestLbConfig,
     Network,
+    Output,
     RateStep,
     Region,
     Route,
     Service,
+    StrictModel,
     Topology,
     Workload,
 )
+from .naming import backend_name, gateway_name
 
 __all__ = [
     "Balancer", "ClientPopulation", "Cluster", "ConfigError", "Constant", "Distribution", "Empirical",
     "Experiment", "Exponential", "Gamma", "GatewayPool", "Issue", "LeastRequestLbConfig",
-    "LoadedExperiment", "Lognormal", "Network", "RateStep", "Region", "Route", "Service", "Topology",
-    "Uniform", "Workload", "dump_resolved", "json_schema", "load_experiment", "load_topology",
+    "LoadedExperiment", "Lognormal", "Network", "Output", "RateStep", "Region", "Route", "Service",
+    "StrictModel", "Topology", "Uniform", "Workload", "backend_name", "dump_resolved", "gateway_name",
+    "json_schema", "load_experiment", "load_topology",
 ]

@@ -30,27 +30,27 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from .distributions import Distribution
-from .models import TimerError, _Model
+from .models import StrictModel, TimerError
 
 PROFILE_VERSION = 1
 
 
-class NetworkCalibration(_Model):
+class NetworkCalibration(StrictModel):
     same_az_s: Distribution | None = None
     cross_az_s: Distribution | None = None
     cross_region_s: Distribution | None = None
     internet_s: Distribution | None = None
 
 
-class GatewayCalibration(_Model):
+class GatewayCalibration(StrictModel):
     cpu_time_s: Distribution | None = Field(default=None, description="CPU per proxied request.")
 
 
-class BackendCalibration(_Model):
+class BackendCalibration(StrictModel):
     timer_error_s: TimerError | None = None
 
 
-class CalibrationProfile(_Model):
+class CalibrationProfile(StrictModel):
     """A calibration profile as ``fleetsim calibrate`` writes it."""
 
     version: int = Field(default=PROFILE_VERSION, ge=PROFILE_VERSION, le=PROFILE_VERSION)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .models import Experiment, FaultTarget
+from .naming import BACKEND_RULE, GATEWAY_RULE, backend_name, gateway_name
 
 Problem = tuple[tuple, str]
 
@@ -57,10 +58,10 @@ def check_experiment(exp: Experiment) -> list[Problem]:
                 out.append((base + ("instances_per_az", az), f"unknown AZ {az!r} (AZs: {', '.join(azs)})"))
         if sum(svc.instances_per_az.values()) == 0:
             out.append((base + ("instances_per_az",), "service has no instances"))
-        names = {f"{name}-{az}-{i}" for az, n in svc.instances_per_az.items() for i in range(n)}
+        names = {backend_name(name, az, i) for az, n in svc.instances_per_az.items() for i in range(n)}
         for inst in svc.instance_overrides:
             if inst not in names:
-                out.append((base + ("instance_overrides", inst), f"no instance {inst!r} (instances are named <service>-<az>-<i>)"))
+                out.append((base + ("instance_overrides", inst), f"no instance {inst!r} (instances are named {BACKEND_RULE})"))
 
     # Instance names are identities: random streams, graph nodes, counters and
     # instance_overrides are keyed by them. '-' may appear in pool, service and
@@ -69,15 +70,17 @@ def check_experiment(exp: Experiment) -> list[Problem]:
     owner: dict[str, str] = {}
     for pool, gw in topo.gateways.items():
         for i in range(gw.instances):
-            owner.setdefault(f"{pool}-{i}", f"gateway pool {pool!r}")
+            owner.setdefault(gateway_name(pool, i), f"gateway pool {pool!r}")
     for name, svc in topo.services.items():
         for az, n in svc.instances_per_az.items():
-            clash = next((owner[f"{name}-{az}-{i}"] for i in range(n) if f"{name}-{az}-{i}" in owner), None)
+            insts = [backend_name(name, az, i) for i in range(n)]
+            clash = next((owner[inst] for inst in insts if inst in owner), None)
             if clash is not None:
                 out.append((T + ("services", name, "instances_per_az", az),
-                            f"instance names {name}-{az}-<i> clash with an instance of {clash}; rename one"))
-            for i in range(n):
-                owner.setdefault(f"{name}-{az}-{i}", f"service {name!r} in AZ {az!r}")
+                            f"instance names {backend_name(name, az, '<i>')} clash with an instance of {clash}; "
+                            "rename one"))
+            for inst in insts:
+                owner.setdefault(inst, f"service {name!r} in AZ {az!r}")
 
     for name, gw in topo.gateways.items():
         rp = gw.route.retry_policy
@@ -87,7 +90,7 @@ def check_experiment(exp: Experiment) -> list[Problem]:
                         f"({gw.route.timeout_s:g}), which covers every try"))
         if rp is not None:
             bo = rp.retry_back_off
-            if bo.max_interval_s is not None and bo.max_interval_s < bo.base_interval_s:
+            if bo.max_interval_s < bo.base_interval_s:  # an explicit value (the default is 10 x base)
                 out.append((T + ("gateways", name, "route", "retry_policy", "retry_back_off", "max_interval_s"),
                             f"must be at least base_interval_s ({bo.base_interval_s:g})"))
 
@@ -127,9 +130,10 @@ def _check_faults(exp: Experiment, az_region: dict[str, str]) -> list[Problem]:
     topo = exp.topology
     azs = sorted(az_region)
     # (name, service or None for a gateway, az) of every instance.
-    backends = [(f"{svc}-{az}-{i}", svc, az) for svc, s in topo.services.items()
+    backends = [(backend_name(svc, az, i), svc, az) for svc, s in topo.services.items()
                 for az, n in s.instances_per_az.items() for i in range(n)]
-    gateways = [(f"{pool}-{i}", None, gw.az) for pool, gw in topo.gateways.items() for i in range(gw.instances)]
+    gateways = [(gateway_name(pool, i), None, gw.az) for pool, gw in topo.gateways.items()
+                for i in range(gw.instances)]
     instance_names = {n for n, _, _ in backends + gateways}
     for i, f in enumerate(exp.faults):
         P = ("faults", i)
@@ -166,7 +170,7 @@ def _check_faults(exp: Experiment, az_region: dict[str, str]) -> list[Problem]:
             bad = True
         if t.instance is not None and t.instance not in instance_names:
             out.append((P + ("target", "instance"), f"no instance {t.instance!r} (backend instances are named "
-                        "<service>-<az>-<i>, gateway instances <pool>-<i>)"))
+                        f"{BACKEND_RULE}, gateway instances {GATEWAY_RULE})"))
             bad = True
         if bad:
             continue

@@ -7,6 +7,15 @@ defaults to 15 s). Units live in names (``_s`` seconds, ``_bytes``,
 ``_per_s``). Cross-field rules that need the whole document (shares summing to
 one, references to AZs and services) live in :mod:`sim.config.checks` so that
 each message can name the exact path it concerns.
+
+Defaults that Envoy derives from other fields (a health check's
+``unhealthy_interval_s`` is its ``interval_s`` unless given, outlier
+detection's ``max_ejection_time_s`` is max(300 s, ``base_ejection_time_s``),
+...) are resolved here, by a validator of the model that holds both fields,
+not by the component that uses them: a validated model holds every value a
+run uses, so ``config.resolved.yaml`` shows them and loads back to the same
+model. A value the user gave is never changed. The schema keeps such a field
+optional (``null`` = derive it) and its description states the rule.
 """
 
 from __future__ import annotations
@@ -23,20 +32,36 @@ Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
+    """Base of every configuration model: unknown keys are errors and instances are frozen.
+
+    Frozen because one validated configuration is shared by every component
+    (and by every replication) of a run; a validator that resolves a derived
+    default sets it with ``object.__setattr__`` while the model is being built.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _fill(model: BaseModel, name: str, value: Any) -> None:
+    """Set field ``name`` of a frozen model under validation to its derived ``value``.
+
+    Only for a field the user left unset (``None``); it stays out of
+    ``model_fields_set``, which lists what the user gave.
+    """
+    object.__setattr__(model, name, value)
 
 
 # --------------------------------------------------------------------------- topology
 
 
-class Region(_Model):
+class Region(StrictModel):
     """A region and its availability zones."""
 
     azs: list[Name] = Field(min_length=1, description="Availability-zone names, unique fleet-wide.")
 
 
-class Network(_Model):
+class Network(StrictModel):
     """One-way network latency per hop, by the relation of the hop's two ends (seconds).
 
     Defaults follow FACTS.md: same-AZ RTT ~0.25-0.4 ms, cross-AZ RTT ~0.8-1.1 ms
@@ -52,13 +77,13 @@ class Network(_Model):
     )
 
 
-class ClientPopulation(_Model):
+class ClientPopulation(StrictModel):
     """Clients in one region (the map key); ``share`` of the workload's rate."""
 
     share: float = Field(gt=0.0, le=1.0)
 
 
-class Balancer(_Model):
+class Balancer(StrictModel):
     """The regional L4 balancer of one region (the map key).
 
     It has a node in every AZ of the region that holds gateways; a client
@@ -70,7 +95,7 @@ class Balancer(_Model):
     cross_zone: bool = True
 
 
-class LeastRequestLbConfig(_Model):
+class LeastRequestLbConfig(StrictModel):
     """Envoy ``least_request_lb_config``."""
 
     choice_count: int = Field(default=2, ge=2, description="Hosts sampled per pick (P2C: 2).")
@@ -79,7 +104,7 @@ class LeastRequestLbConfig(_Model):
     )
 
 
-class RetryBudget(_Model):
+class RetryBudget(StrictModel):
     """Envoy ``CircuitBreakers.Thresholds.RetryBudget``: caps concurrent retries.
 
     Retries in flight may not exceed max(min_retry_concurrency,
@@ -90,7 +115,7 @@ class RetryBudget(_Model):
     min_retry_concurrency: int = Field(default=3, ge=0)
 
 
-class CircuitBreakers(_Model):
+class CircuitBreakers(StrictModel):
     """Envoy circuit-breaker thresholds (priority DEFAULT), per gateway and cluster.
 
     ``max_connections``: connections to the cluster's hosts; a try that needs
@@ -116,7 +141,7 @@ Percent = Annotated[int, Field(ge=0, le=100)]
 """A whole percentage, as Envoy's uint32 percent fields (``lte: 100``)."""
 
 
-class OutlierDetection(_Model):
+class OutlierDetection(StrictModel):
     """Envoy ``outlier_detection`` (api/envoy/config/cluster/v3/outlier_detection.proto).
 
     Each gateway instance keeps its own detector per cluster, as each Envoy
@@ -137,7 +162,8 @@ class OutlierDetection(_Model):
       ``success_rate_minimum_hosts`` did; failure-percentage ejection likewise
       (``enforcing_failure_percentage`` default 0).
     - Ejection time = ``base_ejection_time_s`` x the host's multiplier, capped
-      at ``max_ejection_time_s`` (default max(300 s, base)), plus a jitter up to
+      at ``max_ejection_time_s`` (default max(300 s, base), resolved on
+      loading), plus a jitter up to
       ``max_ejection_time_jitter_s``; each ejection raises the multiplier by 1
       (while multiplier x base < max + base) and each interval tick that finds
       the host in service for at least an interval since its return lowers it
@@ -153,7 +179,11 @@ class OutlierDetection(_Model):
     consecutive_gateway_failure: int = Field(default=5, ge=0)
     interval_s: float = Field(default=10.0, gt=0)
     base_ejection_time_s: float = Field(default=30.0, gt=0)
-    max_ejection_time_s: float | None = Field(default=None, gt=0, description="Default: max(300 s, base).")
+    max_ejection_time_s: float | None = Field(default=None, gt=0, description=(
+        "Cap on base_ejection_time_s x the multiplier (before jitter). Default (null): "
+        "max(300 s, base_ejection_time_s), Envoy's rule ('If not specified, the default value (300000ms "
+        "or 300s) or base_ejection_time value is applied, whatever is larger'); filled in when the "
+        "configuration is loaded."))
     max_ejection_time_jitter_s: float = Field(default=0.0, ge=0)
     max_ejection_percent: Percent = 10
     always_eject_one_host: bool = False
@@ -170,15 +200,18 @@ class OutlierDetection(_Model):
     successful_active_health_check_uneject_host: bool = True
 
     @model_validator(mode="after")
-    def _max_not_below_base(self) -> OutlierDetection:
-        if self.max_ejection_time_s is not None and self.max_ejection_time_s < self.base_ejection_time_s:
+    def _resolve_max_ejection_time(self) -> OutlierDetection:
+        if self.max_ejection_time_s is None:
+            # Envoy's default (outlier_detection.proto, max_ejection_time); never below base.
+            _fill(self, "max_ejection_time_s", max(300.0, self.base_ejection_time_s))
+        elif self.max_ejection_time_s < self.base_ejection_time_s:
             # Envoy refuses the cluster with the same complaint.
             raise ValueError(f"max_ejection_time_s ({self.max_ejection_time_s:g}) cannot be smaller than "
                              f"base_ejection_time_s ({self.base_ejection_time_s:g})")
         return self
 
 
-class HttpHealthCheck(_Model):
+class HttpHealthCheck(StrictModel):
     """Envoy ``HealthCheck.http_health_check``: a probe passes on 200.
 
     Any other status fails the host at once, whatever ``unhealthy_threshold``
@@ -189,7 +222,7 @@ class HttpHealthCheck(_Model):
     retriable_statuses: list[Annotated[int, Field(ge=100, le=599)]] = []
 
 
-class HealthCheck(_Model):
+class HealthCheck(StrictModel):
     """Envoy active health checking (api/envoy/config/core/v3/health_check.proto).
 
     Each gateway instance probes every host of each cluster on its own
@@ -208,6 +241,9 @@ class HealthCheck(_Model):
     fails is unhealthy at once (Envoy holds hosts unhealthy until their first
     pass).
 
+    The four intervals that default to another one (Envoy's fallbacks, see
+    each field) are resolved when the configuration is loaded.
+
     A probe is real load: it crosses the network (150 bytes each way), waits
     for a backend worker like a request and takes one service time of the
     service; the backend fails it as it fails requests. Probes are counted per
@@ -221,16 +257,39 @@ class HealthCheck(_Model):
     interval_jitter_percent: int = Field(default=0, ge=0)
     unhealthy_threshold: int = Field(ge=1)
     healthy_threshold: int = Field(ge=1)
-    unhealthy_interval_s: float | None = Field(default=None, gt=0, description="Default: interval_s.")
-    unhealthy_edge_interval_s: float | None = Field(default=None, gt=0, description="Default: unhealthy_interval_s.")
-    healthy_edge_interval_s: float | None = Field(default=None, gt=0, description="Default: interval_s.")
+    unhealthy_interval_s: float | None = Field(default=None, gt=0, description=(
+        "After a failed check of a host that is unhealthy. Default (null): interval_s (Envoy: 'If "
+        "left unspecified, it defaults to interval'); filled in when the configuration is loaded."))
+    unhealthy_edge_interval_s: float | None = Field(default=None, gt=0, description=(
+        "After the failure that marks a host unhealthy. Default (null): unhealthy_interval_s as "
+        "resolved, so interval_s when neither is given (Envoy: 'If left unspecified, it defaults to "
+        "unhealthy_interval'); filled in when the configuration is loaded."))
+    healthy_edge_interval_s: float | None = Field(default=None, gt=0, description=(
+        "After the pass that marks a host healthy. Default (null): interval_s (Envoy: 'If left "
+        "unspecified, it defaults to interval'); filled in when the configuration is loaded."))
     no_traffic_interval_s: float = Field(default=60.0, gt=0)
-    no_traffic_healthy_interval_s: float | None = Field(
-        default=None, gt=0, description="Default: no_traffic_interval_s.")
+    no_traffic_healthy_interval_s: float | None = Field(default=None, gt=0, description=(
+        "While the cluster has had no traffic, after a pass. Default (null): no_traffic_interval_s "
+        "(Envoy: 'If no_traffic_healthy_interval is not set, it will default to the no traffic "
+        "interval'); filled in when the configuration is loaded."))
     http_health_check: HttpHealthCheck = HttpHealthCheck()
 
+    @model_validator(mode="after")
+    def _resolve_intervals(self) -> HealthCheck:
+        # Envoy's fallbacks (health_check.proto); unhealthy_edge falls back to the unhealthy
+        # interval as resolved, so it is filled after it.
+        if self.unhealthy_interval_s is None:
+            _fill(self, "unhealthy_interval_s", self.interval_s)
+        if self.unhealthy_edge_interval_s is None:
+            _fill(self, "unhealthy_edge_interval_s", self.unhealthy_interval_s)
+        if self.healthy_edge_interval_s is None:
+            _fill(self, "healthy_edge_interval_s", self.interval_s)
+        if self.no_traffic_healthy_interval_s is None:
+            _fill(self, "no_traffic_healthy_interval_s", self.no_traffic_interval_s)
+        return self
 
-class CommonLbConfig(_Model):
+
+class CommonLbConfig(StrictModel):
     """Envoy ``common_lb_config``.
 
     ``healthy_panic_threshold`` (percent, rounded to a whole number as Envoy
@@ -251,7 +310,7 @@ class CommonLbConfig(_Model):
         "window by the first waiting change fires. 0: always at once."))
 
 
-class Cluster(_Model):
+class Cluster(StrictModel):
     """The gateway's upstream cluster settings, applied to every service it routes to."""
 
     lb_policy: Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"] = "ROUND_ROBIN"
@@ -270,20 +329,32 @@ class Cluster(_Model):
 RetryOn = Literal["5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes"]
 
 
-class RetryBackOff(_Model):
+class RetryBackOff(StrictModel):
     """Envoy ``retry_back_off``: fully jittered exponential back-off.
 
     Retry n waits a uniformly random whole number of milliseconds in
     [0, I_n), where I_1 = base and I_n doubles until it would pass half of the
     max, then is the max (Envoy's JitteredExponentialBackOffStrategy, source
-    wins over the docs' (2^n - 1) x base). Default max: 10 x base.
+    wins over the docs' (2^n - 1) x base). Default max: 10 x base, resolved
+    on loading.
     """
 
     base_interval_s: float = Field(default=0.025, ge=0.001)
-    max_interval_s: float | None = Field(default=None, gt=0)
+    max_interval_s: float | None = Field(default=None, gt=0, description=(
+        "Default (null): 10 x base_interval_s (Envoy: 'defaults to 10 times the base_interval'), "
+        "the base taken in whole milliseconds as the gateway uses it; filled in when the "
+        "configuration is loaded."))
+
+    @model_validator(mode="after")
+    def _resolve_max_interval(self) -> RetryBackOff:
+        if self.max_interval_s is None:
+            # The gateway works in whole milliseconds (sim.components.router.RetryRules rounds the
+            # base so); 10 x the rounded base keeps its back-off bounds exactly as they were.
+            _fill(self, "max_interval_s", 10 * max(1, round(self.base_interval_s * 1000)) / 1000)
+        return self
 
 
-class RetryPolicy(_Model):
+class RetryPolicy(StrictModel):
     """Envoy ``RetryPolicy`` on a route.
 
     ``retry_on``: ``5xx`` (any 5xx, reset, connect failure, per-try timeout),
@@ -301,14 +372,14 @@ class RetryPolicy(_Model):
     host_selection_retry_max_attempts: int = Field(default=1, ge=1)
 
 
-class Route(_Model):
+class Route(StrictModel):
     """Route settings (Envoy ``RouteAction``)."""
 
     timeout_s: float = Field(default=15.0, gt=0, description="Envoy route timeout; 504 when it fires.")
     retry_policy: RetryPolicy | None = None
 
 
-class GatewayPool(_Model):
+class GatewayPool(StrictModel):
     """A pool of identical Envoy-like gateway instances in one AZ.
 
     Each instance has ``workers`` worker threads (Envoy ``--concurrency``) that
@@ -324,14 +395,14 @@ class GatewayPool(_Model):
     cluster: Cluster = Cluster()
 
 
-class InstanceOverride(_Model):
+class InstanceOverride(StrictModel):
     """Per-instance deviations from the service's settings."""
 
     service_time_factor: float = Field(default=1.0, gt=0, description="Service time multiplier.")
     lb_weight: int = Field(default=1, ge=1, le=128, description="Envoy load_balancing_weight.")
 
 
-class TimerError(_Model):
+class TimerError(StrictModel):
     """Signed error added to every service time: a quantile table ``[[p, seconds], ...]``.
 
     A real server does not sleep exactly what it is told: an event loop arms
@@ -360,13 +431,13 @@ class TimerError(_Model):
         return sum((p1 - p0) * (v0 + v1) / 2 for (p0, v0), (p1, v1) in zip(q, q[1:], strict=False))
 
 
-class Service(_Model):
+class Service(StrictModel):
     """A backend service: ``instances_per_az`` instances, each a FIFO station.
 
     Each instance has ``workers`` servers and ``queue_limit`` waiting slots; an
     attempt arriving to a full queue gets 503 at once. After service the
     response is an error (500) with ``error_probability``.
-    Instances are named ``<service>-<az>-<i>``.
+    Instances are named ``<service>-<az>-<i>`` (:func:`sim.config.naming.backend_name`).
     """
 
     instances_per_az: dict[Name, Annotated[int, Field(ge=0)]] = Field(min_length=1)
@@ -388,7 +459,7 @@ class Service(_Model):
                                   "set by a calibration profile.")
 
 
-class Topology(_Model):
+class Topology(StrictModel):
     """A fleet: regions and AZs, network, clients, balancers, gateways, services."""
 
     name: Name
@@ -409,7 +480,7 @@ class Topology(_Model):
 # --------------------------------------------------------------------------- experiment
 
 
-class RateStep(_Model):
+class RateStep(StrictModel):
     """From ``at_s`` on, the offered rate is ``rate_per_s`` (requests per second).
 
     With ``ramp_s`` > 0 the rate moves linearly from the previous step's rate to
@@ -421,7 +492,7 @@ class RateStep(_Model):
     ramp_s: float = Field(default=0.0, ge=0)
 
 
-class ClientBackoff(_Model):
+class ClientBackoff(StrictModel):
     """Client back-off before try n+1: min(max_s, base_s x 2^(n-1)), times U[0,1) with full jitter.
 
     AWS SDK standard retry mode: base 100 ms, max 20 s, full jitter (FACTS.md).
@@ -432,7 +503,7 @@ class ClientBackoff(_Model):
     jitter: Literal["full", "none"] = "full"
 
 
-class RetryTokenBucket(_Model):
+class RetryTokenBucket(StrictModel):
     """AWS SDK standard-mode retry quota: a retry spends tokens, a success refunds some.
 
     A retry costs ``retry_cost`` tokens (``timeout_retry_cost`` after a
@@ -447,7 +518,7 @@ class RetryTokenBucket(_Model):
     success_refund: int = Field(default=1, ge=0)
 
 
-class ClientRetryBudget(_Model):
+class ClientRetryBudget(StrictModel):
     """A client-side retry budget (Finagle's RetryBudget, Linkerd's retry_budget).
 
     Every call deposits ``retry_ratio`` tokens, which expire after ``ttl_s``;
@@ -461,7 +532,7 @@ class ClientRetryBudget(_Model):
     ttl_s: float = Field(default=10.0, gt=0)
 
 
-class ClientPolicy(_Model):
+class ClientPolicy(StrictModel):
     """How clients behave: tries per call, per-try timeout, back-off, retry quota.
 
     A client retries any failed try (5xx, 504, its own timeout) until
@@ -478,7 +549,7 @@ class ClientPolicy(_Model):
     clients: int = Field(default=1, ge=1, description="Independent clients (each with its own bucket).")
 
 
-class Workload(_Model):
+class Workload(StrictModel):
     """Open-loop arrivals following ``rate_schedule``, split across client
     populations by their share and across services by ``services``.
 
@@ -490,12 +561,15 @@ class Workload(_Model):
     arrivals: Literal["poisson", "deterministic"] = "poisson"
     rate_schedule: list[RateStep] = Field(min_length=1)
     services: dict[Name, Annotated[float, Field(gt=0, le=1)]] | None = Field(
-        default=None, description="Service mix; default: the topology's only service."
+        default=None, description=(
+            "Service mix (shares summing to 1). Default (null): the topology's only service, with "
+            "share 1, filled in when the experiment is loaded; required when the topology has "
+            "several services."),
     )
     client: ClientPolicy = ClientPolicy()
 
 
-class FaultTarget(_Model):
+class FaultTarget(StrictModel):
     """Which parts a fault hits: every field given must match (none given: all).
 
     ``instance`` names one backend instance (``api-use1-az1-0``) or gateway
@@ -508,7 +582,7 @@ class FaultTarget(_Model):
     instance: Name | None = None
 
 
-class _Fault(_Model):
+class _Fault(StrictModel):
     at_s: float = Field(ge=0, description="When the fault starts (s).")
     for_s: float = Field(gt=0, description="How long it lasts (s).")
     target: FaultTarget = FaultTarget()
@@ -554,7 +628,16 @@ Fault = Annotated[
 ]
 
 
-class Experiment(_Model):
+class Output(StrictModel):
+    """What a run writes besides its summary, time series and per-pool and per-service results."""
+
+    instances: bool = Field(default=False, description=(
+        "Write instance-level results (every gateway and backend, and each gateway's tries per "
+        "host, in columnar form) besides the per-pool and per-service aggregates; off by default "
+        "since at hundreds of gateways times hundreds of backends they dominate a run's cost."))
+
+
+class Experiment(StrictModel):
     """An experiment: a topology, a workload and how long and how often to run."""
 
     name: Name
@@ -575,3 +658,14 @@ class Experiment(_Model):
         description="Named variants to run and compare: each maps dotted paths into this experiment "
                     "(as --set does) to values. Every variant uses the same seed (common random numbers).",
     )
+    output: Output = Field(default=Output(), description="What a run writes beyond the aggregates.")
+
+    @model_validator(mode="after")
+    def _resolve_service_mix(self) -> Experiment:
+        # workload.services defaults to the topology's only service; the workload cannot see the
+        # topology, so the experiment fills it in. With several services it stays null and
+        # sim.config.checks asks for it.
+        if self.workload.services is None and len(self.topology.services) == 1:
+            only = next(iter(self.topology.services))
+            _fill(self, "workload", self.workload.model_copy(update={"services": {only: 1.0}}))
+        return self
