@@ -217,6 +217,8 @@ def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: b
         "retries": retries_section(parts.gateways, rec.offered),
         "bytes_by_az_pair": parts.bytes_by_az_pair,
         "recovery": recovery_section(rec, exp, judge_recovery),
+        # The rules the verdict was judged by, so readers (the report) need not restate them.
+        "recovery_rules": dict(RECOVERY_RULES) if exp.faults and judge_recovery else None,
         "faults": parts.faults,  # kind, at_s, for_s, targets (names)
         "outlier": outlier,  # {ejections, by_reason, detected, overflow}
         "health_checks": health_checks,  # {probes, probe_rate_per_s, failures, timeouts}

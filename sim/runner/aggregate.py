@@ -13,7 +13,7 @@ from typing import Any
 from scipy import stats
 
 #: Keys that describe the run rather than measure it: copied, not averaged.
-FIXED = {"experiment", "description", "seed", "replications", "simulated_s", "warmup_s"}
+FIXED = {"experiment", "description", "seed", "replications", "simulated_s", "warmup_s", "recovery_rules"}
 
 
 def _is_num(v: Any) -> bool:
