@@ -84,6 +84,7 @@ from sim.config.models import (
     Service,
     Topology,
 )
+from sim.config.naming import backend_name
 from sim.runner.store import atomic_write_text
 
 LOCALHOST = "127.0.0.1"
@@ -206,7 +207,7 @@ def health_check(hc: HealthCheck) -> dict:
 
 
 def _endpoints(name: str, service: Service, ports: list[int], zone: str | None) -> list[dict]:
-    instances = [(az, f"{name}-{az}-{i}") for az, n in service.instances_per_az.items() for i in range(n)]
+    instances = [(az, backend_name(name, az, i)) for az, n in service.instances_per_az.items() for i in range(n)]
     if len(ports) != len(instances):
         raise ValueError(f"backend_ports[{name!r}] has {len(ports)} port(s) but service {name!r} "
                          f"has {len(instances)} instance(s) ({', '.join(i for _, i in instances) or 'none'})")

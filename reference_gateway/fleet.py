@@ -62,6 +62,7 @@ import numpy as np
 from sim.components.workload import RateFunction
 from sim.config.distributions import Constant
 from sim.config.models import BackendSlowdown, ErrorBurst, Experiment
+from sim.config.naming import backend_name, gateway_name
 from sim.runner.store import atomic_write_json
 
 from . import envoy_config, haproxy_config, measure
@@ -102,13 +103,13 @@ def backend_instances(exp: Experiment) -> dict[str, list[tuple[str, str]]]:
     """Per service, its instances as (name, az), in the simulator's order."""
     out = {}
     for svc, cfg in exp.topology.services.items():
-        out[svc] = [(f"{svc}-{az}-{i}", az) for az, n in cfg.instances_per_az.items() for i in range(n)]
+        out[svc] = [(backend_name(svc, az, i), az) for az, n in cfg.instances_per_az.items() for i in range(n)]
     return out
 
 
 def gateway_instances(exp: Experiment) -> list[tuple[str, str]]:
     """Every gateway instance as (name, pool), in the simulator's order."""
-    return [(f"{pool}-{i}", pool) for pool, cfg in exp.topology.gateways.items() for i in range(cfg.instances)]
+    return [(gateway_name(pool, i), pool) for pool, cfg in exp.topology.gateways.items() for i in range(cfg.instances)]
 
 
 def fault_targets(exp: Experiment, fault) -> list[str]:

@@ -17,6 +17,7 @@ from sim.components.gateway import GatewayInstance
 from sim.components.network import Network
 from sim.components.workload import ClientPopulation, RateFunction
 from sim.config.models import Experiment
+from sim.config.naming import backend_name, gateway_name
 from sim.engine import SimContext
 from sim.metrics import summary as summary_mod
 from sim.metrics.recorder import Recorder
@@ -61,13 +62,13 @@ class Fleet:
         for node, d in g.nodes(data=True):
             if d["kind"] == "backend":
                 svc, az = d["service"], d["az"]
-                insts = [BackendInstance(ctx, f"{svc}-{az}-{i}", topo.services[svc], svc, az)
+                insts = [BackendInstance(ctx, backend_name(svc, az, i), topo.services[svc], svc, az)
                          for i in range(d["instances"])]
                 self.parts[node] = insts
                 self.backends[svc].extend(insts)
             elif d["kind"] == "gateway":
                 pool, gp = d["pool"], topo.gateways[d["pool"]]
-                self.parts[node] = self.gateways[pool] = [GatewayInstance(ctx, f"{pool}-{i}", gp, gp.az)
+                self.parts[node] = self.gateways[pool] = [GatewayInstance(ctx, gateway_name(pool, i), gp, gp.az)
                                                           for i in range(d["instances"])]
         self.backends = {svc: insts for svc, insts in self.backends.items() if insts}
         for pool in self.gateways:
