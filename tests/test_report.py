@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow running without an installed package
     sys.path.insert(0, str(ROOT))
 
-from sim.report import Panel, write_comparison, write_report  # noqa: E402
+from sim.report import Panel, fleet_graph, write_comparison, write_report  # noqa: E402
 from sim.report import html as report_html  # noqa: E402
 
 CAUSES = ("backend_overflow", "backend_error", "route_timeout")
@@ -327,10 +327,10 @@ def test_fleet_panel_renders_with_cross_az_share(tmp_path):
 
 
 def test_fleet_graph_layout_groups_by_az():
-    graph = report_html.parse_fleet_graph(_small_graph())
+    graph = fleet_graph.parse_fleet_graph(_small_graph())
     assert graph.columns == ["client", "balancer", "gateway", "backend"]
     n = graph.nodes
-    fig, height = report_html.fleet_figure(graph)
+    fig, height = fleet_graph.fleet_figure(graph)
     assert height >= 300
     assert [n["client:us-east-1"].x, n["lb:us-east-1:use1-az1"].x, n["gw:gw-az1-0"].x,
             n["be:api-use1-az1-0"].x] == [0.0, 1.0, 2.0, 3.0]
@@ -366,7 +366,7 @@ def test_fleet_panel_unreadable_graph_shows_notice(tmp_path):
 
 def test_fleet_graph_aggregates_large_columns(tmp_path):
     raw = _large_graph(backends=200)
-    graph = report_html.parse_fleet_graph(raw)
+    graph = fleet_graph.parse_fleet_graph(raw)
     # 200 backends -> one box per (service, AZ); the 4 gateways stay individual
     assert graph.node_counts["backend"] == 200
     backends = [v for v in graph.nodes.values() if v.kind == "backend"]
@@ -381,7 +381,7 @@ def test_fleet_graph_aggregates_large_columns(tmp_path):
     assert sum(e.rate for e in gw_be) == pytest.approx(4 * 200 * 5 / 80)
     assert graph.gw_be_cross_az / graph.gw_be_total == pytest.approx(0.5)
 
-    fig, _ = report_html.fleet_figure(graph)
+    fig, _ = fleet_graph.fleet_figure(graph)
     assert 0 < _node_markers(fig) < 60
     edge_segments = sum(len(t.x) // 3 for t in fig.data
                         if t.mode == "lines" and t.x and None in t.x)
@@ -401,12 +401,189 @@ def test_fleet_graph_tolerates_malformed_entries():
     raw["edges"] += [_edge("gw:gw-az1-0", "be:nope", "same_az", 1),
                      _edge("gw:gw-az1-0", "be:api-use1-az1-0", "same_az", "x"), 7]
     del raw["window_s"]
-    graph = report_html.parse_fleet_graph(raw)
+    graph = fleet_graph.parse_fleet_graph(raw)
     assert graph.ignored_nodes == 3 and graph.ignored_edges == 3
     assert graph.rate_unit == "requests"
     assert graph.gw_be_total == pytest.approx(1000)
-    panel = report_html.fleet_panel(report_html.RunData(pathlib.Path("."), {}, graph=raw))
+    panel = fleet_graph.fleet_panel(report_html.RunData(pathlib.Path("."), {}, graph=raw))
     assert panel is not None and "Ignored 6 malformed" in panel.html
+
+
+def _group_graph():
+    """A group-level graph.json: 2 AZs, a pool of 6 gateways per AZ, backend groups
+    api (12 per AZ) and auth (4 per AZ); every gateway pool calls every group."""
+    azs = ("use1-az1", "use1-az2")
+    nodes = [_node("client:us-east-1", "client", "internet")]
+    nodes += [_node(f"lb:us-east-1:{az}", "balancer", az) for az in azs]
+    nodes += [_node(f"gw:gw-{az}", "gateway", az, pool=f"gw-{az}", instances=6) for az in azs]
+    nodes += [_node(f"be:{svc}:{az}", "backend", az, service=svc, instances=n)
+              for svc, n in (("api", 12), ("auth", 4)) for az in azs]
+    edges = [_edge("client:us-east-1", f"lb:us-east-1:{az}", "internet", 1000) for az in azs]
+    edges += [_edge(f"lb:us-east-1:{az}", f"gw:gw-{az}", "same_az", 1000) for az in azs]
+    for src in azs:
+        for svc, requests in (("api", 300), ("auth", 200)):
+            for dst in azs:
+                edges.append(_edge(f"gw:gw-{src}", f"be:{svc}:{dst}",
+                                   "same_az" if src == dst else "cross_az", requests))
+    # The same pair twice (e.g. two routes): the report sums them.
+    edges.append(_edge("gw:gw-use1-az1", "be:api:use1-az1", "same_az", 100))
+    return {"level": "groups", "nodes": nodes, "edges": edges, "window_s": 10.0}
+
+
+def _hover_of(fig, label):
+    """The hover text of the box labelled ``label``."""
+    for trace in fig.data:
+        if trace.meta == "fleet-nodes" and trace.text and label in trace.text:
+            return trace.hovertext[list(trace.text).index(label)]
+    raise AssertionError(f"no box labelled {label!r}")
+
+
+def test_group_level_graph(tmp_path):
+    raw = _group_graph()
+    graph = fleet_graph.parse_fleet_graph(raw)
+    assert graph.level == "groups"
+    # counts are instances, not boxes
+    assert graph.node_counts == {"client": 1, "balancer": 2, "gateway": 12, "backend": 32}
+    assert graph.aggregated == {"gateway": 2, "backend": 4}
+    n = graph.nodes
+    assert [n["gw:gw-use1-az1"].label, n["be:api:use1-az2"].label, n["be:auth:use1-az1"].label,
+            n["lb:us-east-1:use1-az1"].label] == ["gw-use1-az1 ×6", "api ×12", "auth ×4",
+                                                  "us-east-1:use1-az1"]
+    # the duplicated pair is summed into one edge: (300 + 100) requests / 10 s
+    same = [e for e in graph.edges if (e.source, e.target) == ("gw:gw-use1-az1",
+                                                               "be:api:use1-az1")]
+    assert len(same) == 1 and same[0].rate == pytest.approx(40.0)
+    assert len(graph.edges) == 2 + 2 + 2 * 4
+    # rates in and out of a group box are the sums of its edges
+    assert n["gw:gw-use1-az1"].rate_in == pytest.approx(100.0)
+    assert n["gw:gw-use1-az1"].rate_out == pytest.approx(110.0)
+    assert n["be:api:use1-az1"].rate_in == pytest.approx(70.0)
+    assert graph.gw_be_total == pytest.approx(210.0)
+    assert graph.gw_be_cross_az == pytest.approx(100.0)
+
+    fig, _ = fleet_graph.fleet_figure(graph)
+    assert _node_markers(fig) == 1 + 2 + 2 + 4  # one box per group
+    hover = _hover_of(fig, "api ×12")
+    assert "<b>api</b> · 12 backends" in hover
+    assert "AZ: us-east-1 / use1-az1" in hover
+    assert "in: 70.0 req/s · out: 0 req/s" in hover
+    assert "<b>gw-use1-az1</b> · 6 gateways" in _hover_of(fig, "gw-use1-az1 ×6")
+    ticks = " ".join(fig.layout.xaxis.ticktext)
+    assert "12 in 2 groups" in ticks and "32 in 4 groups" in ticks
+
+    page = _unescape_json(_read(write_report(make_run(tmp_path, graph=raw))))
+    assert "could not be rendered" not in page
+    assert "api ×12" in page and "auth ×4" in page
+    assert "Gateways are grouped per pool and AZ (12 → 2 boxes)." in page
+    assert "Backends are grouped per service and AZ (32 → 4 boxes)." in page
+    assert "graph.json lists gateway pools and backend groups" in page
+    assert ("<strong>47.6 %</strong> of gateway-to-backend requests cross an AZ boundary "
+            "(100.0 of 210.0 req/s).") in page
+
+
+def test_group_level_graph_instances_and_level_defaults():
+    raw = _small_graph()
+    # "instances" on an instance-level graph: a node of several instances is a group
+    raw["nodes"][5]["instances"] = 3
+    raw["nodes"].append(_node("be:bad", "backend", "use1-az1", service="api", instances=0))
+    graph = fleet_graph.parse_fleet_graph(raw)
+    assert graph.level == "instances"
+    assert graph.node_counts["backend"] == 4  # 3 + 1; the node with 0 instances is ignored
+    assert graph.ignored_nodes == 1
+    assert graph.nodes["be:api-use1-az1-0"].label == "api ×3"
+    assert graph.nodes["be:api-use1-az2-0"].label == "api-use1-az2-0"
+    assert graph.nodes["gw:gw-az1-0"].label == "gw-az1-0"
+    raw["level"] = "pods"
+    graph = fleet_graph.parse_fleet_graph(raw)
+    assert graph.unknown_level == "pods" and graph.level == "instances"
+    panel = fleet_graph.fleet_panel(report_html.RunData(pathlib.Path("."), {}, graph=raw))
+    assert "Unknown level “pods”" in panel.html
+
+
+def test_fleet_graph_aggregates_above_sixteen_boxes(tmp_path):
+    assert fleet_graph.FLEET_AGGREGATE_ABOVE == 16
+    graph = fleet_graph.parse_fleet_graph(_large_graph(backends=16, gateways=2))
+    assert len([v for v in graph.nodes.values() if v.kind == "backend"]) == 16
+    assert "backend" not in graph.aggregated
+
+    # 17 backends: one box per (service, AZ), each listing its members on hover
+    graph = fleet_graph.parse_fleet_graph(_large_graph(backends=17, gateways=2))
+    boxes = {(v.group, v.az): v for v in graph.nodes.values() if v.kind == "backend"}
+    assert len(boxes) == 4 and graph.node_counts["backend"] == 17
+    assert graph.grouped_by["backend"] == "service and AZ"
+    api_az1 = boxes[("api", "use1-az1")]
+    assert api_az1.label == "api ×5"
+    fig, _ = fleet_graph.fleet_figure(graph)
+    hover = _hover_of(fig, "api ×5")
+    assert "<b>api</b> · 5 backends (aggregated)" in hover
+    assert "api-0, api-4, api-8, api-12<br>api-16" in hover
+
+    # the issue's 26 backends: aggregated, and every box keeps its text label
+    graph = fleet_graph.parse_fleet_graph(_large_graph(backends=26, gateways=2))
+    fig, _ = fleet_graph.fleet_figure(graph)
+    backends = [t for t in fig.data if t.meta == "fleet-nodes" and t.name == "backend"][0]
+    assert len(backends.x) == 4 and backends.mode == "markers+text"
+    assert sorted(backends.text) == ["api ×7", "api ×7", "auth ×6", "auth ×6"]
+
+    # the threshold counts boxes, not instances: 16 groups of 50 stay as they are,
+    # 40 groups in one AZ fall back to one box per AZ, with the list cut on hover
+    def groups(count):
+        nodes = [_node(f"be:svc{i}:use1-az1", "backend", "use1-az1", service=f"svc{i}",
+                       instances=50) for i in range(count)]
+        return {"level": "groups", "nodes": nodes, "edges": []}
+
+    graph = fleet_graph.parse_fleet_graph(groups(16))
+    assert len(graph.nodes) == 16 and graph.node_counts["backend"] == 800
+    graph = fleet_graph.parse_fleet_graph(groups(40))
+    (box,) = graph.nodes.values()
+    assert box.label == "backend ×2,000" and graph.grouped_by["backend"] == "AZ"
+    hover = fleet_graph.fleet_figure(graph)[0].data[-1].hovertext[0]
+    assert "<b>backend</b> · 2,000 backends (in 40 groups)" in hover
+    assert "svc0 ×50, svc1 ×50, svc2 ×50, svc3 ×50" in hover
+    assert "… and 8 more" in hover
+
+
+def _big_group_graph(scale=1):
+    """A group-level graph of 400 x ``scale`` gateways and 600 x ``scale`` backends:
+    4 AZs, 2 pools of 50 per AZ, 3 services (40 + 60 + 50 per AZ)."""
+    azs = [f"use1-az{i}" for i in range(1, 5)]
+    nodes = [_node("client:us-east-1", "client", "internet")]
+    nodes += [_node(f"lb:us-east-1:{az}", "balancer", az) for az in azs]
+    pools = [_node(f"gw:gw-{az}-{p}", "gateway", az, pool=f"gw-{az}-{p}", instances=50 * scale)
+             for az in azs for p in "ab"]
+    groups = [_node(f"be:{svc}:{az}", "backend", az, service=svc, instances=n * scale)
+              for svc, n in (("api", 40), ("auth", 60), ("search", 50)) for az in azs]
+    nodes += pools + groups
+    edges = [_edge("client:us-east-1", f"lb:us-east-1:{az}", "internet", 5000) for az in azs]
+    edges += [_edge(f"lb:us-east-1:{g['az']}", g["id"], "same_az", 2500) for g in pools]
+    edges += [_edge(g["id"], b["id"], "same_az" if g["az"] == b["az"] else "cross_az", 100)
+              for g in pools for b in groups]
+    return {"level": "groups", "nodes": nodes, "edges": edges, "window_s": 60.0}
+
+
+def test_big_group_level_fleet_does_not_scale_with_instances(tmp_path):
+    graph = fleet_graph.parse_fleet_graph(_big_group_graph())
+    assert graph.node_counts["gateway"] == 400 and graph.node_counts["backend"] == 600
+    assert len(graph.nodes) == 1 + 4 + 8 + 12
+    assert len(graph.edges) == 4 + 8 + 8 * 12  # not 400 x 600
+    fig, height = fleet_graph.fleet_figure(graph)
+    ticks = " ".join(fig.layout.xaxis.ticktext)
+    assert "400 in 8 groups" in ticks and "600 in 12 groups" in ticks
+
+    def points(f):
+        return sum(len(t.x) for t in f.data if t.x is not None)
+
+    # A thousand times the instances: the same boxes, edges and plotted points, so
+    # the cost of the panel depends on graph.json's size, not on the fleet's.
+    big = fleet_graph.parse_fleet_graph(_big_group_graph(scale=1000))
+    assert big.node_counts["backend"] == 600_000
+    assert (len(big.nodes), len(big.edges)) == (len(graph.nodes), len(graph.edges))
+    big_fig, big_height = fleet_graph.fleet_figure(big)
+    assert (points(big_fig), big_height) == (points(fig), height)
+
+    page = _unescape_json(_read(write_report(make_run(tmp_path, graph=_big_group_graph()))))
+    assert "could not be rendered" not in page
+    assert "Backends are grouped per service and AZ (600 → 12 boxes)." in page
 
 
 # --------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 helpers, time-chart shading (warm-up and fault windows) and the page shell.
 
 Used by :mod:`sim.report.html` (one run), :mod:`sim.report.resilience`
-(retries, faults and recovery panels) and :mod:`sim.report.comparison`
-(several variants of one experiment).
+(retries, faults and recovery panels), :mod:`sim.report.health` (host health),
+:mod:`sim.report.fleet_graph` (the fleet and traffic graph) and
+:mod:`sim.report.comparison` (several variants of one experiment).  Pages are
+written with the project's atomic writer, :mod:`sim.files`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import html
 import json
 import logging
 import math
-import os
 import pathlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,6 +24,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 import plotly.offline
+
+from sim.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +123,7 @@ class Fault:
 
     @property
     def label(self) -> str:
-        return _pretty_key(self.kind) or "fault"
+        return pretty_key(self.kind) or "fault"
 
     @property
     def duration_s(self) -> float:
@@ -143,7 +146,7 @@ class RunData:
 
     @property
     def warmup_s(self) -> float | None:
-        w = _num(self.summary.get("warmup_s"))
+        w = as_number(self.summary.get("warmup_s"))
         return w if w is not None and w > 0 else None
 
     @cached_property
@@ -168,16 +171,31 @@ def esc(value: Any) -> str:
     return "" if value is None else html.escape(str(value), quote=True)
 
 
-def _num(value: Any) -> float | None:
-    """``value`` as a finite float, else ``None`` (bools are not numbers)."""
+def as_number(value: Any) -> float | None:
+    """A value read from a result file as a finite float.
+
+    Args:
+        value: Anything from ``summary.json``, ``graph.json``, ...
+
+    Returns:
+        The value as a float; ``None`` for non-numbers, bools, NaN and infinities.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     v = float(value)
     return v if math.isfinite(v) else None
 
 
-def _dig(mapping: Any, path: Sequence[str]) -> Any:
-    """``mapping[path[0]][path[1]]...`` or ``None`` if any step is missing."""
+def dig(mapping: Any, path: Sequence[str]) -> Any:
+    """Walk nested mappings: ``mapping[path[0]][path[1]]...``.
+
+    Args:
+        mapping: The outer mapping (anything else yields ``None``).
+        path: The keys, outermost first.
+
+    Returns:
+        The value at ``path``, or ``None`` if any step is missing or not a mapping.
+    """
     cur = mapping
     for key in path:
         if not isinstance(cur, Mapping) or key not in cur:
@@ -205,11 +223,11 @@ def fmt_value(value: Any, ci: Any = None, *, scale: float = 1.0, integer: bool =
     ``integer`` prints whole-number values without decimals (counts);
     ``scale`` multiplies both value and half-width (e.g. 100 for percent).
     """
-    v = _num(value)
+    v = as_number(value)
     if v is None:
         return "—" if value is None or isinstance(value, (int, float)) else str(value)
     v *= scale
-    hw = _num(ci)
+    hw = as_number(ci)
     if hw is not None:
         hw = abs(hw) * scale
         # Two significant digits of the half-width decide the precision.
@@ -232,7 +250,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "panel"
 
 
-def _pretty_key(key: str) -> str:
+def pretty_key(key: str) -> str:
+    """A result-file key as words for a label (``"route_timeout"`` -> ``"route timeout"``).
+
+    Args:
+        key: A key of a result file.
+
+    Returns:
+        ``key`` with underscores as spaces (not escaped).
+    """
     return key.replace("_", " ")
 
 
@@ -305,14 +331,36 @@ def shade_run(fig: go.Figure, data: RunData, rows: Sequence[int] = ()) -> None:
     shade_time(fig, data.warmup_s, data.faults, rows)
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "kpi") -> str:
-    """Build a table; headers and cells must already be escaped HTML."""
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "kpi") -> str:
+    """An HTML table with one header row.
+
+    Args:
+        headers: Header cells, already escaped HTML.
+        rows: Body rows of cells, already escaped HTML.
+        cls: The table's CSS classes.
+
+    Returns:
+        The ``<table>`` markup.
+    """
     head = "".join(f"<th>{h}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _unit(text: str) -> str:
+#: Old private name of :func:`table`, kept only because ``reference_gateway/report.py``
+#: still imports it; remove it once that module imports ``table``.
+_table = table
+
+
+def unit_html(text: str) -> str:
+    """A unit shown after a value, in the muted unit style.
+
+    Args:
+        text: The unit as plain text ("req/s"); empty for none.
+
+    Returns:
+        Escaped markup with a leading space, or ``""`` when ``text`` is empty.
+    """
     return f' <span class="unit">{esc(text)}</span>' if text else ""
 
 
@@ -441,8 +489,8 @@ def _fault_target(item: Mapping[str, Any]) -> str:
 
 
 def _fault_effect(kind: str, item: Mapping[str, Any]) -> str:
-    factor = _num(item.get("factor"))
-    probability = _num(item.get("error_probability"))
+    factor = as_number(item.get("factor"))
+    probability = as_number(item.get("error_probability"))
     if factor is not None:
         what = {"backend_slowdown": "service time", "load_spike": "offered load"}.get(kind, "factor")
         return f"{what} × {factor:g}"
@@ -454,8 +502,8 @@ def _fault_effect(kind: str, item: Mapping[str, Any]) -> str:
 def _fault_from_mapping(item: Any) -> Fault | None:
     if not isinstance(item, Mapping):
         return None
-    start = _num(item.get("at_s"))
-    duration = _num(item.get("for_s"))
+    start = as_number(item.get("at_s"))
+    duration = as_number(item.get("for_s"))
     if start is None or duration is None or duration <= 0:
         return None
     targets = item.get("targets")
@@ -510,26 +558,54 @@ def parse_faults(summary: Mapping[str, Any], config_text: str | None = None) -> 
     if not faults:
         recovery = summary.get("recovery")
         if isinstance(recovery, Mapping):
-            start, end = _num(recovery.get("fault_start_s")), _num(recovery.get("fault_end_s"))
+            start = as_number(recovery.get("fault_start_s"))
+            end = as_number(recovery.get("fault_end_s"))
             if start is not None and end is not None and end > start:
                 faults = [Fault("fault", start, end)]
     return faults
 
 
+def ci_of(data: RunData, path: Sequence[str]) -> Any:
+    """The 95 % confidence half-width of a summary value, if the run has one.
 
-def _ci(data: RunData, path: Sequence[str]) -> Any:
-    return _dig(data.summary.get("ci95"), path)
+    Args:
+        data: The run.
+        path: The value's keys in ``summary.json`` (looked up under ``ci95``).
+
+    Returns:
+        The half-width as stored, or ``None``.
+    """
+    return dig(data.summary.get("ci95"), path)
 
 
-def _kpi_cell(data: RunData, path: Sequence[str], unit: str = "", *,
-              scale: float = 1.0, integer: bool = False) -> str:
-    value = _dig(data.summary, path)
-    text = fmt_value(value, _ci(data, path), scale=scale, integer=integer)
-    return esc(text) + (_unit(unit) if _num(value) is not None else "")
+def kpi_cell(data: RunData, path: Sequence[str], unit: str = "", *,
+             scale: float = 1.0, integer: bool = False) -> str:
+    """One KPI table cell: a summary value, its ± half-width and its unit.
+
+    Args:
+        data: The run.
+        path: The value's keys in ``summary.json``.
+        unit: The unit shown after a numeric value.
+        scale: Multiplies value and half-width (100 for percent).
+        integer: Print whole numbers without decimals (counts).
+
+    Returns:
+        Escaped markup ("—" when the value is missing).
+    """
+    value = dig(data.summary, path)
+    text = fmt_value(value, ci_of(data, path), scale=scale, integer=integer)
+    return esc(text) + (unit_html(unit) if as_number(value) is not None else "")
 
 
+def replications_note(ts: TimeSeries) -> str:
+    """The note under a time chart saying it averages several replications.
 
-def _ts_note(ts: TimeSeries) -> str:
+    Args:
+        ts: The run's time series.
+
+    Returns:
+        A ``<p class="note">`` for two replications or more, else ``""``.
+    """
     if ts.replications > 1:
         return f'<p class="note">Mean across {ts.replications} replications, per second.</p>'
     return ""
@@ -642,17 +718,22 @@ def page_html(title: str, header: str, main: str, footer: str, extra_css: str = 
 
 
 def write_atomic(path: pathlib.Path, text: str) -> pathlib.Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write a report page with the project's atomic writer and return its path.
+
+    The writing itself is :func:`sim.files.atomic_write_text`; this only hands
+    the path back, which the report writers return to their callers.
+
+    Args:
+        path: The destination file.
+        text: The whole page.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        OSError: The folder or the file cannot be created or written.
+    """
+    atomic_write_text(path, text)
     return path
 
 
@@ -662,9 +743,9 @@ class HeaderItems(list):
     def add(self, label: str, value: Any, unit: str = "") -> None:
         if value is None:
             return
-        v = _num(value)
+        v = as_number(value)
         text = fmt_value(v, integer=True) if v is not None else str(value)
-        self.append((label, esc(text) + (_unit(unit) if v is not None else "")))
+        self.append((label, esc(text) + (unit_html(unit) if v is not None else "")))
 
 
 def run_builders(builders, arg: Any) -> list[Panel]:
@@ -675,9 +756,9 @@ def run_builders(builders, arg: Any) -> list[Panel]:
             panel = builder(arg)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             log.warning("report panel %s failed: %s", builder.__name__, exc, exc_info=True)
-            panel = Panel(_pretty_key(builder.__name__),
-                          f'<p class="error">This panel could not be rendered: '
-                          f"{esc(type(exc).__name__)}: {esc(exc)}</p>")
+            panel = Panel(pretty_key(builder.__name__),
+                         f'<p class="error">This panel could not be rendered: '
+                         f"{esc(type(exc).__name__)}: {esc(exc)}</p>")
         if panel is not None:
             panels.append(panel)
     return panels

@@ -38,18 +38,18 @@ from sim.report.common import (
     HeaderItems,
     Panel,
     RunData,
-    _dig,
-    _num,
-    _pretty_key,
-    _table,
+    as_number,
+    dig,
     esc,
     figure_html,
     fmt_value,
     load_run,
     page_html,
     panels_html,
+    pretty_key,
     run_builders,
     shade_time,
+    table,
     write_atomic,
 )
 from sim.report.resilience import (
@@ -110,7 +110,9 @@ class Variant:
         return ratio_over(self.data, "attempts", "offered", rec.fault_end_s)
 
     def amplification(self) -> float | None:
-        return _num(_dig(self.data.summary, ("retries", "amplification"))) if self.data else None
+        if self.data is None:
+            return None
+        return as_number(dig(self.data.summary, ("retries", "amplification")))
 
 
 def _safe_rel_dir(entry: Mapping[str, Any], name: str) -> str:
@@ -198,7 +200,7 @@ def variant_phrase(v: Variant) -> str:
     rec = v.recovery
     amp = _amplification_phrase(v)
     if rec is None:
-        goodput = _num(v.data.summary.get("goodput_rps"))
+        goodput = as_number(v.data.summary.get("goodput_rps"))
         text = "no fault"
         if goodput is not None:
             text += f" (goodput {fmt_value(goodput)} req/s)"
@@ -292,15 +294,15 @@ def _flag_text(value: bool | float | None, replications: int | None) -> str:
 
 
 def _failures_cell(v: Variant) -> str:
-    failed = _dig(v.data.summary, ("requests", "failed")) if v.data else None
+    failed = dig(v.data.summary, ("requests", "failed")) if v.data else None
     if not isinstance(failed, Mapping):
         return "—"
-    counts = {str(k): _num(x) for k, x in failed.items()}
+    counts = {str(k): as_number(x) for k, x in failed.items()}
     counts = {k: x for k, x in counts.items() if x is not None}
     total = sum(counts.values())
     lines = [f"<strong>{esc(fmt_value(total, integer=True))}</strong>"]
     for cause in sorted(counts, key=lambda c: -counts[c]):
-        lines.append(f'<span class="cause">{esc(_pretty_key(cause))} '
+        lines.append(f'<span class="cause">{esc(pretty_key(cause))} '
                      f"{esc(fmt_value(counts[cause], integer=True))}</span>")
     return "<br>".join(lines)
 
@@ -343,8 +345,8 @@ def summary_panel(variants: Sequence[Variant]) -> Panel:
             rec_time += (f'<br><span class="muted">metastable in '
                          f"{esc(_flag_text(rec.metastable, replications))}</span>")
         end = end_share(v.data, rec)[0] if rec is not None else None
-        amp = _num(_dig(s, ("retries", "amplification")))
-        amp_ci = _num(_dig(s, ("ci95", "retries", "amplification")))
+        amp = as_number(dig(s, ("retries", "amplification")))
+        amp_ci = as_number(dig(s, ("ci95", "retries", "amplification")))
         rows.append([
             _name_cell(v, link=True), _outcome_cell(v), rec_time,
             _rate_cell(rec.before if rec else None, rec, share=False),
@@ -354,10 +356,10 @@ def summary_panel(variants: Sequence[Variant]) -> Panel:
             esc(fmt_value(amp, amp_ci)) if amp is not None else "—",
             esc(fmt_value(v.amplification_after())),
             esc(fmt_value(client_tries_per_call(s))) if client_tries_per_call(s) else "—",
-            esc(fmt_value(_dig(s, ("latency_ms", "p99")))),
+            esc(fmt_value(dig(s, ("latency_ms", "p99")))),
             _failures_cell(v),
         ])
-    body = ('<div class="scroll">' + _table(headers, rows, cls="kpi compare") + "</div>"
+    body = ('<div class="scroll">' + table(headers, rows, cls="kpi compare") + "</div>"
             f'<p class="note">Goodput in successful responses per second; percentages are of '
             f"the goodput before the fault. Amplification: backend tries sent by the gateways "
             f"per client call over the measurement window; “after the fault”: the same from "
@@ -500,8 +502,8 @@ def variants_panel(variants: Sequence[Variant]) -> Panel | None:
         else:
             overrides = '<span class="muted">none (the base experiment)</span>'
         rows.append([_name_cell(v), overrides, _link_cell(v)])
-    body = _table(["Variant", "Overrides (dotted path = value)", "Report"], rows,
-                  cls="kpi variants")
+    body = table(["Variant", "Overrides (dotted path = value)", "Report"], rows,
+                 cls="kpi variants")
     body += ('<p class="note">All variants share the seed, so they see the same arrivals and '
              "service times where their configurations agree (common random numbers).</p>")
     return Panel("Variants", body, "variants")

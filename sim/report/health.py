@@ -35,16 +35,16 @@ from plotly.subplots import make_subplots
 from sim.report.common import (
     Panel,
     RunData,
-    _dig,
-    _num,
-    _pretty_key,
-    _table,
-    _ts_note,
-    _unit,
+    as_number,
+    dig,
     esc,
     figure_html,
     fmt_value,
+    pretty_key,
+    replications_note,
     shade_run,
+    table,
+    unit_html,
 )
 
 C_HEALTHY = "#009e73"
@@ -86,7 +86,7 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 def _counts(value: Any) -> dict[str, float]:
     """A ``{reason: count}`` mapping with numeric counts only."""
-    return {str(k): v for k, v in ((k, _num(x)) for k, x in _mapping(value).items())
+    return {str(k): v for k, v in ((k, as_number(x)) for k, x in _mapping(value).items())
             if v is not None}
 
 
@@ -100,7 +100,7 @@ def _series(data: RunData, name: str) -> list[float | None] | None:
 
 def pool_clusters(data: RunData) -> dict[str, Mapping[str, Any]]:
     """``topology.gateways.<pool>.cluster`` of the resolved configuration, by pool."""
-    gateways = _dig(data.config, ("topology", "gateways"))
+    gateways = dig(data.config, ("topology", "gateways"))
     out = {}
     for pool, spec in _mapping(gateways).items():
         cluster = _mapping(spec).get("cluster") if isinstance(spec, Mapping) else None
@@ -116,14 +116,14 @@ def _configured(data: RunData, feature: str) -> list[str]:
 
 def _outlier_active(data: RunData) -> bool:
     o = _mapping(data.summary.get("outlier"))
-    numbers = [_num(o.get("ejections")), _num(o.get("overflow"))]
+    numbers = [as_number(o.get("ejections")), as_number(o.get("overflow"))]
     numbers += list(_counts(o.get("by_reason")).values()) + list(_counts(o.get("detected")).values())
     return any(v for v in numbers if v) or _positive(_series(data, "ejected_hosts"))
 
 
 def _health_checks_active(data: RunData) -> bool:
     h = _mapping(data.summary.get("health_checks"))
-    return (any(_num(h.get(k)) for k in ("probes", "failures", "timeouts"))
+    return (any(as_number(h.get(k)) for k in ("probes", "failures", "timeouts"))
             or _positive(_series(data, "health_check_probes"))
             or _positive(_series(data, "hc_failed_hosts")))
 
@@ -141,7 +141,8 @@ def host_health_present(data: RunData) -> bool:
 
 
 def _count(value: float | None, unit: str = "") -> str:
-    return esc(fmt_value(value, integer=True)) + (_unit(unit) if value is not None and unit else "")
+    text = esc(fmt_value(value, integer=True))
+    return text + (unit_html(unit) if value is not None and unit else "")
 
 
 def _muted(text: str) -> str:
@@ -155,7 +156,7 @@ def _share(part: float | None, whole: float | None, what: str) -> str:
 
 
 def _seconds(value: Any) -> str:
-    v = _num(value)
+    v = as_number(value)
     return "—" if v is None else f"{v:g} s"
 
 
@@ -165,13 +166,13 @@ def _outlier_setting(cluster: Mapping[str, Any]) -> str:
         return _muted("off")
     parts = []
     for key, label in (("consecutive_5xx", "consecutive 5xx"),):
-        if _num(od.get(key)) is not None:
+        if as_number(od.get(key)) is not None:
             parts.append(f"{label} {fmt_value(od[key], integer=True)}")
-    if _num(od.get("max_ejection_percent")) is not None:
+    if as_number(od.get("max_ejection_percent")) is not None:
         parts.append(f"max ejection {fmt_value(od['max_ejection_percent'], integer=True)} %")
-    if _num(od.get("base_ejection_time_s")) is not None:
+    if as_number(od.get("base_ejection_time_s")) is not None:
         parts.append(f"base ejection {_seconds(od['base_ejection_time_s'])}")
-    if _num(od.get("interval_s")) is not None:
+    if as_number(od.get("interval_s")) is not None:
         parts.append(f"interval {_seconds(od['interval_s'])}")
     if od.get("always_eject_one_host") is True:
         parts.append("always eject one host")
@@ -183,13 +184,13 @@ def _health_check_setting(cluster: Mapping[str, Any]) -> str:
     if not isinstance(hc, Mapping):
         return _muted("off")
     parts = []
-    if _num(hc.get("interval_s")) is not None:
+    if as_number(hc.get("interval_s")) is not None:
         parts.append(f"every {_seconds(hc['interval_s'])}")
-    if _num(hc.get("timeout_s")) is not None:
+    if as_number(hc.get("timeout_s")) is not None:
         parts.append(f"timeout {_seconds(hc['timeout_s'])}")
-    if _num(hc.get("unhealthy_threshold")) is not None:
+    if as_number(hc.get("unhealthy_threshold")) is not None:
         parts.append(f"unhealthy after {fmt_value(hc['unhealthy_threshold'], integer=True)}")
-    if _num(hc.get("healthy_threshold")) is not None:
+    if as_number(hc.get("healthy_threshold")) is not None:
         parts.append(f"healthy after {fmt_value(hc['healthy_threshold'], integer=True)}")
     return esc(" · ".join(parts) or "on")
 
@@ -202,13 +203,13 @@ def _settings_table(data: RunData) -> str:
     rows = []
     for pool in sorted(clusters):
         cluster = clusters[pool]
-        panic = _num(_dig(cluster, ("common_lb_config", "healthy_panic_threshold")))
+        panic = as_number(dig(cluster, ("common_lb_config", "healthy_panic_threshold")))
         rows.append([f"<strong>{esc(pool)}</strong>", _outlier_setting(cluster),
                      _health_check_setting(cluster),
                      esc(f"{panic:g} %") if panic is not None else _muted("—")])
     return ("<h3>Configured</h3>"
-            + _table(["Pool", "Outlier detection", "Health checks", "Panic below"], rows,
-                     cls="kpi wide settings"))
+            + table(["Pool", "Outlier detection", "Health checks", "Panic below"], rows,
+                    cls="kpi wide settings"))
 
 
 def _ejection_hint(data: RunData, overflow: float | None, ejections: float | None) -> str:
@@ -218,7 +219,7 @@ def _ejection_hint(data: RunData, overflow: float | None, ejections: float | Non
     percents = sorted({int(p) for c in pool_clusters(data).values()
                        if isinstance(c.get("outlier_detection"), Mapping)
                        and c["outlier_detection"].get("always_eject_one_host") is not True
-                       and (p := _num(c["outlier_detection"].get("max_ejection_percent")))})
+                       and (p := as_number(c["outlier_detection"].get("max_ejection_percent")))})
     text = (f"{fmt_value(overflow, integer=True)} ejections were refused by "
             "max_ejection_percent")
     if not ejections:
@@ -237,17 +238,17 @@ def _outlier_section(data: RunData) -> str:
     if not o and not configured:
         return ""
     ejected, detected = _counts(o.get("by_reason")), _counts(o.get("detected"))
-    ejections = _num(o.get("ejections"))
+    ejections = as_number(o.get("ejections"))
     if ejections is None and ejected:
         ejections = sum(ejected.values())
-    overflow = _num(o.get("overflow"))
+    overflow = as_number(o.get("overflow"))
     if not o and configured:
         return ("<h3>Outlier detection</h3>"
                 f'<p class="note">Configured on {esc(", ".join(configured))}; '
                 "this run recorded no outlier counts.</p>")
     reasons = [r for r in REASON_ORDER if r in ejected or r in detected]
     reasons += sorted((set(ejected) | set(detected)) - set(reasons))
-    rows = [[esc(_pretty_key(r)), _count(detected.get(r)) if detected else _muted("—"),
+    rows = [[esc(pretty_key(r)), _count(detected.get(r)) if detected else _muted("—"),
              _count(ejected.get(r, 0.0))] for r in reasons]
     total_detected = sum(detected.values()) if detected else None
     rows.append(["<strong>Total</strong>",
@@ -256,7 +257,7 @@ def _outlier_section(data: RunData) -> str:
     if overflow is not None:
         rows.append([esc("Refused by max_ejection_percent")
                      + '<br><span class="muted">ejections_overflow</span>', "", _count(overflow)])
-    body = "<h3>Outlier detection</h3>" + _table(["Reason", "detected", "ejected"], rows)
+    body = "<h3>Outlier detection</h3>" + table(["Reason", "detected", "ejected"], rows)
     if not reasons and not overflow:
         body += '<p class="note">No outlier was detected.</p>'
     return body + _ejection_hint(data, overflow, ejections)
@@ -265,48 +266,50 @@ def _outlier_section(data: RunData) -> str:
 def _health_check_section(data: RunData) -> str:
     h = _mapping(data.summary.get("health_checks"))
     configured = _configured(data, "health_check")
-    probes = _num(h.get("probes"))
+    probes = as_number(h.get("probes"))
     if not configured and not probes and not _health_checks_active(data):
         return ""
-    rate, failures, timeouts = (_num(h.get(k)) for k in ("probe_rate_per_s", "failures",
-                                                           "timeouts"))
+    rate, failures, timeouts = (as_number(h.get(k))
+                                for k in ("probe_rate_per_s", "failures", "timeouts"))
     if not h:
         return ("<h3>Active health checks</h3>"
                 f'<p class="note">Configured on {esc(", ".join(configured))}; '
                 "this run recorded no health-check counts.</p>")
-    throughput = _num(data.summary.get("throughput_rps"))
+    throughput = as_number(data.summary.get("throughput_rps"))
     rows = [
         [esc("Probes sent"), _count(probes), ""],
-        [esc("Probe rate"), esc(fmt_value(rate)) + _unit("probes/s") if rate is not None
+        [esc("Probe rate"), esc(fmt_value(rate)) + unit_html("probes/s") if rate is not None
          else esc("—"), _muted(_share(rate, throughput, "the request throughput"))],
         [esc("Failed checks"), _count(failures), _muted(_share(failures, probes, "probes"))],
     ]
     if timeouts is not None:
         rows.append([f'<span class="indent">{esc("of which timed out")}</span>',
                      _count(timeouts), ""])
-    return "<h3>Active health checks</h3>" + _table(["", "count", ""], rows)
+    return "<h3>Active health checks</h3>" + table(["", "count", ""], rows)
 
 
 def pool_table(data: RunData) -> str:
     """Connection-pool counters per gateway pool (``""`` if no pool has any)."""
     pools = _mapping(data.summary.get("gateway"))
     names = [p for p in sorted(pools) if isinstance(pools[p], Mapping)
-             and any(_num(pools[p].get(k)) is not None for k in POOL_KEYS)]
-    fields = [f for f in POOL_FIELDS if any(_num(pools[p].get(f[0])) is not None for p in names)]
+             and any(as_number(pools[p].get(k)) is not None for k in POOL_KEYS)]
+    fields = [f for f in POOL_FIELDS
+              if any(as_number(pools[p].get(f[0])) is not None for p in names)]
     if not names or not fields:
         return ""
     headers = ["Pool"] + [esc(h) + (f'<br><span class="unit">{esc(s)}</span>' if s else "")
                           for _, h, s, _ in fields]
-    rows = [[f"<strong>{esc(p)}</strong>"] + [_count(_num(pools[p].get(k))) for k, *_ in fields]
+    rows = [[f"<strong>{esc(p)}</strong>"]
+            + [_count(as_number(pools[p].get(k))) for k, *_ in fields]
             for p in names]
     if len(names) > 1:
         totals = []
         for key, *_ in fields:
-            values = [v for v in (_num(pools[p].get(key)) for p in names) if v is not None]
+            values = [v for v in (as_number(pools[p].get(key)) for p in names) if v is not None]
             totals.append(f"<strong>{_count(sum(values) if values else None)}</strong>")
         rows.append(["<strong>All pools</strong>"] + totals)
     note = " ".join(f"{h}: {meaning}." for _, h, _, meaning in fields)
-    return ("<h3>Connection pools</h3>" + _table(headers, rows, cls="kpi wide")
+    return ("<h3>Connection pools</h3>" + table(headers, rows, cls="kpi wide")
             + f'<p class="note">{esc(note)}</p>')
 
 
@@ -430,5 +433,5 @@ def host_health_panel(data: RunData) -> Panel | None:
         if notes:
             body += f'<p class="note">{esc(" ".join(notes))}</p>'
         if data.timeseries is not None:
-            body += _ts_note(data.timeseries)
+            body += replications_note(data.timeseries)
     return Panel("Host health", body, "health")

@@ -17,10 +17,11 @@ Modules: :mod:`sim.report.common` holds the data model, loading (including
 the fault timeline), formatting, the warm-up and fault shading of time charts
 and the page shell; :mod:`sim.report.resilience` the faults, recovery and
 retries panels; :mod:`sim.report.health` the host-health panel (outlier
-detection, health checks, panic, connection pools); :mod:`sim.report.comparison`
-the report comparing the variants of one experiment
-(:func:`sim.report.write_comparison`).  The names the report used to define
-here are re-exported.
+detection, health checks, panic, connection pools); :mod:`sim.report.fleet_graph`
+the fleet and traffic graph (``graph.json``); :mod:`sim.report.comparison` the
+report comparing the variants of one experiment
+(:func:`sim.report.write_comparison`).  The public names the report used to
+define here are re-exported.
 
 ``Panel.html`` is trusted markup: builders must escape every piece of text that
 comes from the run files (use :func:`esc`).
@@ -29,11 +30,8 @@ comes from the run files (use :func:`esc`).
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import pathlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
@@ -63,27 +61,33 @@ from sim.report.common import (  # noqa: F401  (re-exported: the report's public
     PanelBuilder,
     RunData,
     TimeSeries,
-    _ci,
-    _dig,
-    _kpi_cell,
-    _num,
-    _pretty_key,
-    _table,
-    _ts_note,
-    _unit,
+    as_number,
+    ci_of,
     esc,
     figure_html,
     fmt_bytes,
     fmt_value,
+    kpi_cell,
     load_run,
     load_timeseries,
     page_html,
     panels_html,
     parse_faults,
+    pretty_key,
+    replications_note,
     run_builders,
     shade_run,
     shade_time,
+    table,
     write_atomic,
+)
+from sim.report.fleet_graph import (  # noqa: F401  (re-exported: defined here before)
+    FleetEdge,
+    FleetGraph,
+    FleetNode,
+    fleet_figure,
+    fleet_panel,
+    parse_fleet_graph,
 )
 from sim.report.health import POOL_KEYS, host_health_panel, host_health_present, pool_table
 from sim.report.resilience import faults_panel, recovery_panel, retries_panel
@@ -101,10 +105,10 @@ def kpi_panel(data: RunData) -> Panel | None:
     if not requests and not latency and "throughput_rps" not in s and "goodput_rps" not in s:
         return None
 
-    offered = _num(requests.get("offered"))
+    offered = as_number(requests.get("offered"))
 
     def share(value: Any) -> str:
-        v = _num(value)
+        v = as_number(value)
         if v is None or not offered:
             return ""
         return f'<span class="muted">{esc(f"{100 * v / offered:.2f} %")}</span>'
@@ -112,45 +116,45 @@ def kpi_panel(data: RunData) -> Panel | None:
     req_rows: list[list[str]] = []
     for key, label in (("offered", "Offered"), ("succeeded", "Succeeded")):
         if key in requests:
-            req_rows.append([esc(label), _kpi_cell(data, ("requests", key), integer=True),
+            req_rows.append([esc(label), kpi_cell(data, ("requests", key), integer=True),
                              share(requests[key]) if key != "offered" else ""])
     failed = requests.get("failed")
     if isinstance(failed, Mapping):
-        total = sum(v for v in (_num(x) for x in failed.values()) if v is not None)
+        total = sum(v for v in (as_number(x) for x in failed.values()) if v is not None)
         req_rows.append([esc("Failed (total)"), esc(fmt_value(total, integer=True)), share(total)])
-        for cause in sorted(failed, key=lambda c: -(_num(failed[c]) or 0)):
-            req_rows.append([f'<span class="indent">{esc(_pretty_key(str(cause)))}</span>',
-                             _kpi_cell(data, ("requests", "failed", cause), integer=True),
+        for cause in sorted(failed, key=lambda c: -(as_number(failed[c]) or 0)):
+            req_rows.append([f'<span class="indent">{esc(pretty_key(str(cause)))}</span>',
+                             kpi_cell(data, ("requests", "failed", cause), integer=True),
                              share(failed[cause])])
     if "in_flight" in requests:
-        req_rows.append([esc("In flight at end"), _kpi_cell(data, ("requests", "in_flight"),
-                                                            integer=True), ""])
+        req_rows.append([esc("In flight at end"), kpi_cell(data, ("requests", "in_flight"),
+                                                           integer=True), ""])
 
     rate_rows = [
-        [esc(label), _kpi_cell(data, (key,), "req/s")]
+        [esc(label), kpi_cell(data, (key,), "req/s")]
         for key, label in (("throughput_rps", "Throughput"), ("goodput_rps", "Goodput"))
         if key in s
     ]
     lat_rows = [
-        [esc(label), _kpi_cell(data, ("latency_ms", key), "ms")]
+        [esc(label), kpi_cell(data, ("latency_ms", key), "ms")]
         for key, label in (("mean", "Mean"), ("p50", "p50"), ("p90", "p90"),
                            ("p99", "p99"), ("p999", "p99.9"))
         if key in latency
     ]
     known = {"mean", "p50", "p90", "p99", "p999"}
-    lat_rows += [[esc(_pretty_key(str(k))), _kpi_cell(data, ("latency_ms", k), "ms")]
-                 for k in latency if k not in known and _num(latency[k]) is not None]
+    lat_rows += [[esc(pretty_key(str(k))), kpi_cell(data, ("latency_ms", k), "ms")]
+                 for k in latency if k not in known and as_number(latency[k]) is not None]
 
     blocks = []
     if req_rows:
         blocks.append("<div><h3>Requests</h3>"
-                      + _table(["", "count", "of offered"], req_rows) + "</div>")
+                      + table(["", "count", "of offered"], req_rows) + "</div>")
     if rate_rows or lat_rows:
         inner = ""
         if rate_rows:
-            inner += "<h3>Rates</h3>" + _table(["", "value"], rate_rows)
+            inner += "<h3>Rates</h3>" + table(["", "value"], rate_rows)
         if lat_rows:
-            inner += "<h3>Latency</h3>" + _table(["", "value"], lat_rows)
+            inner += "<h3>Latency</h3>" + table(["", "value"], lat_rows)
         blocks.append(f"<div>{inner}</div>")
     note = ""
     if isinstance(s.get("ci95"), Mapping):
@@ -181,10 +185,10 @@ def _entity_table(data: RunData, section: str, columns: Sequence[tuple[str, str,
     for stats in entities.values():
         if isinstance(stats, Mapping):
             extra += [k for k, v in stats.items()
-                      if k not in known and k not in extra and _num(v) is not None]
+                      if k not in known and k not in extra and as_number(v) is not None]
     cols = [c for c in columns
             if any(isinstance(v, Mapping) and c[0] in v for v in entities.values())]
-    cols += [(k, _pretty_key(k), "", 1.0) for k in extra]
+    cols += [(k, pretty_key(k), "", 1.0) for k in extra]
     if not cols:
         return None
     headers = [esc(first_header)] + [esc(h) + (f'<br><span class="unit">{esc(u)}</span>'
@@ -195,32 +199,32 @@ def _entity_table(data: RunData, section: str, columns: Sequence[tuple[str, str,
         row = [f"<strong>{esc(name)}</strong>"]
         for key, _, _, scale in cols:
             path = (section, name, key)
-            text = esc(fmt_value(stats.get(key), _ci(data, path), scale=scale,
+            text = esc(fmt_value(stats.get(key), ci_of(data, path), scale=scale,
                                  integer=key in COUNT_FIELDS))
-            if key == "utilization" and (_num(stats.get(key)) or 0) >= 0.85:
+            if key == "utilization" and (as_number(stats.get(key)) or 0) >= 0.85:
                 text = f'<span class="warn" title="utilization ≥ 85 %">{text}</span>'
             row.append(text)
         rows.append(row)
-    return _table(headers, rows, cls="kpi wide")
+    return table(headers, rows, cls="kpi wide")
 
 
 def backend_panel(data: RunData) -> Panel | None:
     """Per-service backend attempts, utilization, queueing and wasted work."""
-    table = _entity_table(data, "backend", (
+    rows_html = _entity_table(data, "backend", (
         ("attempts", "Attempts", "", 1.0),
         ("utilization", "Utilization", "%", 100.0),
         ("mean_wait_ms", "Mean wait", "ms", 1.0),
         ("p_wait", "P(wait)", "%", 100.0),
         ("wasted_work_s", "Wasted work", "s", 1.0),
     ), "Service")
-    return None if table is None else Panel("Backend services", table, "backend")
+    return None if rows_html is None else Panel("Backend services", rows_html, "backend")
 
 
 def gateway_panel(data: RunData) -> Panel | None:
     """Per-pool requests, utilization, timeouts, retries and breaker counts (plus any
     other numeric gateway fields); the connection-pool counters in a second table
     unless the Host health panel shows them."""
-    table = _entity_table(data, "gateway", (
+    rows_html = _entity_table(data, "gateway", (
         ("requests", "Requests", "", 1.0),
         ("utilization", "Utilization", "%", 100.0),
         ("route_timeouts", "Route timeouts", "", 1.0),
@@ -230,10 +234,10 @@ def gateway_panel(data: RunData) -> Panel | None:
         ("retry_overflow", "Retry overflow", "max_retries / budget", 1.0),
     ), "Pool", exclude=POOL_KEYS)
     pools = "" if host_health_present(data) else pool_table(data)
-    if table is None and not pools:
+    if rows_html is None and not pools:
         return None
-    body = table or ""
-    if table and pools:
+    body = rows_html or ""
+    if rows_html and pools:
         body = "<h3>Requests, timeouts and breakers</h3>" + body
     return Panel("Gateways", body + pools, "gateway")
 
@@ -263,7 +267,8 @@ def latency_panel(data: RunData) -> Panel | None:
             {"label": "log", "method": "relayout", "args": [{"yaxis.type": "log"}]},
         ],
     }])
-    return Panel("Latency over time", figure_html(fig, "fig-latency") + _ts_note(ts), "latency")
+    return Panel("Latency over time",
+                 figure_html(fig, "fig-latency") + replications_note(ts), "latency")
 
 
 def rates_panel(data: RunData) -> Panel | None:
@@ -308,7 +313,7 @@ def rates_panel(data: RunData) -> Panel | None:
                          rangemode="tozero")
     height = 520 if two_rows else 360
     return Panel("Load, throughput and errors over time",
-                 figure_html(fig, "fig-rates", height) + _ts_note(ts), "rates")
+                 figure_html(fig, "fig-rates", height) + replications_note(ts), "rates")
 
 
 def inflight_panel(data: RunData) -> Panel | None:
@@ -324,10 +329,8 @@ def inflight_panel(data: RunData) -> Panel | None:
     fig.update_xaxes(title_text="simulated time (s)")
     fig.update_yaxes(title_text="in flight (requests)", rangemode="tozero")
     fig.update_layout(showlegend=False)
-    return Panel("Requests in flight", figure_html(fig, "fig-inflight", 300) + _ts_note(ts),
-                 "inflight")
-
-
+    return Panel("Requests in flight",
+                 figure_html(fig, "fig-inflight", 300) + replications_note(ts), "inflight")
 
 
 def _endpoint_order(names: Iterable[str]) -> list[str]:
@@ -344,7 +347,7 @@ def bytes_panel(data: RunData) -> Panel | None:
     skipped: list[str] = []
     for key, value in pairs.items():
         parts = str(key).split("->")
-        v = _num(value)
+        v = as_number(value)
         if len(parts) != 2 or v is None:
             skipped.append(str(key))
             continue
@@ -382,441 +385,6 @@ def bytes_panel(data: RunData) -> Panel | None:
         body += ('<p class="note">Ignored malformed keys: '
                  + ", ".join(f"<code>{esc(k)}</code>" for k in skipped) + "</p>")
     return Panel("Bytes per AZ pair", body, "bytes")
-
-
-# --------------------------------------------------------------------------
-# Fleet and traffic graph
-# --------------------------------------------------------------------------
-
-#: Columns of the fleet graph, left to right; other kinds follow alphabetically.
-FLEET_KINDS = ("client", "balancer", "gateway", "backend")
-FLEET_KIND_LABELS = {"client": ("Clients", "client", "clients"),
-                     "balancer": ("Load balancers", "balancer node", "balancer nodes"),
-                     "gateway": ("Gateways", "gateway", "gateways"),
-                     "backend": ("Backends", "backend", "backends")}
-#: Node style per kind: (marker symbol, fill colour).
-FLEET_NODE_STYLE = {"client": ("circle", "#9aa5b1"), "balancer": ("diamond", "#56b4e9"),
-                    "gateway": ("square", "#0072b2"), "backend": ("hexagon", "#cc79a7")}
-FLEET_NODE_DEFAULT_STYLE = ("circle", "#7b8794")
-#: A column with more nodes than this is aggregated per (pool or service, AZ).
-FLEET_AGGREGATE_ABOVE = 40
-#: Columns with at most this many boxes get a text label next to each marker.
-FLEET_LABEL_MAX = 16
-#: Width, in columns, of the AZ-label gutter left of the first column.
-FLEET_GUTTER = 0.75
-#: Edge relations in legend order: label and colour.
-RELATION_STYLE = {"internet": ("internet", "#8a96a3"),
-                  "same_az": ("same AZ", "#009e73"),
-                  "cross_az": ("cross-AZ", "#e69f00"),
-                  "cross_region": ("cross-region", "#d55e00")}
-RELATION_DEFAULT_STYLE = ("other", "#52606d")
-#: Relations whose requests leave the source's availability zone.
-CROSS_AZ_RELATIONS = frozenset({"cross_az", "cross_region"})
-#: Edge line widths (px) for the smallest and the busiest edge.
-EDGE_MIN_WIDTH, EDGE_MAX_WIDTH = 0.75, 10.0
-
-
-@dataclass
-class FleetNode:
-    """One box of the fleet graph: a node of ``graph.json`` or an aggregate of several."""
-
-    id: str
-    kind: str
-    region: str
-    az: str
-    group: str = ""  # pool (gateways) or service (backends)
-    members: list[str] = field(default_factory=list)
-    rate_in: float = 0.0
-    rate_out: float = 0.0
-    x: float = 0.0
-    y: float = 0.0
-
-    @property
-    def external(self) -> bool:
-        return not self.az or self.az.lower() in EXTERNAL_ENDPOINTS
-
-    @property
-    def label(self) -> str:
-        if len(self.members) > 1:
-            return f"{self.group or self.kind} ×{len(self.members)}"
-        return self.id.split(":", 1)[1] if ":" in self.id else self.id
-
-
-@dataclass(frozen=True)
-class FleetEdge:
-    source: str
-    target: str
-    relation: str
-    rate: float  # requests/s (or requests when the window is unknown)
-
-
-@dataclass
-class FleetGraph:
-    """``graph.json`` validated, with rates per second and large columns aggregated."""
-
-    nodes: dict[str, FleetNode]
-    edges: list[FleetEdge]
-    columns: list[str]
-    #: kind -> number of nodes in graph.json (before aggregation).
-    node_counts: dict[str, int]
-    window_s: float | None
-    #: gateway -> backend traffic: total, leaving the AZ, leaving the region.
-    gw_be_total: float = 0.0
-    gw_be_cross_az: float = 0.0
-    gw_be_cross_region: float = 0.0
-    ignored_nodes: int = 0
-    ignored_edges: int = 0
-    #: kind -> how an aggregated column was grouped ("service and AZ", "AZ", ...).
-    grouped_by: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def rate_unit(self) -> str:
-        return "req/s" if self.window_s else "requests"
-
-    @property
-    def aggregated(self) -> dict[str, int]:
-        """kind -> number of boxes, for the columns that were aggregated."""
-        shown: dict[str, int] = {}
-        for node in self.nodes.values():
-            shown[node.kind] = shown.get(node.kind, 0) + 1
-        return {k: n for k, n in shown.items() if n < self.node_counts.get(k, 0)}
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value).strip()
-
-
-def _natural_key(text: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
-
-
-def _infer_relation(src: FleetNode, dst: FleetNode) -> str:
-    if src.external or dst.external:
-        return "internet"
-    if src.region != dst.region:
-        return "cross_region"
-    return "same_az" if src.az == dst.az else "cross_az"
-
-
-def _aggregate_column(nodes: list[FleetNode]) -> tuple[dict[str, FleetNode], bool]:
-    """Map each node id to its aggregate box: per (pool/service, AZ), else per AZ.
-
-    The flag tells whether the pool/service was kept in the grouping.
-    """
-    for by_group in (True, False):
-        boxes: dict[tuple[str, str, str], FleetNode] = {}
-        mapping: dict[str, FleetNode] = {}
-        for node in nodes:
-            group = node.group if by_group else ""
-            key = (node.region, node.az, group)
-            box = boxes.get(key)
-            if box is None:
-                label = group or "all"
-                box = FleetNode(id=f"{node.kind}[{label}@{node.region}/{node.az}]",
-                                kind=node.kind, region=node.region, az=node.az, group=group)
-                boxes[key] = box
-            box.members.append(node.id)
-            box.rate_in += node.rate_in
-            box.rate_out += node.rate_out
-            mapping[node.id] = box
-        if len(boxes) <= FLEET_AGGREGATE_ABOVE:
-            break
-    for box in boxes.values():
-        if len(box.members) == 1:  # a box of one is just that node
-            box.id = box.members[0]
-    return mapping, by_group
-
-
-def parse_fleet_graph(raw: Mapping[str, Any]) -> FleetGraph:
-    """Validate ``graph.json``; aggregate columns of more than ``FLEET_AGGREGATE_ABOVE`` nodes."""
-    window = _num(raw.get("window_s"))
-    window = window if window is not None and window > 0 else None
-    scale = 1.0 / window if window else 1.0
-
-    nodes: dict[str, FleetNode] = {}
-    ignored_nodes = 0
-    raw_nodes = raw.get("nodes")
-    for item in raw_nodes if isinstance(raw_nodes, list) else []:
-        node_id = _text(item.get("id")) if isinstance(item, Mapping) else ""
-        if not node_id or node_id in nodes:
-            ignored_nodes += 1
-            continue
-        nodes[node_id] = FleetNode(
-            id=node_id, kind=_text(item.get("kind")).lower() or "node",
-            region=_text(item.get("region")), az=_text(item.get("az")),
-            group=_text(item.get("pool")) or _text(item.get("service")), members=[node_id])
-
-    summed: dict[tuple[str, str, str], float] = {}
-    ignored_edges = 0
-    raw_edges = raw.get("edges")
-    for item in raw_edges if isinstance(raw_edges, list) else []:
-        if not isinstance(item, Mapping):
-            ignored_edges += 1
-            continue
-        src, dst = nodes.get(_text(item.get("source"))), nodes.get(_text(item.get("target")))
-        requests = _num(item.get("requests"))
-        if src is None or dst is None or requests is None or requests < 0:
-            ignored_edges += 1
-            continue
-        relation = _text(item.get("relation")).lower() or _infer_relation(src, dst)
-        key = (src.id, dst.id, relation)
-        summed[key] = summed.get(key, 0.0) + requests * scale
-
-    graph = FleetGraph(nodes={}, edges=[], columns=[], node_counts={}, window_s=window,
-                       ignored_nodes=ignored_nodes, ignored_edges=ignored_edges)
-    for (src_id, dst_id, relation), rate in summed.items():
-        src, dst = nodes[src_id], nodes[dst_id]
-        src.rate_out += rate
-        dst.rate_in += rate
-        if src.kind == "gateway" and dst.kind == "backend":
-            graph.gw_be_total += rate
-            if relation in CROSS_AZ_RELATIONS:
-                graph.gw_be_cross_az += rate
-            if relation == "cross_region":
-                graph.gw_be_cross_region += rate
-
-    by_kind: dict[str, list[FleetNode]] = {}
-    for node in nodes.values():
-        by_kind.setdefault(node.kind, []).append(node)
-    graph.columns = ([k for k in FLEET_KINDS if k in by_kind]
-                     + sorted(k for k in by_kind if k not in FLEET_KINDS))
-    graph.node_counts = {k: len(v) for k, v in by_kind.items()}
-    box_of: dict[str, FleetNode] = {}
-    for column in by_kind.values():
-        if len(column) > FLEET_AGGREGATE_ABOVE:
-            mapping, by_group = _aggregate_column(column)
-            box_of.update(mapping)
-            kind = column[0].kind
-            what = {"gateway": "pool", "backend": "service"}.get(kind, "pool or service")
-            graph.grouped_by[kind] = f"{what} and AZ" if by_group else "AZ"
-        else:
-            box_of.update((n.id, n) for n in column)
-    graph.nodes = {box.id: box for box in box_of.values()}
-
-    edges: dict[tuple[str, str, str], float] = {}
-    for (src_id, dst_id, relation), rate in summed.items():
-        key = (box_of[src_id].id, box_of[dst_id].id, relation)
-        if key[0] != key[1]:  # traffic inside one aggregate box is not drawn
-            edges[key] = edges.get(key, 0.0) + rate
-    graph.edges = [FleetEdge(s, t, r, v) for (s, t, r), v in edges.items()]
-    return graph
-
-
-def _layout_fleet(graph: FleetGraph) -> tuple[list[tuple[str, str, float, float]], float]:
-    """Place the boxes: x = column, y = a band per (region, AZ), top to bottom.
-
-    Returns the bands as ``(region, az, top, bottom)`` and the total height in
-    box slots.  Nodes outside any AZ (clients on the internet) are centred on
-    the bands of their region.
-    """
-    column_of = {kind: i for i, kind in enumerate(graph.columns)}
-    cells: dict[tuple[str, str, str], list[FleetNode]] = {}
-    external: dict[tuple[str, str], list[FleetNode]] = {}
-    for node in graph.nodes.values():
-        node.x = float(column_of[node.kind])
-        if node.external:
-            external.setdefault((node.kind, node.region), []).append(node)
-        else:
-            cells.setdefault((node.kind, node.region, node.az), []).append(node)
-    lanes = sorted({(region, az) for _, region, az in cells})
-
-    def order(items: list[FleetNode]) -> list[FleetNode]:
-        return sorted(items, key=lambda n: (_natural_key(n.group), _natural_key(n.id)))
-
-    bands: list[tuple[str, str, float, float]] = []
-    region_span: dict[str, tuple[float, float]] = {}
-    cursor = 0.0
-    for i, (region, az) in enumerate(lanes):
-        if i and region != lanes[i - 1][0]:
-            cursor += 0.5  # a wider gap between regions
-        height = max(len(cells.get((kind, region, az), ())) for kind in graph.columns)
-        height = max(1, height)
-        for kind in graph.columns:
-            members = order(cells.get((kind, region, az), []))
-            for j, node in enumerate(members):
-                node.y = cursor + (j + 0.5) * height / len(members)
-        bands.append((region, az, cursor, cursor + height))
-        top, bottom = region_span.get(region, (cursor, cursor + height))
-        region_span[region] = (min(top, cursor), max(bottom, cursor + height))
-        cursor += height + 0.6
-    total = max([cursor - 0.6, 1.0] + [float(len(m)) for m in external.values() if not lanes])
-    for (_, region), members in external.items():
-        top, bottom = region_span.get(region, (0.0, total))
-        members = order(members)
-        for j, node in enumerate(members):
-            node.y = top + (j + 0.5) * (bottom - top) / len(members)
-    return bands, total
-
-
-def _fmt_rate(value: float) -> str:
-    return fmt_value(value)
-
-
-def _edge_width(rate: float, peak: float) -> float:
-    if peak <= 0:
-        return EDGE_MIN_WIDTH
-    width = EDGE_MIN_WIDTH + (EDGE_MAX_WIDTH - EDGE_MIN_WIDTH) * rate / peak
-    return round(width * 2) / 2  # half-pixel steps: few traces, no visible banding
-
-
-def _node_hover(node: FleetNode, unit: str) -> str:
-    kind_label = FLEET_KIND_LABELS.get(node.kind, (node.kind, node.kind, node.kind))
-    where = " / ".join(esc(p) for p in (node.region, node.az) if p) or "—"
-    lines = []
-    if len(node.members) > 1:
-        lines.append(f"<b>{esc(node.group or node.kind)}</b> · {len(node.members):,} "
-                     f"{esc(kind_label[2])} (aggregated)")
-        shown = sorted(node.members, key=_natural_key)
-        more = f", … (+{len(shown) - 4:,})" if len(shown) > 4 else ""
-        lines.append(esc(", ".join(shown[:4])) + esc(more))
-    else:
-        lines.append(f"<b>{esc(node.id)}</b>")
-        lines.append(esc(kind_label[1]) + (f" · {esc(node.group)}" if node.group else ""))
-    lines.append(f"AZ: {where}")
-    lines.append(f"in: {esc(_fmt_rate(node.rate_in))} {esc(unit)}"
-                 f" · out: {esc(_fmt_rate(node.rate_out))} {esc(unit)}")
-    return "<br>".join(lines)
-
-
-def fleet_figure(graph: FleetGraph) -> tuple[go.Figure, int]:
-    """The fleet graph as a plotly figure, and its height in pixels."""
-    bands, total = _layout_fleet(graph)
-    ncols = len(graph.columns)
-    fig = go.Figure()
-    unit = graph.rate_unit
-
-    # One light band per (region, AZ); its label sits in a gutter left of the clients.
-    left = -FLEET_GUTTER
-    for i, (region, az, top, bottom) in enumerate(bands):
-        fig.add_shape(type="rect", x0=left, x1=ncols - 0.5, y0=top - 0.2, y1=bottom + 0.2,
-                      layer="below", line={"width": 0},
-                      fillcolor="rgba(0,114,178,0.06)" if i % 2 == 0 else "rgba(82,96,109,0.06)")
-        label = f"<b>{esc(az)}</b>" + (f"<br>{esc(region)}" if region else "")
-        fig.add_annotation(x=left, y=(top + bottom) / 2, xref="x", yref="y", xanchor="left",
-                           yanchor="middle", align="left", text=label, showarrow=False,
-                           font={"size": 11, "color": "#52606d"}, xshift=8)
-
-    peak = max((e.rate for e in graph.edges), default=0.0)
-    relations = [r for r in RELATION_STYLE if any(e.relation == r for e in graph.edges)]
-    relations += sorted({e.relation for e in graph.edges} - set(RELATION_STYLE))
-    for relation in relations:
-        label, colour = RELATION_STYLE.get(relation, (_pretty_key(relation),
-                                                      RELATION_DEFAULT_STYLE[1]))
-        edges = sorted((e for e in graph.edges if e.relation == relation), key=lambda e: e.rate)
-        # Legend entry with a fixed, readable line width.
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=esc(label),
-                                 legendgroup=relation, line={"color": colour, "width": 4}))
-        by_width: dict[float, list[FleetEdge]] = {}
-        for edge in edges:
-            by_width.setdefault(_edge_width(edge.rate, peak), []).append(edge)
-        for width, group in sorted(by_width.items()):
-            xs: list[float | None] = []
-            ys: list[float | None] = []
-            for edge in group:
-                a, b = graph.nodes[edge.source], graph.nodes[edge.target]
-                xs += [a.x, b.x, None]
-                ys += [a.y, b.y, None]
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", legendgroup=relation,
-                                     showlegend=False, hoverinfo="skip", opacity=0.55,
-                                     line={"color": colour, "width": width}))
-        # Invisible markers at the edge midpoints carry the edge hover text.
-        mids_x, mids_y, texts = [], [], []
-        for edge in edges:
-            a, b = graph.nodes[edge.source], graph.nodes[edge.target]
-            mids_x.append((a.x + b.x) / 2)
-            mids_y.append((a.y + b.y) / 2)
-            texts.append(f"{esc(a.label)} → {esc(b.label)}<br>{esc(label)} · "
-                         f"<b>{esc(_fmt_rate(edge.rate))}</b> {esc(unit)}")
-        fig.add_trace(go.Scatter(x=mids_x, y=mids_y, mode="markers", legendgroup=relation,
-                                 showlegend=False, hovertext=texts, hoverinfo="text",
-                                 marker={"size": 10, "color": colour, "opacity": 0},
-                                 hoverlabel={"bgcolor": "white", "bordercolor": colour}))
-
-    for col, kind in enumerate(graph.columns):
-        nodes = [n for n in graph.nodes.values() if n.kind == kind]
-        symbol, colour = FLEET_NODE_STYLE.get(kind, FLEET_NODE_DEFAULT_STYLE)
-        last = col == ncols - 1 and ncols > 1
-        with_text = len(nodes) <= FLEET_LABEL_MAX
-        fig.add_trace(go.Scatter(
-            x=[n.x for n in nodes], y=[n.y for n in nodes], name=esc(kind),
-            mode="markers+text" if with_text else "markers", showlegend=False,
-            meta="fleet-nodes",
-            text=[esc(n.label) for n in nodes] if with_text else None,
-            textposition="middle right" if last else "bottom center",
-            textfont={"size": 11, "color": "#3e4c59"},
-            hovertext=[_node_hover(n, unit) for n in nodes], hoverinfo="text",
-            marker={"symbol": symbol, "color": colour,
-                    "size": [min(26, 13 + 2.5 * math.log2(len(n.members))) for n in nodes],
-                    "line": {"color": "#1f2933", "width": 1}},
-            hoverlabel={"bgcolor": "white", "bordercolor": colour},
-        ))
-
-    ticks = []
-    for kind in graph.columns:
-        title = FLEET_KIND_LABELS.get(kind, (_pretty_key(kind).capitalize(),))[0]
-        count = graph.node_counts.get(kind, 0)
-        boxes = graph.aggregated.get(kind)
-        sub = f"{count:,}" + (f" in {boxes:,} groups" if boxes else "")
-        ticks.append(f"<b>{esc(title)}</b><br><span style='font-size:11px'>{esc(sub)}</span>")
-    right = 1.1 if ncols > 1 else 0.5  # room for the last column's labels
-    fig.update_xaxes(tickvals=list(range(ncols)), ticktext=ticks, side="top",
-                     range=[-FLEET_GUTTER - 0.05, ncols - 1 + right], showgrid=False, zeroline=False,
-                     showline=False, ticks="", fixedrange=True)
-    fig.update_yaxes(range=[total + 0.45, -0.45], visible=False, showgrid=False,
-                     zeroline=False, fixedrange=True)
-    height = int(min(1500, max(340, 120 + 30 * total)))
-    return fig, height
-
-
-def _fleet_caption(graph: FleetGraph) -> str:
-    total, cross = graph.gw_be_total, graph.gw_be_cross_az
-    if total <= 0:
-        return "No gateway-to-backend requests were recorded."
-    unit = graph.rate_unit
-    text = (f"<strong>{esc(f'{100 * cross / total:.1f} %')}</strong> of gateway-to-backend "
-            f"requests cross an AZ boundary ({esc(_fmt_rate(cross))} of "
-            f"{esc(_fmt_rate(total))} {esc(unit)}")
-    if graph.gw_be_cross_region > 0:
-        text += (f"; {esc(f'{100 * graph.gw_be_cross_region / total:.1f} %')} "
-                 "cross a region")
-    return text + ")."
-
-
-def fleet_panel(data: RunData) -> Panel | None:
-    """The fleet as a graph: clients → balancers → gateways → backends, by AZ."""
-    if data.graph is None:
-        if data.graph_error is None:
-            return None
-        return Panel("Fleet and traffic", f'<p class="error">{esc(GRAPH_FILE)} could not be '
-                     f"read: {esc(data.graph_error)}</p>", "fleet")
-    graph = parse_fleet_graph(data.graph)
-    if not graph.nodes:
-        return None
-    fig, height = fleet_figure(graph)
-    body = figure_html(fig, "fig-fleet", height, hovermode="closest", layout={
-        "margin": {"l": 24, "r": 24, "t": 64, "b": 36},
-        "legend": {"orientation": "h", "yanchor": "top", "y": -0.005, "xanchor": "left",
-                   "x": 0, "title": {"text": "traffic  "}},
-        "showlegend": bool(graph.edges),
-    })
-    body += f'<p class="lead">{_fleet_caption(graph)}</p>'
-    notes = []
-    if graph.window_s:
-        notes.append(f"Line width ∝ requests per second over the {esc(f'{graph.window_s:,.6g}')} s "
-                     "measurement window (mean across replications); hover a box or a line for "
-                     "its rates.")
-    else:
-        notes.append("Line width ∝ requests carried (graph.json has no measurement window).")
-    for kind, boxes in sorted(graph.aggregated.items()):
-        plural = FLEET_KIND_LABELS.get(kind, (kind, kind, kind))[2]
-        notes.append(f"{esc(plural.capitalize())} are grouped per "
-                     f"{esc(graph.grouped_by.get(kind, 'AZ'))} "
-                     f"({graph.node_counts[kind]:,} → {boxes:,} boxes).")
-    ignored = graph.ignored_nodes + graph.ignored_edges
-    if ignored:
-        notes.append(f"Ignored {ignored:,} malformed node or edge entries.")
-    body += f'<p class="note">{" ".join(notes)}</p>'
-    return Panel("Fleet and traffic", body, "fleet")
 
 
 def config_panel(data: RunData) -> Panel | None:
@@ -862,7 +430,6 @@ def build_panels(data: RunData, builders: Sequence[PanelBuilder] | None = None) 
 # --------------------------------------------------------------------------
 
 
-
 def _header(data: RunData) -> str:
     s, m = data.summary, data.manifest
     experiment = s.get("experiment") or data.run_dir.name
@@ -887,11 +454,11 @@ def _footer(data: RunData) -> str:
     rows: list[tuple[str, str]] = []
     if "run_id" in m:
         rows.append(("run id", esc(m["run_id"])))
-    if _num(m.get("wall_s")) is not None:
+    if as_number(m.get("wall_s")) is not None:
         rows.append(("wall time", esc(f"{m['wall_s']:,.2f} s")))
-    if _num(m.get("events")) is not None:
+    if as_number(m.get("events")) is not None:
         rows.append(("events", esc(fmt_value(m["events"], integer=True))))
-    if _num(m.get("requests_simulated")) is not None:
+    if as_number(m.get("requests_simulated")) is not None:
         rows.append(("requests simulated", esc(fmt_value(m["requests_simulated"], integer=True))))
     versions = m.get("versions")
     if isinstance(versions, Mapping) and versions:

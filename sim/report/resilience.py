@@ -26,17 +26,17 @@ from sim.report.common import (
     Panel,
     RunData,
     TimeSeries,
-    _ci,
-    _dig,
-    _kpi_cell,
-    _num,
-    _pretty_key,
-    _table,
-    _unit,
+    as_number,
+    ci_of,
+    dig,
     esc,
     figure_html,
     fmt_value,
+    kpi_cell,
+    pretty_key,
     shade_run,
+    table,
+    unit_html,
 )
 
 #: "Goodput at the end" is the mean over this many final seconds of the run.
@@ -88,7 +88,7 @@ def _whole_seconds(data: RunData) -> list[int]:
     ts = data.timeseries
     if ts is None:
         return []
-    end = _num(data.summary.get("simulated_s"))
+    end = as_number(data.summary.get("simulated_s"))
     return [i for i, t in enumerate(ts.t) if end is None or t + 1 <= end + 1e-9]
 
 
@@ -144,9 +144,9 @@ class Recovery:
     def recovered_fraction(self) -> float | None:
         if isinstance(self.recovered, bool):
             return float(self.recovered)
-        if _num(self.recovered) is not None:
+        if as_number(self.recovered) is not None:
             return float(self.recovered)
-        if _num(self.metastable) is not None:
+        if as_number(self.metastable) is not None:
             return 1.0 - float(self.metastable)
         return None
 
@@ -158,7 +158,7 @@ class Recovery:
 def _flag(value: Any) -> bool | float | None:
     if isinstance(value, bool):
         return value
-    v = _num(value)
+    v = as_number(value)
     return None if v is None else min(1.0, max(0.0, v))
 
 
@@ -167,10 +167,12 @@ def parse_recovery(summary: Mapping[str, Any]) -> Recovery | None:
     if not isinstance(rec, Mapping):
         return None
     return Recovery(
-        fault_start_s=_num(rec.get("fault_start_s")), fault_end_s=_num(rec.get("fault_end_s")),
-        before=_num(rec.get("goodput_before_rps")), during=_num(rec.get("goodput_during_rps")),
-        after=_num(rec.get("goodput_after_rps")), recovered=_flag(rec.get("recovered")),
-        metastable=_flag(rec.get("metastable")), recovery_s=_num(rec.get("recovery_s")))
+        fault_start_s=as_number(rec.get("fault_start_s")),
+        fault_end_s=as_number(rec.get("fault_end_s")),
+        before=as_number(rec.get("goodput_before_rps")),
+        during=as_number(rec.get("goodput_during_rps")),
+        after=as_number(rec.get("goodput_after_rps")), recovered=_flag(rec.get("recovered")),
+        metastable=_flag(rec.get("metastable")), recovery_s=as_number(rec.get("recovery_s")))
 
 
 def fault_noun(faults: Sequence[Fault]) -> str:
@@ -203,7 +205,7 @@ def fmt_seconds(value: float | None) -> str:
 
 
 def replication_count(data: RunData) -> int | None:
-    n = _num(data.summary.get("replications"))
+    n = as_number(data.summary.get("replications"))
     return int(n) if n is not None and n >= 1 else None
 
 
@@ -255,7 +257,7 @@ def faults_panel(data: RunData) -> Panel | None:
     headers = ["#", "Kind", "Start<br><span class=\"unit\">s</span>",
                "End<br><span class=\"unit\">s</span>",
                "Duration<br><span class=\"unit\">s</span>", "Target", "Effect", "Parts hit"]
-    body = _table(headers, rows, cls="kpi wide faults")
+    body = table(headers, rows, cls="kpi wide faults")
     body += ('<p class="note">Every time chart in this report shades the fault windows '
              '<span class="swatch fault"></span> (and the warm-up '
              '<span class="swatch warmup"></span>).</p>')
@@ -348,7 +350,7 @@ def recovery_panel(data: RunData) -> Panel | None:
         return None
 
     def rate(key: str, value: float | None, share: bool = True) -> list[str]:
-        cell = _kpi_cell(data, ("recovery", key), "req/s")
+        cell = kpi_cell(data, ("recovery", key), "req/s")
         pct = rec.share(value) if share else None
         return [cell, f'<span class="muted">{esc(fmt_pct(pct))}</span>' if pct is not None else ""]
 
@@ -364,9 +366,10 @@ def recovery_panel(data: RunData) -> Panel | None:
     share, where = end_share(data, rec)
     if where == "at the end" and share is not None:
         rows.append([esc(f"Last {END_WINDOW_S} s of the run"),
-                     esc(fmt_value(share * rec.before)) + _unit("req/s") if rec.before else "—",
+                     (esc(fmt_value(share * rec.before)) + unit_html("req/s")
+                      if rec.before else "—"),
                      f'<span class="muted">{esc(fmt_pct(share))}</span>'])
-    goodput_table = _table(["Goodput", "mean", "of baseline"], rows)
+    goodput_table = table(["Goodput", "mean", "of baseline"], rows)
 
     outcome = rec.outcome
     replications = replication_count(data)
@@ -383,12 +386,12 @@ def recovery_panel(data: RunData) -> Panel | None:
     else:
         metastable_txt = "—"
     if rec.recovery_s is not None:
-        ci = _num(_ci(data, ("recovery", "recovery_s")))
+        ci = as_number(ci_of(data, ("recovery", "recovery_s")))
         text = fmt_value(rec.recovery_s, ci) if ci is not None else fmt_seconds(rec.recovery_s)
-        rec_time = esc(text) + _unit("s after the fault ended")
+        rec_time = esc(text) + unit_html("s after the fault ended")
     else:
         rec_time = esc("— (did not recover)" if outcome == "metastable" else "—")
-    outcome_table = _table(["Outcome", ""], [
+    outcome_table = table(["Outcome", ""], [
         [esc("Recovered"), esc(recovered_txt)],
         [esc("Metastable"), esc(metastable_txt)],
         [esc("Recovery time"), rec_time],
@@ -416,13 +419,14 @@ def _entity_sum(data: RunData, section: str, key: str) -> float | None:
     entities = data.summary.get(section)
     if not isinstance(entities, Mapping):
         return None
-    values = [_num(v.get(key)) for v in entities.values() if isinstance(v, Mapping)]
+    values = [as_number(v.get(key)) for v in entities.values() if isinstance(v, Mapping)]
     values = [v for v in values if v is not None]
     return sum(values) if values else None
 
 
 def client_tries_per_call(summary: Mapping[str, Any]) -> float | None:
-    tries, calls = _num(_dig(summary, ("client", "tries"))), _num(_dig(summary, ("client", "calls")))
+    tries = as_number(dig(summary, ("client", "tries")))
+    calls = as_number(dig(summary, ("client", "calls")))
     return tries / calls if tries is not None and calls else None
 
 
@@ -431,18 +435,18 @@ def _row(label: str, cell: str, note: str = "") -> list[str]:
 
 
 def _count(value: float | None, unit: str = "") -> str:
-    return esc(fmt_value(value, integer=True)) + (_unit(unit) if value is not None else "")
+    return esc(fmt_value(value, integer=True)) + (unit_html(unit) if value is not None else "")
 
 
 def _amplification_rows(data: RunData) -> list[list[str]]:
     s = data.summary
     rows = []
-    if _num(_dig(s, ("retries", "amplification"))) is not None:
-        rows.append(_row("Amplification", _kpi_cell(data, ("retries", "amplification")),
+    if as_number(dig(s, ("retries", "amplification"))) is not None:
+        rows.append(_row("Amplification", kpi_cell(data, ("retries", "amplification")),
                          "backend tries per client call"))
-    if _num(_dig(s, ("retries", "gateway_amplification"))) is not None:
+    if as_number(dig(s, ("retries", "gateway_amplification"))) is not None:
         rows.append(_row("Gateway amplification",
-                         _kpi_cell(data, ("retries", "gateway_amplification")),
+                         kpi_cell(data, ("retries", "gateway_amplification")),
                          "backend tries per request a gateway routed"))
     per_call = client_tries_per_call(s)
     if per_call is not None:
@@ -453,22 +457,22 @@ def _amplification_rows(data: RunData) -> list[list[str]]:
                               (("client", "retries_denied"), "Client retries denied",
                                "retry token bucket empty"),
                               (("retries", "gateway_retries"), "Gateway retries", "")):
-        if _num(_dig(s, path)) is not None:
-            rows.append(_row(label, _kpi_cell(data, path, integer=True), note))
+        if as_number(dig(s, path)) is not None:
+            rows.append(_row(label, kpi_cell(data, path, integer=True), note))
     return rows
 
 
 def _reason_rows(data: RunData) -> list[list[str]]:
-    reasons = _dig(data.summary, ("retries", "by_reason"))
+    reasons = dig(data.summary, ("retries", "by_reason"))
     if not isinstance(reasons, Mapping):
         return []
-    counts = {str(k): _num(v) for k, v in reasons.items()}
+    counts = {str(k): as_number(v) for k, v in reasons.items()}
     total = sum(v for v in counts.values() if v is not None)
     rows = []
     for reason in sorted(counts, key=lambda k: -(counts[k] or 0)):
         share = counts[reason] / total if counts[reason] is not None and total else None
-        rows.append([esc(_pretty_key(reason)),
-                     _kpi_cell(data, ("retries", "by_reason", reason), integer=True),
+        rows.append([esc(pretty_key(reason)),
+                     kpi_cell(data, ("retries", "by_reason", reason), integer=True),
                      f'<span class="muted">{esc(fmt_pct(share, 1))}</span>' if share is not None
                      else ""])
     return rows
@@ -488,27 +492,27 @@ BREAKERS = (("max_requests", "overflow_max_requests", "max_requests",
 def _overflow_table(data: RunData) -> str:
     """What each circuit breaker refused (or, max_connections, delayed), per gateway pool."""
     s = data.summary
-    overflow = _dig(s, ("retries", "overflow"))
+    overflow = dig(s, ("retries", "overflow"))
     pools = s.get("gateway") if isinstance(s.get("gateway"), Mapping) else {}
     pool_names = [p for p in sorted(pools) if isinstance(pools[p], Mapping)
-                  and any(_num(pools[p].get(b[1])) is not None for b in BREAKERS)]
+                  and any(as_number(pools[p].get(b[1])) is not None for b in BREAKERS)]
     rows = []
     for key, pool_key, label, note in BREAKERS:
-        total = _num(overflow.get(key)) if isinstance(overflow, Mapping) else None
+        total = as_number(overflow.get(key)) if isinstance(overflow, Mapping) else None
         if total is None:
             total = _entity_sum(data, "gateway", pool_key)
         if total is None:
             continue
         row = _row(label, _count(total), note)
         if len(pool_names) > 1:
-            row += [_count(_num(pools[p].get(pool_key))) for p in pool_names]
+            row += [_count(as_number(pools[p].get(pool_key))) for p in pool_names]
         rows.append(row)
     if not rows:
         return ""
     headers = ["Breaker", "total"]
     if len(pool_names) > 1:
         headers += [esc(p) for p in pool_names]
-    return "<h3>Circuit breakers</h3>" + _table(headers, rows)
+    return "<h3>Circuit breakers</h3>" + table(headers, rows)
 
 
 def _timeout_rows(data: RunData) -> list[list[str]]:
@@ -518,7 +522,7 @@ def _timeout_rows(data: RunData) -> list[list[str]]:
              "a gateway gave up on one backend try"),
             (_entity_sum(data, "gateway", "route_timeouts"), "Route timeouts",
              "a gateway gave up on the request"),
-            (_num(_dig(data.summary, ("client", "timeouts"))), "Client timeouts",
+            (as_number(dig(data.summary, ("client", "timeouts"))), "Client timeouts",
              "a client gave up on a try")):
         if value is not None:
             rows.append(_row(label, _count(value), note))
@@ -529,25 +533,26 @@ def _wasted_rows(data: RunData) -> list[list[str]]:
     backends = data.summary.get("backend")
     if not isinstance(backends, Mapping):
         return []
-    per_service = {str(k): _num(v.get("wasted_work_s")) for k, v in backends.items()
+    per_service = {str(k): as_number(v.get("wasted_work_s")) for k, v in backends.items()
                    if isinstance(v, Mapping)}
     per_service = {k: v for k, v in per_service.items() if v is not None}
     if not per_service:
         return []
     total = sum(per_service.values())
     window = None
-    sim_s, warm = _num(data.summary.get("simulated_s")), _num(data.summary.get("warmup_s")) or 0.0
+    sim_s = as_number(data.summary.get("simulated_s"))
+    warm = as_number(data.summary.get("warmup_s")) or 0.0
     if sim_s is not None and sim_s > warm:
         window = sim_s - warm
     note = "worker time spent on tries whose caller had gone"
     if window:
         note += f"; {fmt_value(total / window)} workers on average"
     rows = [_row("Wasted work" + (" (all services)" if len(per_service) > 1 else ""),
-                 esc(fmt_value(total)) + _unit("worker-s"), note)]
+                 esc(fmt_value(total)) + unit_html("worker-s"), note)]
     if len(per_service) > 1:
         for name in sorted(per_service):
             rows.append([f'<span class="indent">{esc(name)}</span>',
-                         _kpi_cell(data, ("backend", name, "wasted_work_s"), "worker-s")])
+                         kpi_cell(data, ("backend", name, "wasted_work_s"), "worker-s")])
     return rows
 
 
@@ -586,18 +591,18 @@ def retries_panel(data: RunData) -> Panel | None:
     left, right = "", ""
     amp_rows = _amplification_rows(data)
     if amp_rows:
-        left += "<h3>Amplification</h3>" + _table(["", "value"], amp_rows)
+        left += "<h3>Amplification</h3>" + table(["", "value"], amp_rows)
     reason_rows = _reason_rows(data)
     if reason_rows:
-        left += "<h3>Gateway retries by reason</h3>" + _table(["Reason", "retries", "share"],
+        left += "<h3>Gateway retries by reason</h3>" + table(["Reason", "retries", "share"],
                                                               reason_rows)
     right += _overflow_table(data)
     timeout_rows = _timeout_rows(data)
     if timeout_rows:
-        right += "<h3>Timeouts</h3>" + _table(["", "count"], timeout_rows)
+        right += "<h3>Timeouts</h3>" + table(["", "count"], timeout_rows)
     wasted = _wasted_rows(data)
     if wasted:
-        right += "<h3>Wasted work</h3>" + _table(["", "value"], wasted)
+        right += "<h3>Wasted work</h3>" + table(["", "value"], wasted)
     body = ""
     if left or right:
         body += f'<div class="grid2"><div>{left}</div><div>{right}</div></div>'
@@ -610,7 +615,7 @@ def retries_panel(data: RunData) -> Panel | None:
             note += (f" Both counts are means across {data.timeseries.replications} "
                      "replications before dividing.")
         body += f'<p class="note">{esc(note)}</p>'
-    if isinstance(s.get("ci95"), Mapping) and _ci(data, ("retries", "amplification")) is not None:
+    if isinstance(s.get("ci95"), Mapping) and ci_of(data, ("retries", "amplification")) is not None:
         body += '<p class="note">± values are 95 % confidence-interval half-widths.</p>'
     return Panel("Retries and amplification", body, "retries")
 
