@@ -5,7 +5,7 @@ Run from the project root::
     .venv/bin/python bench/bench_engine.py           # full run, a few minutes
     .venv/bin/python bench/bench_engine.py --quick   # smaller, well under a minute
 
-What it measures (DESIGN.md, "Speed"), all in one process on one machine, so
+What it measures (docs/design.md#speed), all in one process on one machine, so
 that the *ratios* mean something on a shared, noisy 2-core box:
 
 1. An M/M/c station through fleetsim's own parts: a Poisson source written

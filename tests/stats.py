@@ -1,4 +1,4 @@
-"""Helpers for honest statistical tests (STYLE.md).
+"""Helpers for honest statistical tests (docs/design.md#testing).
 
 A statistical check passes only when the analytic value lies inside the 99%
 confidence interval of the mean over independent replications AND that

@@ -281,7 +281,7 @@ def test_jackson_tandem_rejects_empty_and_malformed() -> None:
         (0.0, 3, 1.0, 0.0),
         (0.5, 1, 1.5, 0.25),
         (0.3, 2, 1.39, 0.027),
-        (0.1, 2, 1.11, 0.001),  # FACTS.md: ideal HAProxy amplification
+        (0.1, 2, 1.11, 0.001),  # HAProxy measured 1.111: docs/facts.md#retry-amplification
         (1.0, 3, 4.0, 1.0),
         (0.7, 0, 1.0, 0.7),
     ],
@@ -310,7 +310,7 @@ def test_retry_amplification_is_the_geometric_sum(f: float, retries: int) -> Non
 @pytest.mark.parametrize(
     ("local", "upstream", "expected"),
     [
-        (0.2, 0.1, 0.5),  # FACTS.md example
+        (0.2, 0.1, 0.5),  # Envoy's example, docs/facts.md#zone-aware-routing
         (0.5, 0.25, 0.5),
         (1.0 / 3.0, 0.3, 0.9),
         (0.2, 0.2, 1.0),

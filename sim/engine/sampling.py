@@ -3,7 +3,7 @@
 A :class:`Sampler` draws a block of variates with numpy and hands them out one
 at a time, in order, as Python floats: numpy's vectorised generators are far cheaper per
 variate than scalar calls, and Python floats keep the hot path's arithmetic and
-heap comparisons fast (numpy scalars lose half the gain, see DESIGN.md).
+heap comparisons fast (numpy scalars lose half the gain, see docs/design.md#speed).
 """
 
 from __future__ import annotations

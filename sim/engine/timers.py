@@ -2,9 +2,10 @@
 
 Timeouts of a fixed length are created in time order, so their deadlines
 come out in order too. A :class:`FixedDelayTimers` keeps them in a deque and
-keeps exactly one SimPy event armed, at the earliest deadline. Per DESIGN.md,
-one SimPy timeout per attempt leaves spent timers in the heap and slows every
-heap operation; this was 1.67x faster on the full request path.
+keeps exactly one SimPy event armed, at the earliest deadline. As measured
+(docs/design.md#speed), one SimPy timeout per attempt leaves spent timers in
+the heap and slows every heap operation; this was 1.67x faster on the full
+request path.
 
 Timers are never cancelled. An optional ``is_done(item)`` lets the queue
 skip items that no longer matter (a request already answered) when it
