@@ -1,4 +1,4 @@
-"""Statistical tests: fleetsim's queues against closed forms (STYLE.md rule).
+"""Statistical tests: fleetsim's queues against closed forms (docs/design.md#testing).
 
 Each runs independent replications with the warm-up removed; the analytic
 value must lie inside the 99% confidence interval and the interval must be

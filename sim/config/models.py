@@ -64,8 +64,9 @@ class Region(StrictModel):
 class Network(StrictModel):
     """One-way network latency per hop, by the relation of the hop's two ends (seconds).
 
-    Defaults follow FACTS.md: same-AZ RTT ~0.25-0.4 ms, cross-AZ RTT ~0.8-1.1 ms
-    (us-east-1 / eu-west-1 measurements), cross-region tens of ms.
+    Defaults follow docs/facts.md#network-latency: same-AZ RTT ~0.25-0.4 ms,
+    cross-AZ RTT ~0.8-1.1 ms (us-east-1 / eu-west-1 measurements), cross-region
+    tens of ms.
     """
 
     same_az_s: Distribution = Lognormal(median=0.00016, p99=0.0004)
@@ -123,8 +124,8 @@ class CircuitBreakers(StrictModel):
     ``max_pending_requests``: tries waiting for a connection; beyond it a try
     fails at once with 503 (``overflow_pending``, upstream_rq_pending_overflow).
     ``max_requests``: requests in flight to the cluster; beyond it a request
-    fails at once with 503 (``overflow_max_requests``, Envoy's
-    upstream_rq_pending_overflow). ``max_retries``: retries in flight; a retry
+    fails at once with 503 (``overflow_max_requests``; Envoy 1.40 counts it in
+    upstream_rq_active_overflow, as measured on the reference fleet). ``max_retries``: retries in flight; a retry
     beyond it is not made and the failure it would have retried is returned
     (upstream_rq_retry_overflow). ``retry_budget``, when set, replaces
     ``max_retries``.
@@ -384,7 +385,7 @@ class GatewayPool(StrictModel):
 
     Each instance has ``workers`` worker threads (Envoy ``--concurrency``) that
     serve requests FIFO; a request costs ``cpu_time_s`` of one worker.
-    Default CPU: ~60 us per proxied request (Envoy 1.40 measured, FACTS.md).
+    Default CPU: ~60 us per proxied request (Envoy 1.40; docs/facts.md#gateway-cpu-per-request).
     """
 
     az: Name
@@ -495,7 +496,7 @@ class RateStep(StrictModel):
 class ClientBackoff(StrictModel):
     """Client back-off before try n+1: min(max_s, base_s x 2^(n-1)), times U[0,1) with full jitter.
 
-    AWS SDK standard retry mode: base 100 ms, max 20 s, full jitter (FACTS.md).
+    AWS SDK standard retry mode: base 100 ms, max 20 s, full jitter (docs/facts.md#client-retries).
     """
 
     base_s: float = Field(default=0.1, gt=0)
@@ -509,7 +510,8 @@ class RetryTokenBucket(StrictModel):
     A retry costs ``retry_cost`` tokens (``timeout_retry_cost`` after a
     client timeout) and is not made when the bucket holds fewer; each
     successful call returns ``success_refund`` (up to ``capacity``). Defaults:
-    500, 5, 10, 1 (FACTS.md). Each of the population's ``clients`` has its own bucket.
+    500, 5, 10, 1 (docs/facts.md#client-retries). Each of the population's
+    ``clients`` has its own bucket.
     """
 
     capacity: int = Field(default=500, ge=0)
