@@ -20,11 +20,11 @@ import plotly.graph_objects as go
 from sim.report.common import (
     HeaderItems,
     Panel,
-    _table,
     esc,
     figure_html,
     page_html,
     panels_html,
+    table,
     write_atomic,
 )
 
@@ -94,7 +94,7 @@ def _summary_panel(rows: Sequence[Mapping], manifest: Mapping) -> Panel:
                  f"Timing metrics there are not to be trusted. {esc('; '.join(notes))}</p>")
     fails = [r for r in rows if not r["pass"]]
     if fails:
-        html += "<p>Missed:</p>" + _table(["scenario", "metric", "measured", "simulated", "error", "goal"],
+        html += "<p>Missed:</p>" + table(["scenario", "metric", "measured", "simulated", "error", "goal"],
                                           [[esc(r["scenario"]), esc(r["metric"]), _fmt(r["measured"]),
                                             _fmt(r["simulated"]), esc(_error_text(r)), esc(r["goal"])]
                                            for r in fails])
@@ -112,7 +112,7 @@ def _scenario_panels(rows: Sequence[Mapping], scenarios: Mapping[str, Any]) -> l
             sub = [r for r in mine if r["scenario"] == label]
             if label != key:
                 parts.append(f"<h3>{esc(label.split(':', 1)[1])}</h3>")
-            parts.append(_table(["metric", "measured (real)", "simulated (95% CI)", "error", "goal", ""],
+            parts.append(table(["metric", "measured (real)", "simulated (95% CI)", "error", "goal", ""],
                                 [_row_cells(r) for r in sub]))
         if key == "a":
             parts.append(_latency_chart(mine))
@@ -168,7 +168,7 @@ def _calibration_panel(manifest: Mapping) -> Panel | None:
 
     items = [[esc(k), esc(text(v))] for k, v in measured.items() if v is not None]
     return Panel("Calibration", f"<p>Profile: <code>{esc(cal.get('file', ''))}</code></p>"
-                 + _table(["measured", "value"], items, cls="settings"), "calibration")
+                 + table(["measured", "value"], items, cls="settings"), "calibration")
 
 
 METHOD = """

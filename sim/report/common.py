@@ -347,10 +347,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "kpi
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-#: Old private name of :func:`table`, kept only because ``reference_gateway/report.py``
-#: still imports it; remove it once that module imports ``table``.
-_table = table
-
 
 def unit_html(text: str) -> str:
     """A unit shown after a value, in the muted unit style.
