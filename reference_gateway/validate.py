@@ -42,7 +42,7 @@ from pathlib import Path
 from sim.config.errors import ConfigError
 from sim.config.loader import load_experiment
 from sim.config.models import Experiment
-from sim.fleet import FleetError, layout
+from sim.fleet import FleetError, plan
 from sim.runner.store import atomic_write_json
 
 from .fleet import RealFleet
@@ -102,7 +102,7 @@ def _plan(keys: list[str], quick: bool, profile: str | Path | None) -> dict:
         loaded = load_experiment(sc.path, list(sc.quick) if quick else [], calibration=profile)
         for _label, exp in points(sc, loaded, quick):
             try:
-                layout(exp)
+                plan(exp)
             except FleetError as e:
                 raise ConfigError([loaded.issue(e.path, e.reason)]) from None
         plan[key] = loaded
