@@ -52,12 +52,13 @@ Timer overshoot
 
 HTTP
     A minimal HTTP/1.1 server on ``asyncio.Protocol`` (uvloop when
-    installed): keep-alive, pipelining (each connection answers in request
-    order), ``Connection: close`` (HTTP/1.0 closes unless ``keep-alive``),
-    ``Content-Length`` bodies read and discarded. No chunked request bodies
-    (501) and nothing else of HTTP: the peers are Envoy, HAProxy and the load
-    generator. Responses are prebuilt bytes, so a request costs a header
-    parse, a timer and a write.
+    installed), with the wire format of :mod:`.http1`: keep-alive,
+    pipelining (each connection answers in request order), ``Connection:
+    close`` (HTTP/1.0 closes unless ``keep-alive``), ``Content-Length``
+    bodies read and discarded. No chunked request bodies (501) and nothing
+    else of HTTP: the peers are Envoy, HAProxy and the load generator.
+    Responses are prebuilt bytes, so a request costs a header parse, a timer
+    and a write.
 
 Admin (same HTTP code, on ``admin_port``)
     - ``GET /ready`` -> 200 ``ok``.
@@ -99,20 +100,16 @@ from pydantic import (
 from sim.config.distributions import Distribution
 from sim.engine.sampling import Sampler, UniformStream
 
+from .http1 import MAX_HEAD_BYTES, REASONS, HttpError, RequestHead, RequestParser, build_response
 from .specs import load_json_spec
 
 LOCALHOST = "127.0.0.1"
 #: Overshoot samples kept per instance (the most recent).
 OVERSHOOT_KEEP = 50_000
-#: Largest request head accepted (bytes); beyond it the connection gets 431 and closes.
-MAX_HEAD_BYTES = 64 * 1024
 #: Body size of the 503 and 500 answers (bytes): the simulator's LOCAL_REPLY_BYTES.
 ERROR_BODY_BYTES = 150
 HEALTH_PATH = b"/healthz"
 GATEWAY_HEADER = b"x-fleetsim-gateway"
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error",
-           501: "Not Implemented", 503: "Service Unavailable"}
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
@@ -191,16 +188,6 @@ def load_spec(path: str | Path) -> dict:
 # --------------------------------------------------------------------------- HTTP
 
 
-def http_response(status: int, body: bytes, *, close: bool = False,
-                  content_type: str = "application/octet-stream") -> bytes:
-    """A whole HTTP/1.1 response as bytes."""
-    head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n"
-            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n")
-    if close:
-        head += "Connection: close\r\n"
-    return head.encode("ascii") + b"\r\n" + body
-
-
 class Request:
     """One parsed request, waiting for its answer on its connection.
 
@@ -212,13 +199,14 @@ class Request:
 
     __slots__ = ("conn", "method", "path", "gateway", "close", "body", "response", "service_s", "armed")
 
-    def __init__(self, conn: HttpConnection, method: bytes, path: bytes, gateway: bytes, close: bool):
+    def __init__(self, conn: HttpConnection, method: bytes, path: bytes, gateway: bytes, close: bool,
+                 body: bytes = b""):
         self.conn = conn
         self.method = method
         self.path = path
         self.gateway = gateway
         self.close = close
-        self.body = b""
+        self.body = body
         self.response: bytes | None = None
 
 
@@ -240,24 +228,20 @@ class HttpConnection(asyncio.Protocol):
     The endpoint answers a request (now or later) with :meth:`reply`; answers
     that come out of order wait until those before them are written.
     ``closed`` turns True when the peer goes away, so an instance can drop
-    the requests still waiting in its queue.
+    the requests still waiting in its queue. After a request with
+    ``Connection: close`` (or one it cannot parse) nothing more is read.
     """
 
-    __slots__ = ("endpoint", "handle", "keep_body", "transport", "buf", "pending", "closed",
-                 "closing", "body_left", "body_req")
+    __slots__ = ("endpoint", "handle", "transport", "parser", "pending", "closed")
 
     def __init__(self, endpoint: Endpoint):
         self.endpoint = endpoint
         self.handle = endpoint.handle
-        self.keep_body = endpoint.keep_body
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        self.parser = RequestParser(self._request, header=GATEWAY_HEADER, missing=b"-",
+                                    keep_body=endpoint.keep_body, max_head=MAX_HEAD_BYTES)
         self.pending: deque[Request] = deque()
         self.closed = False
-        # After a request with Connection: close, nothing more is read.
-        self.closing = False
-        self.body_left = 0
-        self.body_req: Request | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -269,94 +253,28 @@ class HttpConnection(asyncio.Protocol):
         self.endpoint.conns.discard(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
-            return
-        buf = self.buf
-        buf += data
-        pos = 0
-        n = len(buf)
-        while pos < n and not self.closing:
-            if self.body_left:
-                take = min(self.body_left, n - pos)
-                req = self.body_req
-                if self.keep_body:
-                    req.body += bytes(buf[pos:pos + take])
-                pos += take
-                self.body_left -= take
-                if self.body_left:
-                    break
-                self.body_req = None
-                self._dispatch(req)
-                continue
-            end = buf.find(b"\r\n\r\n", pos)
-            if end < 0:
-                if n - pos > MAX_HEAD_BYTES:
-                    self._fail(431)
-                break
-            head = bytes(buf[pos:end])
-            pos = end + 4
-            self._request(head)
-        del buf[:pos]
+        """Pass each request these bytes complete to the endpoint; answer a malformed one and stop reading.
 
-    def _request(self, head: bytes) -> None:
-        """Parse one request head; dispatch it, or wait for its body."""
-        head = head.lstrip(b"\r\n")  # stray CRLFs between requests are allowed
-        if not head:
-            return
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            self._fail(400)
-            return
-        method, target, version = parts
-        close = version == b"HTTP/1.0"
-        length = 0
-        gateway = b"-"
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                self._fail(400)
-                return
-            name = name.strip().lower()
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = -1
-                if length < 0:
-                    self._fail(400)
-                    return
-            elif name == b"connection":
-                token = value.strip().lower()
-                if token == b"close":
-                    close = True
-                elif token == b"keep-alive":
-                    close = False
-            elif name == GATEWAY_HEADER:
-                gateway = value.strip()
-            elif name == b"transfer-encoding":
-                self._fail(501)
-                return
-        path = target.split(b"?", 1)[0]
-        req = Request(self, method, path, gateway, close)
-        if length:
-            self.body_left = length
-            self.body_req = req
-        else:
-            self._dispatch(req)
+        Args:
+            data: The bytes just read, split anywhere.
+        """
+        try:
+            self.parser.feed(data)
+        except HttpError as exc:
+            self._fail(exc.status)
 
-    def _dispatch(self, req: Request) -> None:
+    def _request(self, head: RequestHead, body: bytes) -> None:
+        """One whole request from the parser: queue it for its answer and hand it to the endpoint."""
+        method, target, close, _, gateway = head
+        req = Request(self, method, target.split(b"?", 1)[0], gateway, close, body)
         self.pending.append(req)
-        if req.close:
-            self.closing = True
         self.handle(req)
 
     def _fail(self, status: int) -> None:
         """A request this server cannot parse: answer ``status`` after the ones before it, then close."""
         req = Request(self, b"", b"", b"-", True)
         self.pending.append(req)
-        self.closing = True
-        self.reply(req, http_response(status, REASONS[status].encode(), close=True, content_type="text/plain"))
+        self.reply(req, build_response(status, REASONS[status].encode(), close=True, content_type="text/plain"))
 
     def reply(self, req: Request, data: bytes) -> None:
         """Answer ``req``: written now if every earlier request has been answered."""
@@ -409,7 +327,7 @@ class Instance(Endpoint):
         ok = b"x" * spec.response_bytes
         err = b"e" * ERROR_BODY_BYTES
         # [status][close] -> the whole response, built once.
-        self._answers = {status: (http_response(status, body), http_response(status, body, close=True))
+        self._answers = {status: (build_response(status, body), build_response(status, body, close=True))
                          for status, body in ((200, ok), (500, err), (503, err))}
         self._later: Callable[..., Any] | None = None
         self.queue: deque[Request] = deque()
@@ -597,10 +515,10 @@ class Admin(Endpoint):
         except ValueError as exc:
             status, body = 400, {"error": str(exc)}
         if isinstance(body, str):
-            data = http_response(status, body.encode(), close=req.close, content_type="text/plain")
+            data = build_response(status, body.encode(), close=req.close, content_type="text/plain")
         else:
-            data = http_response(status, json.dumps(body).encode(), close=req.close,
-                                 content_type="application/json")
+            data = build_response(status, json.dumps(body).encode(), close=req.close,
+                                  content_type="application/json")
         req.conn.reply(req, data)
 
     def _route(self, method: bytes, path: bytes, body: bytes) -> tuple[int, Any]:

@@ -38,7 +38,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -47,6 +46,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sim.files import atomic_write_json
 
 from .measure import proc_cpu_seconds, proc_start_ticks, proc_state, redis_command
 
@@ -112,18 +113,6 @@ def _same_process(pid: int, start_ticks: int | None) -> bool:
         return proc_start_ticks(pid) == start_ticks
     except (ProcessLookupError, ValueError, IndexError):
         return False
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_pid_file(path: str | Path) -> dict[str, Any]:
@@ -519,7 +508,7 @@ class Harness:
             raise errors[0]
 
     def _write_pid_file(self) -> None:
-        _write_json_atomic(self.pid_file, {
+        atomic_write_json(self.pid_file, {
             "harness": self._me,
             "boot_id": _boot_id(),
             "procs": [{"name": p.name, "pid": p.pid, "start_ticks": p.start_ticks, "argv": p.argv,
@@ -563,7 +552,7 @@ def reap_stale(pid_file: str | Path, timeout_s: float = 3.0) -> list[str]:
         while time.monotonic() < deadline and any(_running(p, t) for _, p, t in victims):
             time.sleep(POLL_S)
     rest = {k: v for k, v in data.items() if k != "procs"}
-    _write_json_atomic(path, {**rest, "procs": []})
+    atomic_write_json(path, {**rest, "procs": []})
     return [name for name, _, _ in victims]
 
 

@@ -58,22 +58,22 @@ Several processes
 
 HTTP
     A minimal HTTP/1.1 client on ``asyncio.Protocol`` (uvloop when
-    installed): one request at a time per keep-alive connection, responses
-    framed by ``Content-Length``, chunked encoding or connection close;
-    ``Connection: close`` and HTTP/1.0 answers retire the connection.
+    installed), with the wire format of :mod:`.http1`: one request at a time
+    per keep-alive connection, responses framed by ``Content-Length``,
+    chunked encoding or connection close; ``Connection: close`` and HTTP/1.0
+    answers retire the connection, and so does an answer it cannot parse.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import math
 import multiprocessing as mp
-import os
 import socket
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -87,8 +87,10 @@ from sim.components.workload import RateFunction
 from sim.config.distributions import Constant, Exponential
 from sim.config.models import RateStep
 from sim.engine.sampling import Sampler
+from sim.files import atomic_write_bytes
 
 from .backend import describe_error, loop_factory
+from .http1 import HttpError, ResponseParser, build_request
 from .specs import load_json_spec
 
 #: Extra time after ``duration_s + timeout_s`` before the generator stops for good (s).
@@ -231,17 +233,13 @@ class ClientConnection(asyncio.Protocol):
     ``current`` is the index of the request it carries (-1 when idle).
     """
 
-    __slots__ = ("run", "transport", "current", "buf", "code", "need", "keep", "dead")
+    __slots__ = ("run", "transport", "current", "parser", "dead")
 
     def __init__(self, run: Run):
         self.run = run
         self.transport: asyncio.Transport | None = None
         self.current = -1
-        self.buf = bytearray()
-        self.code = 0
-        # Body bytes still due: -1 = waiting for the head, -2 = chunked, -3 = until close.
-        self.need = -1
-        self.keep = True
+        self.parser = ResponseParser()
         self.dead = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -255,109 +253,35 @@ class ClientConnection(asyncio.Protocol):
         self.transport.write(run.request_bytes)
 
     def data_received(self, data: bytes) -> None:
+        """Record the answer once it is all in; drop the connection if the bytes are not one.
+
+        Args:
+            data: The bytes just read, split anywhere.
+        """
         if self.current < 0:
             self.transport.abort()  # an answer nobody asked for: the stream is out of step
             return
-        buf = self.buf
-        buf += data
-        while True:
-            need = self.need
-            if need == -1:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                if not self._head(bytes(buf[:end])):
-                    self.transport.abort()
-                    return
-                del buf[:end + 4]
-                continue
-            if need >= 0:
-                if len(buf) < need:
-                    return
-                del buf[:need]
-                self._complete()
-                return
-            if need == -2:
-                try:
-                    if not self._chunks(buf):
-                        return
-                except ValueError:  # a chunk size that is not hex
-                    self.transport.abort()
-                    return
-                self._complete()
-                return
-            return  # -3: the body ends with the connection
-
-    def _head(self, head: bytes) -> bool:
-        """Parse a status line and headers; False when it is not HTTP."""
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            return False
-        code = int(parts[1])
-        keep = parts[0] != b"HTTP/1.0"
-        length = -3
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    return False
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                length = -2
-            elif name == b"connection":
-                token = value.strip().lower()
-                if token == b"close":
-                    keep = False
-                elif token == b"keep-alive":
-                    keep = True
-        if 100 <= code < 200:
-            self.need = -1  # an interim answer: the real one follows
-            return True
-        if code in (204, 304):
-            length = 0
-        self.code = code
-        self.keep = keep
-        self.need = length
-        if length == -3:
-            self.keep = False
-        return True
-
-    def _chunks(self, buf: bytearray) -> bool:
-        """Consume whole chunks from ``buf``; True once the last chunk and trailers are in."""
-        while True:
-            eol = buf.find(b"\r\n")
-            if eol < 0:
-                return False
-            size = int(bytes(buf[:eol]).split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                if buf.startswith(b"\r\n", eol + 2):
-                    del buf[:eol + 4]
-                    return True
-                end = buf.find(b"\r\n\r\n", eol)
-                if end < 0:
-                    return False
-                del buf[:end + 4]
-                return True
-            if len(buf) < eol + 2 + size + 2:
-                return False
-            del buf[:eol + 2 + size + 2]
+        try:
+            done = self.parser.feed(data)
+        except HttpError:
+            self.transport.abort()
+            return
+        if done:
+            self._complete()
 
     def _complete(self) -> None:
         i = self.current
         self.current = -1
-        self.need = -1
         run = self.run
-        run.answered(i, self.code)
-        if self.keep:
+        parser = self.parser
+        run.answered(i, parser.status)
+        if parser.keep:
             run.release(self)
         else:
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.need == -3 and self.current >= 0:
+        if self.current >= 0 and self.parser.feed_eof():
             self._complete()  # the body ran to the close
         self.dead = True
         self.run.lost(self)
@@ -384,11 +308,7 @@ class Run:
         self.t_dispatch = [nan] * n
         self.status = [UNSENT] * n
         self.holder: list[ClientConnection | None] = [None] * n
-        given = {k.lower() for k in spec.headers}
-        headers = {**({} if "host" in given else {"Host": spec.target}), **spec.headers}
-        self.request_bytes = (f"GET {spec.path} HTTP/1.1\r\n"
-                              + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-                              + "\r\n").encode("latin-1")
+        self.request_bytes = build_request("GET", spec.path, spec.headers, host=spec.target)
         self.loop = asyncio.get_running_loop()
         self.idle: list[ClientConnection] = []
         self.conns: set[ClientConnection] = set()
@@ -697,17 +617,19 @@ def _meta(spec: LoadSpec, arrays: dict, counts: dict, start_at: float, wall_s: f
 
 
 def save_result(out: str | Path, arrays: dict, meta: dict) -> None:
-    """Write OUT.npz atomically: a temporary file in the same directory, then a rename."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: arrays[k] for k in ARRAYS}, meta=np.array(json.dumps(meta)))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write OUT.npz atomically (:func:`sim.files.atomic_write_bytes`).
+
+    Args:
+        out: The destination; missing folders are created.
+        arrays: At least the :data:`ARRAYS` entries, one value per request.
+        meta: Plain data, stored as a JSON string.
+
+    Raises:
+        OSError: ``out`` cannot be written; it is then untouched.
+    """
+    buf = io.BytesIO()
+    np.savez(buf, **{k: arrays[k] for k in ARRAYS}, meta=np.array(json.dumps(meta)))
+    atomic_write_bytes(out, buf.getbuffer())
 
 
 def load_result(path: str | Path) -> dict:

@@ -40,9 +40,7 @@ Every problem is a :class:`~sim.config.errors.ConfigError` with one
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +50,10 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
+from sim.files import atomic_write_text
+
 from .errors import ConfigError, Issue
-from .loader import NAME_PATTERN, NAME_RULE, _reason, read_yaml
+from .loader import NAME_PATTERN, NAME_RULE, read_yaml, reason_text
 from .models import GatewayPool
 
 CLI = "<command line>"
@@ -583,10 +583,10 @@ class _Import(_Importer):
         for n in range(len(loc), -1, -1):
             src = self.prov.get(loc[:n])
             if isinstance(src, str):
-                return Issue(CLI, None, src, _reason(err))
+                return Issue(CLI, None, src, reason_text(err))
             if src is not None:
-                return self.issue(src, f"{_reason(err)} (fleetsim gateway field {fs_path})")
-        return Issue(self.label, None, "", f"{fs_path}: {_reason(err)}")  # pragma: no cover
+                return self.issue(src, f"{reason_text(err)} (fleetsim gateway field {fs_path})")
+        return Issue(self.label, None, "", f"{fs_path}: {reason_text(err)}")  # pragma: no cover
 
     # ---- listeners and the default route
 
@@ -815,12 +815,16 @@ def render(result: EnvoyImport) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``fleetsim import-envoy --out``: ``text`` to ``path`` atomically.
+
+    The folder must exist: a mistyped ``--out`` is reported rather than
+    creating folders.
+
+    Args:
+        path: The output file the user named.
+        text: The YAML to write.
+
+    Raises:
+        OSError: The folder is missing or the file cannot be written.
+    """
+    atomic_write_text(path, text, make_parents=False)

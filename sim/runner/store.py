@@ -5,56 +5,21 @@ temporary name in the same folder and renamed into place, so a reader (or an
 interrupted run) never sees half a file. Completed replications are kept in
 ``replications/`` so a rerun of the same resolved config into the same
 folder resumes instead of starting over.
+
+The writer and the JSON encoder live in :mod:`sim.files`, the one home of
+the project's atomic writes; they are re-exported here so the runner's
+callers keep importing them from the store.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
 
+from sim.files import atomic_write_json, atomic_write_text, clean_json, dumps
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def clean_json(value: Any) -> Any:
-    """NaN and infinities become null (strict JSON has neither)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: clean_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean_json(v) for v in value]
-    return value
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(clean_json(value), indent=2, allow_nan=False) + "\n"
-
-
-def atomic_write_json(path: Path, value: Any) -> None:
-    atomic_write_text(path, dumps(value))
+__all__ = ["atomic_write_json", "atomic_write_text", "clean_json", "dumps", "timeseries_csv"]
 
 
 def timeseries_csv(series_by_rep: list[dict[str, list]]) -> str:
