@@ -36,6 +36,8 @@ PROFILE_VERSION = 1
 
 
 class NetworkCalibration(StrictModel):
+    """Measured one-way latencies, by the relation of a hop's two ends (as :class:`~sim.config.models.Network`)."""
+
     same_az_s: Distribution | None = None
     cross_az_s: Distribution | None = None
     cross_region_s: Distribution | None = None
@@ -43,10 +45,14 @@ class NetworkCalibration(StrictModel):
 
 
 class GatewayCalibration(StrictModel):
+    """Measured gateway CPU, for every pool's ``cpu_time_s``."""
+
     cpu_time_s: Distribution | None = Field(default=None, description="CPU per proxied request.")
 
 
 class BackendCalibration(StrictModel):
+    """Measured backend timer error, for every service's ``timer_error_s``."""
+
     timer_error_s: TimerError | None = None
 
 

@@ -36,6 +36,7 @@ class Constant(_Dist):
 
     @property
     def mean(self) -> float:
+        """The mean: ``value``."""
         return self.value
 
 
@@ -49,6 +50,7 @@ class Exponential(_Dist):
 
     @property
     def mean(self) -> float:
+        """The mean, as given."""
         return self.mean_value
 
 
@@ -70,14 +72,17 @@ class Lognormal(_Dist):
 
     @property
     def mu(self) -> float:
+        """Location of the underlying normal: ln(median)."""
         return math.log(self.median)
 
     @property
     def sigma(self) -> float:
+        """Scale of the underlying normal: ln(p99 / median) / z_0.99."""
         return math.log(self.p99 / self.median) / Z_99
 
     @property
     def mean(self) -> float:
+        """The mean: exp(mu + sigma^2 / 2)."""
         return math.exp(self.mu + self.sigma**2 / 2)
 
 
@@ -95,14 +100,17 @@ class Gamma(_Dist):
 
     @property
     def shape(self) -> float:
+        """Shape k = 1 / cv^2."""
         return 1.0 / self.cv**2
 
     @property
     def scale(self) -> float:
+        """Scale theta = mean x cv^2."""
         return self.mean_value * self.cv**2
 
     @property
     def mean(self) -> float:
+        """The mean, as given."""
         return self.mean_value
 
 
@@ -121,6 +129,7 @@ class Uniform(_Dist):
 
     @property
     def mean(self) -> float:
+        """The mean: the middle of [low, high)."""
         return (self.low + self.high) / 2
 
 
@@ -150,6 +159,7 @@ class Empirical(_Dist):
 
     @property
     def mean(self) -> float:
+        """The mean: the integral of the piecewise-linear quantile function."""
         q = self.quantiles
         return sum((p1 - p0) * (v0 + v1) / 2 for (p0, v0), (p1, v1) in zip(q, q[1:], strict=False))
 

@@ -428,11 +428,6 @@ def reason_text(err: dict) -> str:
     return msg
 
 
-# The old private name: the committed sim/config/envoy_import.py still imports it (its switch to
-# reason_text is in the working tree, waiting to be committed with that file's other changes).
-_reason = reason_text
-
-
 def _user_path(data: Any, loc: Iterable) -> tuple:
     """Map pydantic's loc to the path in the data (drops union tags)."""
     node = data
@@ -556,7 +551,8 @@ def load_experiment(
         path: the experiment YAML.
         sets: ``dotted.path=value`` assignments from the command line, into the
             experiment (``duration_s=30``) or its topology (``topology.gateways.gw-a.instances=3``).
-        seed, replications: command-line overrides of those fields.
+        seed: a command-line override of ``seed``.
+        replications: a command-line override of ``replications``.
         calibration: a calibration profile to use instead of the one the
             topology names (``topology.calibration``), or where it names none.
 

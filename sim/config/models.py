@@ -428,6 +428,7 @@ class TimerError(StrictModel):
 
     @property
     def mean(self) -> float:
+        """The mean error: the integral of the piecewise-linear quantile function."""
         q = self.quantiles
         return sum((p1 - p0) * (v0 + v1) / 2 for (p0, v0), (p1, v1) in zip(q, q[1:], strict=False))
 
@@ -552,10 +553,10 @@ class ClientPolicy(StrictModel):
 
 
 class Workload(StrictModel):
-    """Open-loop arrivals following ``rate_schedule``, split across client
-    populations by their share and across services by ``services``.
+    """Open-loop arrivals following ``rate_schedule``.
 
-    ``poisson``: a (non-homogeneous) Poisson process. ``deterministic``: an
+    Arrivals are split across client populations by their share and across
+    services by ``services``. ``poisson``: a (non-homogeneous) Poisson process. ``deterministic``: an
     arrival each time the integral of the rate grows by one (evenly spaced at
     a constant rate), for exact tests and D/x/c checks.
     """
