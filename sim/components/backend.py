@@ -135,6 +135,7 @@ class BackendInstance:
     # -- fault hooks
     @property
     def slowdown_factor(self) -> float:
+        """Multiplier of the service time of attempts that start service now (1.0 but in a slowdown fault)."""
         return self._slowdown
 
     @slowdown_factor.setter

@@ -61,6 +61,7 @@ class BalancerNode:
         self.reset()
 
     def reset(self) -> None:
+        """Start the measurement window of the counters now (called at the end of the warm-up)."""
         self.connections = [0] * self.n
         self.no_healthy = 0
         self.refused = 0
@@ -185,5 +186,6 @@ class RegionalBalancer:
             self.nodes[az] = BalancerNode(ctx, f"{name}.{az}", config, az, targets, network)
 
     def reset(self) -> None:
+        """Start every node's measurement window now (called at the end of the warm-up)."""
         for node in self.nodes.values():
             node.reset()

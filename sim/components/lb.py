@@ -49,11 +49,13 @@ class RoundRobin:
         self._next = self._panic_next = int(uniform() * n)
 
     def pick(self) -> int:
+        """Index of the next host of the healthy source's cycle."""
         i = self._next
         self._next = i + 1 if i + 1 < self.n else 0
         return i
 
     def pick_panic(self) -> int:
+        """Index of the next host of the all-hosts (panic) source's cycle."""
         i = self._panic_next
         self._panic_next = i + 1 if i + 1 < self.n else 0
         return i
@@ -77,6 +79,8 @@ class _RoundRobinOver:
 
 
 class RandomPick:
+    """Envoy's RANDOM policy: each pick a uniformly random host, no state."""
+
     __slots__ = ("n", "uniform")
 
     def __init__(self, n: int, uniform: UniformStream):
@@ -84,6 +88,7 @@ class RandomPick:
         self.uniform = uniform
 
     def pick(self) -> int:
+        """Index of a host drawn uniformly from all ``n``."""
         return int(self.uniform() * self.n)
 
 
@@ -111,6 +116,11 @@ class LeastRequest:
         self.choice_count = choice_count
 
     def pick(self) -> int:
+        """Index of the host with the fewest active requests among ``choice_count`` sampled.
+
+        Samples are uniform with replacement; the first sampled wins ties
+        (Envoy's ``unweightedHostPick``).
+        """
         u = self.uniform
         n = self.n
         active = self.active
@@ -170,6 +180,7 @@ class Edf:
         heapq.heappush(self._heap, (self.now + 1.0 / self.weight_of(i), self._order, i))
 
     def pick(self) -> int:
+        """Index of the host with the earliest deadline; it is re-added with its weight as of now."""
         deadline, _, i = heapq.heappop(self._heap)
         self.now = deadline
         self._add(i)

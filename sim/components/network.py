@@ -52,6 +52,7 @@ class Link:
         self.later(wait_s + self.draw(), callback, value)
 
     def reset(self) -> None:
+        """Start the measurement window of ``bytes`` and ``messages`` now."""
         self.bytes = 0.0
         self.messages = 0
 
@@ -74,6 +75,7 @@ class Network:
         self.links: dict[tuple[str, str], Link] = {}
 
     def relation(self, src: str, dst: str) -> str:
+        """The hop's relation, which picks its latency distribution: ``internet``, ``same_az``, ``cross_az`` or ``cross_region``."""
         if INTERNET in (src, dst):
             return "internet"
         if src == dst:
@@ -97,6 +99,7 @@ class Network:
         return link
 
     def reset(self) -> None:
+        """Start every link's measurement window now (called at the end of the warm-up)."""
         for link in self.links.values():
             link.reset()
 
@@ -106,5 +109,9 @@ class Network:
                 for link in self.links.values()}
 
     def bytes_by_pair(self) -> dict[str, float]:
+        """Bytes sent in the window per ``<src>-><dst>`` key, rounded to whole bytes, sorted by key.
+
+        Links that carried no message in the window are left out.
+        """
         links = sorted(self.links.values(), key=lambda link: link.key)
         return {link.key: round(link.bytes) for link in links if link.messages}

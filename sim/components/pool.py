@@ -75,6 +75,7 @@ class ConnectionPool:
         self.reset()
 
     def reset(self) -> None:
+        """Start the measurement window of the connect and overflow counters now."""
         self.connects = 0
         self.cx_overflow = 0
         self.pending_overflow = 0

@@ -66,6 +66,11 @@ class RetryRules:
         self.per_try_timeout_s = policy.per_try_timeout_s
 
     def retriable(self, outcome: str) -> bool:
+        """Whether a try that ended with ``outcome`` is retried by ``retry_on`` or ``retriable_status_codes``.
+
+        Local overflow replies and the route timeout are never retried, even
+        when their status is listed.
+        """
         if self.retry_on & retry_classes(outcome):
             return True
         return "retriable-status-codes" in self.retry_on and outcome not in (
@@ -89,6 +94,7 @@ class BackOff:
         self.limit_ms = max_ms // 2
 
     def next_ms(self, u: float) -> int:
+        """The next back-off in whole milliseconds, floor(u x I) for ``u`` uniform in [0, 1); then I grows."""
         interval = self.interval_ms
         self.interval_ms = interval * 2 if interval < self.limit_ms else self.max_ms
         return int(u * interval)

@@ -87,6 +87,7 @@ class RateFunction:
         self.times, self.rates = times, rates
 
     def rate(self, t: float) -> float:
+        """r(t) in requests per second (``scale`` and spikes applied): 0 before the schedule, the new rate at a step."""
         i = bisect.bisect_right(self.times, t) - 1
         if i < 0:
             return 0.0
@@ -151,6 +152,7 @@ class RetryBudget:
         self._t = 0.0
 
     def deposit(self, now: float) -> None:
+        """Deposit a call's ``ratio`` tokens, which expire ``ttl_s`` seconds after ``now``."""
         if self.ratio > 0:
             self.deposits.append([now + self.ttl_s, self.ratio])
 
@@ -276,6 +278,7 @@ class ClientPopulation:
         self.rate_factor = factor
 
     def start(self) -> None:
+        """Draw the first arrival and schedule the first batch of calls there, if it comes before ``duration_s``."""
         self._next_t = self.rate.advance(0.0, self._gap.draw())
         if self._next_t < self.stop_s:
             self._later(self._next_t, self._batch)

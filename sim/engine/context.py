@@ -147,4 +147,5 @@ class SimContext:
 
     @property
     def now(self) -> float:
+        """Simulated time, in seconds since the start of the run."""
         return self.env.now

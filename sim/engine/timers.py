@@ -39,6 +39,7 @@ class FixedDelayTimers:
         self._armed = False
 
     def start(self, item: Any) -> None:
+        """Call ``callback(item)`` ``delay_s`` seconds from now, unless ``is_done(item)`` first."""
         self._q.append((self.env._now + self.delay_s, item))
         if not self._armed:
             self._arm()

@@ -79,6 +79,7 @@ class ResolvedFault:
 
     @property
     def kind(self) -> str:
+        """The fault's kind: ``backend_slowdown``, ``error_burst``, ``instance_crash``, ``az_outage`` or ``load_spike``."""
         return self.fault.kind
 
     @property

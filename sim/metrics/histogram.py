@@ -72,6 +72,7 @@ class LogHistogram:
 
     @property
     def mean(self) -> float:
+        """The exact mean of the values added (the caller's units); NaN when empty."""
         return self.sum / self.count if self.count else math.nan
 
     def quantile(self, q: float) -> float:
@@ -113,6 +114,7 @@ class LogHistogram:
         return out
 
     def to_dict(self) -> dict:
+        """Plain JSON-ready data that :meth:`from_dict` reads back exactly (bucket keys as strings)."""
         return {
             "relative_accuracy": self.relative_accuracy, "min_value": self.min_value,
             "zero": self.zero, "count": self.count, "sum": self.sum,
@@ -122,6 +124,7 @@ class LogHistogram:
 
     @classmethod
     def from_dict(cls, d: dict) -> LogHistogram:
+        """The histogram that :meth:`to_dict` wrote."""
         h = cls(d["relative_accuracy"], d["min_value"])
         h.zero, h.count, h.sum = d["zero"], d["count"], d["sum"]
         h.min = d["min"] if d["min"] is not None else math.inf

@@ -49,6 +49,7 @@ class Recorder:
         self.window_good = 0
 
     def arrival(self, t: float, counted: bool) -> None:
+        """A call issued at ``t`` (s): one arrival in its second, and in ``offered`` when counted."""
         if counted:
             self.offered += 1
         self.ts_offered[int(t)] += 1
@@ -62,9 +63,17 @@ class Recorder:
             self.offered += 1
 
     def try_sent(self, t: float) -> None:
+        """A client try (first or retry) sent at ``t`` (s), counted in its second."""
         self.ts_tries[int(t)] += 1
 
     def completion(self, now: float, t0: float, counted: bool, outcome: str) -> None:
+        """A call issued at ``t0`` answered at ``now`` (s) with ``outcome``.
+
+        It counts in the per-second series of the second it was answered
+        (latency ``now - t0`` in seconds, successes only), in the window's
+        throughput and goodput when answered after the warm-up, and in the
+        KPIs and the latency histogram when ``counted``.
+        """
         sec = int(now)
         if sec != self._sec:
             self._roll(sec)
@@ -102,6 +111,7 @@ class Recorder:
         self._sec = sec
 
     def finish(self) -> None:
+        """Close the last second's p50/p99 latency (call once, at the end of the run)."""
         self._roll(self._sec)
 
     def in_flight_series(self) -> list[int]:

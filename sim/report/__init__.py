@@ -1,5 +1,8 @@
-"""Run report: turns the result files of one run folder into a single HTML page,
-and a comparison folder (several variants of one experiment) into another."""
+"""Run report: the result files of a run folder, or of a comparison folder, as one HTML page.
+
+A run folder (one experiment) gets one page; a comparison folder (several
+variants of one experiment) gets another.
+"""
 
 from sim.report.comparison import write_comparison
 from sim.report.html import PANEL_BUILDERS, Panel, RunData, load_run, write_report

@@ -1,7 +1,7 @@
-"""Shared parts of the reports: the data model, loading a run folder, formatting
-helpers, time-chart shading (warm-up and fault windows) and the page shell.
+"""Shared parts of the reports: data model, run-folder loading, formatting, page shell.
 
-Used by :mod:`sim.report.html` (one run), :mod:`sim.report.resilience`
+The data model, loading a run folder, formatting helpers, time-chart shading
+(warm-up and fault windows) and the page shell are used by :mod:`sim.report.html` (one run), :mod:`sim.report.resilience`
 (retries, faults and recovery panels), :mod:`sim.report.health` (host health),
 :mod:`sim.report.fleet_graph` (the fleet and traffic graph) and
 :mod:`sim.report.comparison` (several variants of one experiment).  Pages are
@@ -61,7 +61,7 @@ ERROR_COLOURS = ("#d55e00", "#e69f00", "#cc79a7", "#56b4e9", "#f0e442", "#000000
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 #: How recovery after a fault is judged (``sim.metrics.recovery`` with the
-#: rules of ``sim.fleet.RECOVERY``).  The report states the rule and draws the
+#: rules of ``sim.metrics.recovery.RECOVERY_RULES``).  The report states the rule and draws the
 #: threshold; it never imports the simulator, so the numbers are repeated here.
 RECOVERY_THRESHOLD = 0.9
 RECOVERY_SMOOTH_S = 3
@@ -98,9 +98,11 @@ class TimeSeries:
 
     @property
     def error_causes(self) -> list[str]:
+        """The error causes that have an ``err_<cause>`` column, in column order."""
         return [c[len("err_"):] for c in self.columns if c.startswith("err_")]
 
     def get(self, name: str) -> list[float | None] | None:
+        """Column ``name``, one value per second; None when it is absent or has no value at all."""
         values = self.columns.get(name)
         if values is None or all(v is None for v in values):
             return None
@@ -123,15 +125,19 @@ class Fault:
 
     @property
     def label(self) -> str:
+        """The kind as words for a chart label (``"fault"`` when the kind is empty)."""
         return pretty_key(self.kind) or "fault"
 
     @property
     def duration_s(self) -> float:
+        """Length of the fault window, in seconds."""
         return self.end_s - self.start_s
 
 
 @dataclass
 class RunData:
+    """One run folder's result files as read for the report (see :func:`load_run`)."""
+
     run_dir: pathlib.Path
     summary: dict[str, Any]
     timeseries: TimeSeries | None = None
@@ -146,6 +152,7 @@ class RunData:
 
     @property
     def warmup_s(self) -> float | None:
+        """The run's warm-up in seconds (``summary.json``); None when absent or 0."""
         w = as_number(self.summary.get("warmup_s"))
         return w if w is not None and w > 0 else None
 
@@ -239,6 +246,7 @@ def fmt_value(value: Any, ci: Any = None, *, scale: float = 1.0, integer: bool =
 
 
 def fmt_bytes(n: float) -> str:
+    """A byte count in decimal units (1 kB = 1000 B): whole bytes below 1 kB, else one decimal."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
@@ -701,8 +709,11 @@ def panels_html(panels: Sequence[Panel]) -> str:
 
 
 def page_html(title: str, header: str, main: str, footer: str, extra_css: str = "") -> str:
-    """The full page: plotly.js inlined once in <head>; ``header``, ``main``,
-    ``footer`` and ``extra_css`` are trusted markup, ``title`` is plain text."""
+    """The full page, with plotly.js inlined once in ``<head>``.
+
+    ``header``, ``main``, ``footer`` and ``extra_css`` are trusted markup;
+    ``title`` is plain text.
+    """
     plotly_js = plotly.offline.get_plotlyjs()
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -737,6 +748,7 @@ class HeaderItems(list):
     """The (label, html) items of a report's header strip; ``add`` skips missing values."""
 
     def add(self, label: str, value: Any, unit: str = "") -> None:
+        """Add ``label`` with ``value`` formatted (whole numbers without decimals) and, for a number, ``unit``."""
         if value is None:
             return
         v = as_number(value)

@@ -91,6 +91,7 @@ class Variant:
 
     @property
     def recovery(self) -> Recovery | None:
+        """The recovery verdict of the variant's ``summary.json``; None without a fault or data."""
         return parse_recovery(self.data.summary) if self.data else None
 
     @property
@@ -100,6 +101,7 @@ class Variant:
 
     @property
     def report_exists(self) -> bool:
+        """Whether the variant's own ``report.html`` is on disk."""
         return self.data is not None and (self.data.run_dir / REPORT_FILE).is_file()
 
     def amplification_after(self) -> float | None:
@@ -110,6 +112,7 @@ class Variant:
         return ratio_over(self.data, "attempts", "offered", rec.fault_end_s)
 
     def amplification(self) -> float | None:
+        """Backend tries per client call over the measurement window (``retries.amplification``)."""
         if self.data is None:
             return None
         return as_number(dig(self.data.summary, ("retries", "amplification")))
@@ -193,8 +196,11 @@ def variant_outcome(v: Variant) -> str:
 
 
 def variant_phrase(v: Variant) -> str:
-    """One variant's outcome as plain text, e.g. "metastable (goodput 0 % of baseline at
-    the end, 9.3 backend tries per call after the fault)"."""
+    """One variant's outcome as plain text, for the headline.
+
+    For example "metastable (goodput 0 % of baseline at the end, 9.3 backend
+    tries per call after the fault)".
+    """
     if v.data is None:
         return "could not be read"
     rec = v.recovery
@@ -316,6 +322,7 @@ def _link_cell(v: Variant, text: str | None = None) -> str:
 
 
 def summary_panel(variants: Sequence[Variant]) -> Panel:
+    """The comparison table: one row of recovery, goodput (req/s), amplification, p99 (ms) and failures per variant."""
     headers = ["Variant", "Outcome", "Recovery time<br><span class=\"unit\">s after the fault"
                "</span>", "Goodput before<br><span class=\"unit\">req/s</span>",
                "during<br><span class=\"unit\">req/s · of before</span>",
@@ -390,6 +397,7 @@ def _with_series(variants: Sequence[Variant], column: str) -> list[Variant]:
 
 
 def goodput_panel(variants: Sequence[Variant]) -> Panel | None:
+    """Goodput (req/s) over simulated time, variants overlaid, with the recovery threshold; None without the series."""
     shown = _with_series(variants, "goodput")
     if not shown:
         return None
@@ -423,6 +431,7 @@ def goodput_panel(variants: Sequence[Variant]) -> Panel | None:
 
 
 def amplification_panel(variants: Sequence[Variant]) -> Panel | None:
+    """Backend tries per client call in each second, variants overlaid; None without the series."""
     shown = []
     for v in _loaded(variants):
         ts = v.data.timeseries
@@ -451,6 +460,7 @@ def amplification_panel(variants: Sequence[Variant]) -> Panel | None:
 
 
 def load_panel(variants: Sequence[Variant]) -> Panel | None:
+    """Per variant, client calls offered and backend tries sent per second; None without both series."""
     shown = [v for v in _with_series(variants, "offered")
              if v.data.timeseries.get("attempts") is not None]
     if not shown:
@@ -491,6 +501,7 @@ def _override_text(value: Any) -> str:
 
 
 def variants_panel(variants: Sequence[Variant]) -> Panel | None:
+    """Each variant's overrides (dotted path = value) and a link to its own report; None without variants."""
     if not variants:
         return None
     rows = []
@@ -572,6 +583,7 @@ def _footer(run_dir: pathlib.Path) -> str:
 
 def render_comparison(meta: Mapping[str, Any], variants: Sequence[Variant],
                       run_dir: pathlib.Path) -> str:
+    """The comparison page: the header with the headline, the summary table, then the panels."""
     panels = [summary_panel(variants),
               *run_builders((goodput_panel, amplification_panel, load_panel, variants_panel), variants)]
     title = f"{meta.get('experiment') or run_dir.name} — fleetsim comparison"

@@ -173,7 +173,7 @@ class FleetGraph:
 
     @property
     def aggregated(self) -> dict[str, int]:
-        """kind -> number of boxes, for the columns drawn with fewer boxes than instances."""
+        """Number of boxes per node kind, for the columns drawn with fewer boxes than instances."""
         shown: dict[str, int] = {}
         for node in self.nodes.values():
             shown[node.kind] = shown.get(node.kind, 0) + 1

@@ -1,5 +1,7 @@
-"""The "Host health" panel: outlier detection, active health checks, panic mode
-and the gateways' upstream connection pools.
+"""The "Host health" panel: outlier detection, active health checks, panic mode, connection pools.
+
+It covers outlier detection, active health checks, panic mode and the
+gateways' upstream connection pools.
 
 Data (all optional; older runs have none of it):
 

@@ -221,9 +221,11 @@ def backend_panel(data: RunData) -> Panel | None:
 
 
 def gateway_panel(data: RunData) -> Panel | None:
-    """Per-pool requests, utilization, timeouts, retries and breaker counts (plus any
-    other numeric gateway fields); the connection-pool counters in a second table
-    unless the Host health panel shows them."""
+    """Per-pool requests, utilization, timeouts, retries and breaker counts.
+
+    Any other numeric gateway field gets a column too; the connection-pool
+    counters go in a second table unless the Host health panel shows them.
+    """
     rows_html = _entity_table(data, "gateway", (
         ("requests", "Requests", "", 1.0),
         ("utilization", "Utilization", "%", 100.0),

@@ -1,5 +1,7 @@
-"""Report panels about faults and what they did: the fault timeline, recovery
-afterwards, and retries (how much extra load they added).
+"""Report panels about faults and what they did: the timeline, the recovery, the retries.
+
+The panels show the fault timeline, the recovery afterwards, and the retries
+(how much extra load they added).
 
 Also the small computations the comparison report shares with these panels:
 per-second amplification, the smoothed goodput, verdicts in plain words.
@@ -73,8 +75,11 @@ def trailing_mean(values: Sequence[float | None], window: int) -> list[float | N
 
 def amplification_per_s(ts: TimeSeries) -> tuple[list[float | None] | None,
                                                   list[float | None] | None]:
-    """Per second: backend tries per client call (attempts / offered) and client
-    tries per call (tries / offered), from the means across replications."""
+    """Per second: backend tries per client call, and client tries per call.
+
+    Both from the means across replications: attempts / offered and
+    tries / offered; None for a ratio whose series is missing.
+    """
     offered = ts.get("offered")
     if offered is None:
         return None, None
@@ -142,6 +147,7 @@ class Recovery:
 
     @property
     def recovered_fraction(self) -> float | None:
+        """Share of replications that recovered: ``recovered``, else 1 - ``metastable``; None if neither."""
         if isinstance(self.recovered, bool):
             return float(self.recovered)
         if as_number(self.recovered) is not None:
@@ -163,6 +169,7 @@ def _flag(value: Any) -> bool | float | None:
 
 
 def parse_recovery(summary: Mapping[str, Any]) -> Recovery | None:
+    """The ``recovery`` section of a ``summary.json`` (goodput in req/s, times in s); None without one."""
     rec = summary.get("recovery")
     if not isinstance(rec, Mapping):
         return None
@@ -185,9 +192,12 @@ def fault_noun(faults: Sequence[Fault]) -> str:
 
 
 def end_share(data: RunData, rec: Recovery) -> tuple[float | None, str]:
-    """Goodput at the end of the run as a fraction of the baseline, and what
-    "the end" means: the last ``END_WINDOW_S`` seconds, else the whole time
-    after the fault (``goodput_after_rps``)."""
+    """Goodput at the end of the run as a fraction of the baseline, and what "the end" means.
+
+    The end is the run's last ``END_WINDOW_S`` seconds (none of them before
+    the fault ended) when the time series has them, else the whole time
+    after the fault (``goodput_after_rps``).
+    """
     seconds = _whole_seconds(data)
     ts = data.timeseries
     if ts is not None and seconds and rec.fault_end_s is not None:
@@ -205,11 +215,13 @@ def fmt_seconds(value: float | None) -> str:
 
 
 def replication_count(data: RunData) -> int | None:
+    """How many replications the run's summary aggregates; None when absent or below 1."""
     n = as_number(data.summary.get("replications"))
     return int(n) if n is not None and n >= 1 else None
 
 
 def fmt_pct(fraction: float | None, digits: int = 0) -> str:
+    """A fraction (1 = 100 %) as a percentage with ``digits`` decimals; "—" for None."""
     return "—" if fraction is None else f"{100 * fraction:.{digits}f} %"
 
 
@@ -270,6 +282,7 @@ def faults_panel(data: RunData) -> Panel | None:
 
 
 def recovery_rule() -> str:
+    """The recovery rule in words, with the report's copy of its numbers (trusted HTML)."""
     return (f"Rule: goodput, smoothed over {RECOVERY_SMOOTH_S} s (trailing mean), must come back "
             f"to {fmt_pct(RECOVERY_THRESHOLD)} of its pre-fault level and hold there for "
             f"{RECOVERY_HOLD_S:g} s. The pre-fault level is the mean goodput over the "
@@ -425,6 +438,7 @@ def _entity_sum(data: RunData, section: str, key: str) -> float | None:
 
 
 def client_tries_per_call(summary: Mapping[str, Any]) -> float | None:
+    """Client tries per call, ``client.tries / client.calls`` of a summary; None without calls."""
     tries = as_number(dig(summary, ("client", "tries")))
     calls = as_number(dig(summary, ("client", "calls")))
     return tries / calls if tries is not None and calls else None

@@ -79,6 +79,7 @@ class HealthChecker:
         self.reset()
 
     def reset(self) -> None:
+        """Start the measurement window of the probe counters now (``probes_ts`` keeps the whole run)."""
         self.probes = 0
         self.failures = 0
         self.timeouts = 0
@@ -211,8 +212,12 @@ class HealthChecker:
         self.later(self._interval_s(False, transition), self._probe, i)
 
     def results(self) -> dict:
-        """Window counters: ``probes``, ``failures``, ``timeouts``, ``probes_by_host``;
-        ``probes_ts``: probes sent per simulated second (whole run)."""
+        """Result hook: the window's probe counters and the whole run's probes per second.
+
+        ``probes``, ``failures``, ``timeouts`` and ``probes_by_host`` count the
+        measurement window; ``probes_ts`` counts probes sent in each simulated
+        second of the whole run.
+        """
         return {"probes": self.probes, "failures": self.failures, "timeouts": self.timeouts,
                 "probes_by_host": list(self.probes_by_host), "probes_ts": self.probes_ts}
 

@@ -94,11 +94,13 @@ class OutlierDetector:
         self.reset()
 
     def reset(self) -> None:
+        """Start the measurement window of ``ejections``, ``detected`` and ``overflow`` now."""
         self.ejections: dict[str, int] = {}
         self.detected: dict[str, int] = {}
         self.overflow = 0
 
     def start(self) -> None:
+        """Arm the first interval tick, ``interval_s`` seconds from now; each tick arms the next."""
         self.later(self.interval_s, self._tick)
 
     # -- every try (sim.components.gateway calls cluster.observe)
