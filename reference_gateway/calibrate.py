@@ -56,7 +56,7 @@ from ruamel.yaml import YAML
 from sim.config.calibration import validate_profile
 from sim.config.loader import read_yaml
 from sim.config.models import Experiment
-from sim.runner.store import atomic_write_text
+from sim.files import atomic_write_text
 
 from . import measure
 from .fleet import RealFleet

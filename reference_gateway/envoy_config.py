@@ -85,7 +85,7 @@ from sim.config.models import (
     Topology,
 )
 from sim.config.naming import backend_name
-from sim.runner.store import atomic_write_text
+from sim.files import atomic_write_text
 
 LOCALHOST = "127.0.0.1"
 TYPE = "type.googleapis.com/"

@@ -63,7 +63,7 @@ from sim.components.workload import RateFunction
 from sim.config.distributions import Constant
 from sim.config.models import BackendSlowdown, ErrorBurst, Experiment
 from sim.config.naming import backend_name, gateway_name
-from sim.runner.store import atomic_write_json
+from sim.files import atomic_write_json
 
 from . import envoy_config, haproxy_config, measure
 from .harness import Harness, HarnessError, envoy_base_id, envoy_binary, free_ports, http_ready
@@ -238,7 +238,7 @@ class RealFleet:
 
     def _start_backends(self) -> None:
         spec = self.run_dir / "backends.json"
-        spec.write_text(json.dumps(self._backend_spec(), indent=1))
+        atomic_write_json(spec, self._backend_spec())
         self.harness.start("backends", [sys.executable, "-m", "reference_gateway.backend", "--spec", str(spec)],
                            ready=lambda: http_ready(f"http://127.0.0.1:{self.backend_admin}/ready"),
                            cpus=self.python_cpus)
@@ -326,7 +326,7 @@ class RealFleet:
         }
         spec_path = self.run_dir / f"{tag}.load.json"
         out = self.run_dir / f"{tag}.load.npz"
-        spec_path.write_text(json.dumps(spec, indent=1))
+        atomic_write_json(spec_path, spec)
         out.unlink(missing_ok=True)
 
         switches = self._faults(exp)
@@ -423,7 +423,7 @@ class RealFleet:
                 "duration_s": duration_s, "max_requests": int(rate * duration_s * 2 + 100),
                 "timeout_s": 2.0, "max_connections": 256, "start_at": time.time() + LOAD_LEAD_S}
         spec_path, out = self.run_dir / f"{tag}.load.json", self.run_dir / f"{tag}.load.npz"
-        spec_path.write_text(json.dumps(spec, indent=1))
+        atomic_write_json(spec_path, spec)
         out.unlink(missing_ok=True)
         name = f"loadgen-{tag}"
         proc = self.harness.start(name, [sys.executable, "-m", "reference_gateway.loadgen", "--spec",

@@ -37,7 +37,7 @@ import subprocess
 from pathlib import Path
 
 from sim.config.models import Balancer
-from sim.runner.store import atomic_write_text
+from sim.files import atomic_write_text
 
 from .harness import haproxy_binary
 from .measure import haproxy_command

@@ -246,7 +246,7 @@ def sim_observation(scenario: Scenario, exp, result: dict, ejections_log: list[t
         elif metric in ("p50_ms", "p90_ms", "p99_ms"):
             obs.values[metric] = s["latency_ms"][metric[:3]]
         elif metric == "share":
-            # Per-backend shares need the instance-level results (output.instances in the scenario).
+            # Per-backend shares are instance-level results (validate.simulate asks for them).
             rows = rows_by_name(result["instances"]["backend"])
             names = sorted(rows)
             total = sum(rows[k]["attempts"] for k in names)

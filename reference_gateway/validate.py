@@ -42,8 +42,9 @@ from pathlib import Path
 from sim.config.errors import ConfigError
 from sim.config.loader import load_experiment
 from sim.config.models import Experiment
-from sim.fleet import FleetError, plan
-from sim.runner.store import atomic_write_json
+from sim.files import atomic_write_json
+from sim.fleet import FleetError
+from sim.fleet import plan as plan_fleet
 
 from .fleet import RealFleet
 from .scenarios import SCENARIOS, Observation, Scenario, compare, real_observation, sim_observation
@@ -77,6 +78,8 @@ def _sim_worker(args: tuple[dict, str, int]) -> dict:
 def simulate(scenario: Scenario, exp: Experiment, replications: int, jobs: int) -> list[Observation]:
     """``replications`` independent simulated replications of ``exp``, as observations."""
     data = exp.model_dump(mode="json", by_alias=True)
+    if "share" in scenario.metrics:
+        data["output"] = {**data.get("output", {}), "instances": True}  # per-backend attempts
     tasks = [(data, scenario.key, r) for r in range(replications)]
     if jobs <= 1:
         outs = [_sim_worker(t) for t in tasks]
@@ -102,7 +105,7 @@ def _plan(keys: list[str], quick: bool, profile: str | Path | None) -> dict:
         loaded = load_experiment(sc.path, list(sc.quick) if quick else [], calibration=profile)
         for _label, exp in points(sc, loaded, quick):
             try:
-                plan(exp)
+                plan_fleet(exp)
             except FleetError as e:
                 raise ConfigError([loaded.issue(e.path, e.reason)]) from None
         plan[key] = loaded

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from sim.config import load_experiment
-from sim.fleet import Fleet
 from sim.files import dumps
+from sim.fleet import Fleet
 
 ROOT = Path(__file__).resolve().parent.parent
 PINS = Path(__file__).resolve().parent / "data" / "pins"
