@@ -102,7 +102,7 @@ def clean_json(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """``value`` as strict JSON text: indented by 2, NaN and infinities as null, a final newline.
+    r"""``value`` as strict JSON text: indented by 2, NaN and infinities as null, a final newline.
 
     The output is the byte-for-byte form of every JSON file of a run
     (summaries are compared byte for byte), so it must not change.
