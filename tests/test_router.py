@@ -201,3 +201,46 @@ def test_envoys_default_max_retries_refuses_first_retries_as_erlang_b_predicts()
     runs = replicate(exp)
     amp = [r["summary"]["retries"]["amplification"] for r in runs]
     assert_matches(amp, expected, 0.005, "tries per request under max_retries = 3")
+
+
+def test_enabling_retries_for_one_service_leaves_another_clusters_picks_unchanged():
+    """Each cluster draws host picks and back-off jitter from streams of its own.
+
+    Two services behind one gateway pool, both RANDOM: ``api`` fails 30% of
+    tries, ``web`` never. Turning the pool's retry policy on makes ``api``
+    retry (and draw back-off jitter); ``web`` is never retried, so the host
+    each of its requests goes to must be exactly the same with and without
+    retries.
+    """
+    svc = {"instances_per_az": {"a1": 4}, "workers": 4, "queue_limit": 100, "service_time_s": 0.005,
+           "request_bytes": 1000, "response_bytes": 5000}
+    base = dict(
+        topology__services={"api": {**svc, "error_probability": 0.3}, "web": svc},
+        topology__gateways__gw__cluster={"lb_policy": "RANDOM"},
+        topology__gateways__gw__workers=4,
+        workload__arrivals="poisson",
+        workload__rate_schedule=[{"at_s": 0, "rate_per_s": 200.0}],
+        workload__services={"api": 0.5, "web": 0.5},
+        duration_s=20.0,
+    )
+    picks = {}
+    for retries in (False, True):
+        route = {"timeout_s": 10.0}
+        if retries:
+            route["retry_policy"] = {"retry_on": ["5xx"], "num_retries": 2}
+        fleet = Fleet(experiment(**base, topology__gateways__gw__route=route))
+        web = fleet.gateways["gw"][0].clusters["web"]
+        chosen = []
+        pick = web.pick
+
+        def logged(pick=pick, chosen=chosen):
+            i = pick()
+            chosen.append(i)
+            return i
+
+        web.pick = logged
+        res = fleet.run()
+        picks[retries] = chosen
+        assert (res["summary"]["retries"]["gateway_retries"] > 0) == retries
+    assert len(picks[False]) > 1500
+    assert picks[True] == picks[False]

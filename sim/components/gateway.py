@@ -65,7 +65,7 @@ class UpstreamCluster:
 
     __slots__ = ("service", "hosts", "active", "sent", "pick", "links_out", "links_back", "rq_active",
                  "max_requests", "retries_active", "overflow_max_requests", "retry_overflow",
-                 "per_try_timeouts", "retries_by_reason", "selector", "observe", "health", "pool")
+                 "per_try_timeouts", "retries_by_reason", "selector", "observe", "health", "pool", "jitter")
 
     def __init__(self, service: str, hosts: list, active: list[int], policy, links_out: list, links_back: list,
                  max_requests: int):
@@ -77,6 +77,7 @@ class UpstreamCluster:
         self.observe = _no_detector
         self.health = None
         self.pool = None  # the gateway's ConnectionPool for this cluster
+        self.jitter = None  # uniform [0, 1) draws for this cluster's retry back-off
         self.links_out = links_out
         self.links_back = links_back
         self.rq_active = 0  # tries in flight (Envoy upstream_rq_active)
@@ -85,6 +86,7 @@ class UpstreamCluster:
         self.reset()
 
     def reset(self) -> None:
+        """Start the measurement window of this cluster's counters (and its hosts' health counters) now."""
         self.sent = [0] * len(self.hosts)  # tries sent to each host in the measurement window
         self.overflow_max_requests = 0
         self.retry_overflow = 0
@@ -109,7 +111,9 @@ class GatewayInstance:
 
     Args:
         ctx: simulation context.
-        name: ``<pool>-<i>``; its random streams are prefixed with it.
+        name: ``<pool>-<i>``; its random streams are prefixed with it:
+            ``<name>.cpu_time``, and per cluster ``<name>.<service>.lb`` (host
+            picks) and ``<name>.<service>.backoff`` (retry back-off jitter).
         config: the pool's validated model.
         az: the instance's AZ.
     """
@@ -123,7 +127,6 @@ class GatewayInstance:
         self.az = az
         self.workers = config.workers
         self._cpu = Sampler(config.cpu_time_s, ctx.rng(f"{name}.cpu_time")).draw
-        self._uniform = UniformStream(ctx.rng(f"{name}.lb"))
         self._timers = FixedDelayTimers(ctx.env, config.route.timeout_s, self._route_timeout,
                                         is_done=_answered)
         self._route_timeout_s = config.route.timeout_s
@@ -150,7 +153,10 @@ class GatewayInstance:
     def add_cluster(self, service: str, hosts: list, network) -> None:
         """Route ``service`` to ``hosts`` (backend instances) over ``network``."""
         active = [0] * len(hosts)
-        policy = HostSelector(self.config.cluster, [h.lb_weight for h in hosts], active, self._uniform)
+        # Each cluster has its own streams for host picks and for retry back-off
+        # jitter, so turning retries on (or adding a cluster) shifts no other picks.
+        picks = UniformStream(self.ctx.rng(f"{self.name}.{service}.lb"))
+        policy = HostSelector(self.config.cluster, [h.lb_weight for h in hosts], active, picks)
         out = [network.link(self.az, h.az) for h in hosts]
         back = [network.link(h.az, self.az) for h in hosts]
         self.pools[service] = ConnectionPool(self.ctx, self.config.cluster, out, back,
@@ -158,6 +164,8 @@ class GatewayInstance:
         cluster = self.clusters[service] = UpstreamCluster(service, hosts, active, policy, out, back,
                                                            self.config.cluster.circuit_breakers.max_requests)
         cluster.pool = self.pools[service]
+        if self.retry is not None:
+            cluster.jitter = UniformStream(self.ctx.rng(f"{self.name}.{service}.backoff"))
         # Outlier detection and active health checks (sim.components.health); None without them.
         cluster.health = make_host_health(self.ctx, f"{self.name}.{service}", self.config.cluster, cluster, self)
 
@@ -320,7 +328,7 @@ class GatewayInstance:
         cluster.retries_by_reason[outcome] = cluster.retries_by_reason.get(outcome, 0) + 1
         if req.backoff is None:
             req.backoff = BackOff(rules.base_ms, rules.max_ms)
-        self._later(req.backoff.next_ms(self._uniform()) / 1000.0, self._retry, req)
+        self._later(req.backoff.next_ms(cluster.jitter()) / 1000.0, self._retry, req)
 
     def _retry(self, req: Request) -> None:
         if req.outcome is not None:  # the route timeout fired during the back-off
