@@ -243,6 +243,7 @@ class GatewayInstance:
         cluster.rq_active += 1
         cluster.sent[i] += 1
         self.tries_ts[int(self.env._now)] += 1
+        req.backend_tries += 1
         attempt = Attempt(req, cluster, i, cluster.hosts[i], self._on_reply, is_retry, req.deadline)
         req.attempt = attempt
         if rules is not None:

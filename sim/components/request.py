@@ -59,13 +59,14 @@ class Request:
         service: target service name.
         req_bytes, resp_bytes: sizes on the wire (bytes).
         client: the population that issued it (gets the response).
+        backend_tries: tries a gateway sent to backends for it (retries included).
         lb_node: the balancer node that carried it; gateway: the gateway instance.
         outcome: ``OK`` or a failure cause, set once when it is answered.
     """
 
     __slots__ = ("t0", "counted", "service", "req_bytes", "resp_bytes", "client", "lb_node",
                  "lb_index", "gateway", "outcome", "attempt", "cluster", "retries", "tried", "backoff",
-                 "deadline", "call")
+                 "deadline", "call", "backend_tries")
 
     def __init__(self, t0: float, counted: bool, service: str, req_bytes: float, client):
         # Only what may be read before it is written; the balancer, gateway
@@ -76,6 +77,7 @@ class Request:
         self.req_bytes = req_bytes
         self.client = client
         self.outcome = None
+        self.backend_tries = 0  # tries the gateway sent to a backend for it
 
 
 class Attempt:

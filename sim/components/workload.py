@@ -187,7 +187,7 @@ class Call:
         client: index of the client (SDK instance) making it; outcome: final.
     """
 
-    __slots__ = ("t0", "counted", "service", "k", "tries", "current", "client", "outcome")
+    __slots__ = ("t0", "counted", "service", "k", "tries", "current", "client", "outcome", "backend_tries")
 
     def __init__(self, t0: float, counted: bool, service: str, k: int, client: int):
         self.t0 = t0
@@ -198,6 +198,7 @@ class Call:
         self.current = None
         self.client = client
         self.outcome = None
+        self.backend_tries = 0
 
 
 class ClientPopulation:
@@ -258,9 +259,14 @@ class ClientPopulation:
         rb = policy.retry_budget
         self.budgets = ([RetryBudget(rb.retry_ratio, rb.min_retries_per_s, rb.ttl_s) for _ in range(policy.clients)]
                         if rb is not None else None)
+        # Whole run, for the conservation checks.
         self.issued = 0
         self.answered = 0
         self.calls = 0
+        # The calls made after the warm-up (the cohort requests.offered counts) and
+        # what happened to them: the figures results() reports.
+        self.counted = {"calls": 0, "tries": 0, "retries": 0, "client_timeouts": 0, "retries_denied": 0,
+                        "answered": 0, "answered_with_backend_tries": 0, "backend_tries": 0}
         self.retries = 0
         self.client_timeouts = 0
         self.retries_denied = 0
@@ -319,6 +325,10 @@ class ClientPopulation:
             req = Request(t, counted, self.service_names[k], self.req_bytes[k].draw(), self)
             self.calls += 1
             self.issued += 1
+            if counted:
+                c = self.counted
+                c["calls"] += 1
+                c["tries"] += 1
             self.live.add(req)
             self.recorder.call_sent(t, counted)
             nodes = self.nodes
@@ -334,14 +344,22 @@ class ClientPopulation:
         if self.budgets is not None:
             self.budgets[client].deposit(t)
         self.calls += 1
+        if counted:
+            self.counted["calls"] += 1
         self.live.add(call)
         self.recorder.arrival(t, counted)
         self._try(call, t, now)
 
     def results(self) -> dict:
-        """Result hook: calls, tries (issued), retries, client timeouts and retries denied."""
-        return {"calls": self.calls, "tries": self.issued, "retries": self.retries,
-                "client_timeouts": self.client_timeouts, "retries_denied": self.retries_denied}
+        """Result hook: the calls made after the warm-up and what became of them.
+
+        ``calls``, their ``tries`` (first tries and retries), ``retries``,
+        ``client_timeouts``, ``retries_denied``; ``answered`` calls, of which
+        ``answered_with_backend_tries`` reached a backend at least once, and
+        the ``backend_tries`` gateways sent for them (for the amplification).
+        The same cohort as ``requests.offered``.
+        """
+        return dict(self.counted)
 
     @property
     def tries_in_flight(self) -> int:
@@ -356,6 +374,8 @@ class ClientPopulation:
         call.tries += 1
         call.current = req
         self.issued += 1
+        if call.counted:
+            self.counted["tries"] += 1
         self.live_tries.add(req)
         self.recorder.try_sent(t)
         if self.policy.timeout_s is not None:
@@ -381,6 +401,8 @@ class ClientPopulation:
             except KeyError:
                 raise RuntimeError(f"{self.name}: a request was answered twice or was never issued") from None
             self.answered += 1
+            if req.counted:
+                self._counted_answer(req.backend_tries)
             self.recorder.completion(self.env._now, req.t0, req.counted, req.outcome)
             return
         try:
@@ -389,6 +411,11 @@ class ClientPopulation:
             raise RuntimeError(f"{self.name}: a request was answered twice or was never issued") from None
         self.answered += 1
         call = req.call
+        if call.outcome is not None:  # a late answer of a call already over
+            if call.counted:
+                self.counted["backend_tries"] += req.backend_tries
+            return
+        call.backend_tries += req.backend_tries
         if call.current is not req:
             return  # the client stopped waiting for this try; its answer is wasted
         self._try_over(call, req.outcome)
@@ -398,6 +425,8 @@ class ClientPopulation:
         if call.current is not req:
             return  # answered (or timed out) already
         self.client_timeouts += 1
+        if call.counted:
+            self.counted["client_timeouts"] += 1
         self._try_over(call, CLIENT_TIMEOUT)
 
     def _try_over(self, call: Call, outcome: str) -> None:
@@ -417,14 +446,20 @@ class ClientPopulation:
             cost = tb.timeout_retry_cost if outcome == CLIENT_TIMEOUT else tb.retry_cost
             if self.tokens[call.client] < cost:
                 self.retries_denied += 1
+                if call.counted:
+                    self.counted["retries_denied"] += 1
                 self._finish(call, outcome)
                 return
             self.tokens[call.client] -= cost
         if self.budgets is not None and not self.budgets[call.client].withdraw(self.env._now):
             self.retries_denied += 1
+            if call.counted:
+                self.counted["retries_denied"] += 1
             self._finish(call, outcome)
             return
         self.retries += 1
+        if call.counted:
+            self.counted["retries"] += 1
         b = policy.backoff
         delay = min(b.max_s, b.base_s * 2.0 ** (call.tries - 1))
         if b.jitter == "full":
@@ -435,8 +470,17 @@ class ClientPopulation:
         now = self.env._now
         self._try(call, now, now)
 
+    def _counted_answer(self, backend_tries: int) -> None:
+        c = self.counted
+        c["answered"] += 1
+        c["backend_tries"] += backend_tries
+        if backend_tries:
+            c["answered_with_backend_tries"] += 1
+
     def _finish(self, call: Call, outcome: str) -> None:
         call.outcome = outcome
+        if call.counted:
+            self._counted_answer(call.backend_tries)
         try:
             self.live.remove(call)
         except KeyError:

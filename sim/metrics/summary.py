@@ -97,14 +97,26 @@ def gateway_section(rows: list[dict], window_s: float) -> dict:
 
 
 def client_section(rows: list[dict]) -> dict:
-    """``client``: calls, tries and their retries, timeouts and refusals, over every population."""
+    """``client``: the calls made after the warm-up (``requests.offered``'s cohort) and their tries.
+
+    ``tries`` (first tries and retries), ``retries``, ``timeouts`` (per try),
+    ``retries_denied`` (token bucket or budget empty), over every population.
+    """
     return {"calls": _sum(rows, "calls"), "tries": _sum(rows, "tries"), "retries": _sum(rows, "retries"),
             "timeouts": _sum(rows, "client_timeouts"), "retries_denied": _sum(rows, "retries_denied")}
 
 
-def retries_section(gateways: dict[str, list[dict]], offered: int) -> dict:
-    """``retries``: amplification, gateway retries by reason, refusals by breaker."""
+def retries_section(gateways: dict[str, list[dict]], clients: list[dict]) -> dict:
+    """``retries``: amplification, gateway retries by reason, refusals by breaker.
+
+    ``amplification``: backend tries per call, over the calls made after the
+    warm-up that were answered and reached a backend at least once (exactly 1
+    without retries). ``gateway_amplification``: backend tries per request the
+    gateways routed, in the measurement window.
+    """
     rows = [r for pool in gateways.values() for r in pool]
+    call_tries = _sum(clients, "backend_tries")
+    calls_tried = _sum(clients, "answered_with_backend_tries")
     by_reason = merge_counts(r["retries_by_reason"] for r in rows)
     tries = _sum(rows, "tries")
     routed = _sum(rows, "requests")
@@ -115,9 +127,7 @@ def retries_section(gateways: dict[str, list[dict]], offered: int) -> dict:
         overflow["max_requests"] += _sum(pool, "overflow_max_requests")
         overflow["retries"] += _sum(pool, "retry_overflow")
     return {
-        # Backend tries per client request (retry amplification), and per
-        # request the gateways routed, both over the measurement window.
-        "amplification": tries / offered if offered else math.nan,
+        "amplification": call_tries / calls_tried if calls_tried else math.nan,
         "gateway_amplification": tries / routed if routed else math.nan,
         "gateway_retries": sum(by_reason.values()),
         "by_reason": dict(sorted(by_reason.items())),
@@ -214,7 +224,7 @@ def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: b
         "backend": {svc: backend_section(rows, window) for svc, rows in parts.backends.items()},
         "gateway": {pool: gateway_section(rows, window) for pool, rows in parts.gateways.items()},
         "client": client_section(parts.clients),
-        "retries": retries_section(parts.gateways, rec.offered),
+        "retries": retries_section(parts.gateways, parts.clients),
         "bytes_by_az_pair": parts.bytes_by_az_pair,
         "recovery": recovery_section(rec, exp, judge_recovery),
         # The rules the verdict was judged by, so readers (the report) need not restate them.
