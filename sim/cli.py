@@ -2,7 +2,8 @@
 
     fleetsim run EXPERIMENT.yaml [--set path=value ...] [--seed N] [--replications R]
                                  [--jobs J] [--out DIR] [--run-dir DIR] [--no-report]
-    fleetsim check FILE.yaml [...]
+                                 [--max-events N] [--yes] [--progress-every S] [--quiet]
+    fleetsim check FILE.yaml [...] [--max-events N]
     fleetsim schema
     fleetsim report RUN_DIR
     fleetsim import-envoy ENVOY.yaml [--pool NAME] [--az AZ] [--instances N] [--cluster NAME] [--out FILE]
@@ -10,11 +11,17 @@
 
 A user's mistake ends in one line per problem on stderr,
 ``FILE:LINE: dotted.path: reason``, and exit status 2; never a traceback.
+What the machine refuses (out of memory, a full disk, a worker killed) is one
+line too, with exit status 1; an interrupt (Ctrl-C, ``kill``) exits with 130.
+``check`` and ``run`` estimate a run's size first (:mod:`sim.runner.estimate`),
+and ``run`` refuses one too big for ``--max-events`` or for the memory
+available unless given ``--yes``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -23,9 +30,18 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from sim.config import ConfigError, Issue, json_schema, load_experiment
+from sim.runner.estimate import DEFAULT_MAX_EVENTS
 
 EXIT_USAGE = 2
+#: The machine, not the input: out of memory, a full disk, a worker killed.
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
 COMMANDS_GROUP = "fleetsim.commands"
+CLI = "<command line>"
+#: Write errors that are the machine's, not a wrong path (exit 1 rather than 2).
+_MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EFBIG}
+#: The same default as ``run --jobs`` (``check`` estimates a run with it).
+DEFAULT_JOBS = min(2, os.cpu_count() or 1)
 
 
 def report_issues(issues: list[Issue]) -> int:
@@ -54,7 +70,42 @@ def _load(args, path: str):
     return (loaded, graph), 0
 
 
+def _size_issue(loaded, est, max_events: float, yes: bool, verb: str) -> Issue | None:
+    """The refusal of a run too big for ``--max-events`` or for the memory available, if any.
+
+    Args:
+        loaded: The loaded experiment (for the places of the fields).
+        est: Its estimate (:func:`sim.runner.estimate.estimate_run`).
+        max_events: ``--max-events``.
+        yes: ``--yes`` was given: only an endless run is refused.
+        verb: How the refusal ends (``refusing``, or ``fleetsim run refuses it``).
+    """
+    from sim.runner.estimate import available_memory, too_big
+
+    got = too_big(est, max_events=max_events, available=available_memory(), locate=loaded.locate)
+    if got is None:
+        return None
+    path, reason, overridable = got
+    if overridable and yes:
+        return None
+    if overridable:
+        reason += f"; {verb} without --yes"
+    return loaded.issue(path, reason)
+
+
+def _positive(value: float | None, flag: str) -> Issue | None:
+    if value is not None and not value > 0:
+        return Issue(CLI, None, flag, f"must be more than 0, got {value:g}")
+    return None
+
+
 def cmd_check(args) -> int:
+    """Validate each file, estimate its run and print one line for it."""
+    from sim.runner.estimate import estimate_run
+
+    bad = _positive(args.max_events, "--max-events")
+    if bad:
+        return report_issues([bad])
     status = 0
     for path in args.files:
         got, code = _load(args, path)
@@ -64,33 +115,96 @@ def cmd_check(args) -> int:
         loaded, graph = got
         from sim.fleet import instance_counts
 
+        est = estimate_run(loaded.config, loaded.variants, jobs=DEFAULT_JOBS)
+        issue = _size_issue(loaded, est, args.max_events, False, "fleetsim run refuses it")
+        if issue:
+            status = report_issues([issue])
+            continue
         kinds = instance_counts(graph)
         parts = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in sorted(kinds.items()))
-        print(f"{path}: ok ({parts})")
+        print(f"{path}: ok ({parts}); estimate {est.describe()}")
     return status
 
 
+def _output_issue(args) -> Issue | None:
+    """A ``--out`` or ``--run-dir`` that cannot hold a run folder, found before any work."""
+    if args.run_dir:
+        p, flag = Path(args.run_dir), "--run-dir"
+    else:
+        p, flag = Path(args.out), "--out"
+    for q in [p, *p.parents]:
+        if q.exists() and not q.is_dir():
+            what = "" if q == p else f" (in {p})"
+            return Issue(CLI, None, flag, f"{q} is a file, expected a folder{what}")
+        if q.exists():
+            break
+    return None
+
+
+def _resume_hint(run_dir: Path) -> str:
+    from sim.runner.run import INCOMPLETE, stored_replications
+
+    if not run_dir.is_dir():
+        return "nothing was written"
+    n = stored_replications(run_dir)
+    marked = ", marked INCOMPLETE" if (run_dir / INCOMPLETE).exists() else ""
+    return (f"{n} replication{'s' if n != 1 else ''} stored in {run_dir}{marked}; "
+            f"rerun with --run-dir {run_dir} to resume")
+
+
 def cmd_run(args) -> int:
+    """Estimate, then run an experiment (or its variants) into a run folder."""
+    from concurrent.futures.process import BrokenProcessPool
+
     from sim.runner import run_experiment, run_variants
+    from sim.runner.estimate import estimate_run, memory_blame
+    from sim.runner.run import new_run_dir
 
     got, code = _load(args, args.experiment)
     if code:
         return code
     loaded, _ = got
     if args.jobs < 1:
-        return report_issues([Issue("<command line>", None, "--jobs", f"must be at least 1, got {args.jobs}")])
+        return report_issues([Issue(CLI, None, "--jobs", f"must be at least 1, got {args.jobs}")])
+    bad = [i for i in (_positive(args.max_events, "--max-events"),
+                       _positive(args.progress_every, "--progress-every"), _output_issue(args)) if i]
+    if bad:
+        return report_issues(bad)
+    est = estimate_run(loaded.config, loaded.variants, jobs=args.jobs, report=not args.no_report)
+    issue = _size_issue(loaded, est, args.max_events, args.yes, "refusing")
+    if issue:
+        return report_issues([issue])
+    if not args.quiet:
+        print(f"estimate: {est.describe()}", file=sys.stderr, flush=True)
+    # The folder is named now so that every way the run can end can name it.
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.out), loaded.config)
+    flag = "--run-dir" if args.run_dir else "--out"
+    failure = None
     try:
-        kwargs = dict(jobs=args.jobs, run_dir=Path(args.run_dir) if args.run_dir else None,
-                      show_progress=not args.quiet, report=not args.no_report)
+        kwargs = dict(jobs=args.jobs, run_dir=run_dir, show_progress=not args.quiet, report=not args.no_report,
+                      progress_every=args.progress_every)
         if loaded.variants:
             run_dir = run_variants(loaded.config, loaded.variants, Path(args.out), **kwargs)
         else:
             run_dir = run_experiment(loaded.config, Path(args.out), **kwargs)
     except FileExistsError as e:
-        return report_issues([Issue("<command line>", None, "--run-dir", str(e))])
+        if e.errno is None:  # the runner's own: a folder holding another configuration
+            return report_issues([Issue(CLI, None, "--run-dir", str(e))])
+        return _write_failure(e, run_dir, flag)
     except KeyboardInterrupt:
-        print("interrupted: completed replications are kept; rerun with --run-dir to resume", file=sys.stderr)
-        return 130
+        print(f"interrupted: {_resume_hint(run_dir)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        failure = "out of memory"  # reported below, once the frames holding the memory are gone
+    except BrokenProcessPool:
+        failure = "a worker process died (killed by the system, most likely out of memory)"
+    except OSError as e:
+        return _write_failure(e, run_dir, flag)
+    if failure:
+        path, phrase = memory_blame(est, loaded.locate)
+        print(loaded.issue(path, f"{failure}: {phrase} needs ~{_size(est.memory_bytes)} by the estimate; "
+                                 f"{_resume_hint(run_dir)}, or make the run smaller"), file=sys.stderr)
+        return EXIT_FAILURE
     if not args.quiet and loaded.variants:
         for name in loaded.variants:
             print(f"--- variant {name}")
@@ -102,6 +216,22 @@ def cmd_run(args) -> int:
             print(f"report: {run_dir / 'report.html'}")
     print(run_dir)
     return 0
+
+
+def _size(n: float) -> str:
+    from sim.runner.estimate import size_bytes
+
+    return size_bytes(n)
+
+
+def _write_failure(e: OSError, run_dir: Path, flag: str) -> int:
+    """One line for a run folder that could not be written; 1 for a full disk, else 2."""
+    where = e.filename or run_dir
+    reason = f"cannot write {where}: {e.strerror or e}"
+    if run_dir.is_dir():
+        reason += f"; {_resume_hint(run_dir)}"
+    print(Issue(CLI, None, flag, reason), file=sys.stderr)
+    return EXIT_FAILURE if e.errno in _MACHINE_ERRNOS else EXIT_USAGE
 
 
 def _print_summary(s: dict) -> None:
@@ -138,17 +268,39 @@ def _print_summary(s: dict) -> None:
 
 
 def cmd_schema(args) -> int:
+    """Print the JSON Schema of experiment files."""
     print(json.dumps(json_schema(), indent=2))
     return 0
 
 
 def cmd_report(args) -> int:
-    from sim.report import write_report
+    """Rewrite the report of a run folder, or the comparison of a variants folder."""
+    from sim.report import write_comparison, write_report
+    from sim.runner.run import INCOMPLETE
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "summary.json").exists():
-        return report_issues([Issue(str(run_dir), None, "", "not a run folder (no summary.json)")])
-    print(write_report(run_dir))
+    if not run_dir.exists():
+        return report_issues([Issue(str(run_dir), None, "", "no such folder")])
+    if not run_dir.is_dir():
+        return report_issues([Issue(str(run_dir), None, "", "is a file, expected a run folder")])
+    if (run_dir / INCOMPLETE).exists():
+        return report_issues([Issue(str(run_dir), None, "", "an incomplete run (it holds INCOMPLETE): finish it "
+                                    f"with fleetsim run EXPERIMENT --run-dir {run_dir}")])
+    if (run_dir / "comparison.json").is_file():
+        write = write_comparison  # a variants run: the comparison of its variants
+    elif (run_dir / "summary.json").is_file():
+        write = write_report
+    else:
+        return report_issues([Issue(str(run_dir), None, "",
+                                    "not a run folder (no summary.json, nor comparison.json for variants)")])
+    try:
+        print(write(run_dir))
+    except OSError as e:
+        verb = "read" if isinstance(e, FileNotFoundError | IsADirectoryError) else "write"
+        report_issues([Issue(str(run_dir), None, "", f"cannot {verb} {e.filename or run_dir}: {e.strerror or e}")])
+        return EXIT_FAILURE if e.errno in _MACHINE_ERRNOS else EXIT_USAGE
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return report_issues([Issue(str(run_dir), None, "", f"a result file is not valid JSON or UTF-8 ({e})")])
     return 0
 
 
@@ -167,7 +319,8 @@ def cmd_import_envoy(args) -> int:
         try:
             write_atomic(out, text)
         except OSError as e:
-            return report_issues([Issue("<command line>", None, "--out", f"cannot write {out}: {e.strerror or e}")])
+            report_issues([Issue(CLI, None, "--out", f"cannot write {out}: {e.strerror or e}")])
+            return EXIT_FAILURE if e.errno in _MACHINE_ERRNOS else EXIT_USAGE
     else:
         sys.stdout.write(text)
     for note in result.notes:
@@ -195,19 +348,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a value, e.g. duration_s=30 or topology.gateways.gw-a.instances=4")
     r.add_argument("--seed", type=int)
     r.add_argument("--replications", type=int)
-    r.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="replications run in parallel")
+    r.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="replications run in parallel")
     r.add_argument("--out", default="results", help="results folder (default: results/)")
     r.add_argument("--run-dir", help="write into (or resume) this exact run folder")
     r.add_argument("--no-report", action="store_true")
     r.add_argument("--quiet", action="store_true", help="print only the run folder")
     r.add_argument("--calibration", metavar="PROFILE.yaml",
                    help="use this calibration profile instead of the topology's")
+    r.add_argument("--max-events", type=float, default=DEFAULT_MAX_EVENTS, metavar="N",
+                   help=f"refuse a run estimated above N simulation events without --yes "
+                        f"(default {DEFAULT_MAX_EVENTS:.0e}, ~30 min)")
+    r.add_argument("--yes", action="store_true",
+                   help="run even when the estimate exceeds --max-events or the memory available")
+    r.add_argument("--progress-every", type=float, metavar="SECONDS",
+                   help="seconds between progress lines when stderr is not a terminal (default 5)")
     r.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("check", help="validate experiment files without running them")
+    c = sub.add_parser("check", help="validate experiment files and estimate their runs, without running them")
     c.add_argument("files", nargs="+")
     c.add_argument("--set", action="append", metavar="PATH=VALUE", default=[])
     c.add_argument("--calibration", metavar="PROFILE.yaml")
+    c.add_argument("--max-events", type=float, default=DEFAULT_MAX_EVENTS, metavar="N",
+                   help="report a run that fleetsim run would refuse without --yes (default as run)")
     c.set_defaults(func=cmd_check)
 
     s = sub.add_parser("schema", help="print the JSON Schema of experiment files")
@@ -238,15 +400,47 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (a test's capture): nothing to flush at exit
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``fleetsim`` command line; returns the exit status.
+
+    Args:
+        argv: The arguments (without the program name); ``sys.argv[1:]`` when None.
+    """
     args = build_parser().parse_args(argv)
     if argv is None:
         # `kill` (SIGTERM) stops a run as Ctrl-C does: workers stopped, stored work kept.
         signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, not after main returns
+        return code
     except ConfigError as e:
         return report_issues(e.issues)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`fleetsim schema | head`): stop quietly, as Unix tools do.
+        _drop_stdout()
+        return EXIT_FAILURE
+    except MemoryError:
+        print(f"fleetsim {args.command}: out of memory", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as e:
+        # What the commands do not handle themselves: the machine's (stdout on a full disk).
+        _drop_stdout()
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"fleetsim {args.command}: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Runs: one replication, replications in processes, the results store.
+"""Runs: one replication, replications in processes, the results store, size estimates.
 
 The names below are imported on first use: ``sim.runner.store`` (atomic
 writes) is needed by light processes, such as the reference fleet's load
@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {"combine_summaries": ".aggregate", "run_experiment": ".run", "run_replication": ".run",
-         "run_variants": ".run"}
+_LAZY = {"combine_summaries": ".aggregate", "estimate_run": ".estimate", "run_experiment": ".run",
+         "run_replication": ".run", "run_variants": ".run"}
 
-__all__ = ["combine_summaries", "run_experiment", "run_replication", "run_variants"]
+__all__ = ["combine_summaries", "estimate_run", "run_experiment", "run_replication", "run_variants"]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,16 +9,24 @@ for small fleets, per pool and backend group beyond), ``instances.json``
 (with ``output.instances``: every instance's counters and each gateway's
 tries per host, in columns), ``manifest.json`` and ``report.html``. Wall-clock figures
 go only to the manifest, so equal seeds give byte-identical summaries.
+
+A run folder being written holds an ``INCOMPLETE`` file: it is written
+(atomically) before anything else and removed after everything else, so a
+run stopped at any point (Ctrl-C, ``kill``, out of memory, a full disk) leaves
+a folder that says so, and a rerun into it (``--run-dir``) resumes from the
+replications it stored.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import platform
 import queue as queue_mod
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import UTC, datetime
 from importlib import metadata
@@ -29,10 +37,17 @@ from sim.config.models import Experiment
 from sim.fleet import Fleet
 
 from .aggregate import combine_summaries
+from .estimate import variants_side_by_side
 from .progress import Progress
 from .store import atomic_write_json, atomic_write_text, dumps, timeseries_csv
 
 PACKAGES = ("fleetsim", "simpy", "numpy", "scipy", "networkx", "plotly", "pydantic", "ruamel.yaml")
+
+#: The file that marks a run folder being written (or stopped before the end).
+INCOMPLETE = "INCOMPLETE"
+
+#: A progress callback: (replication or slot, simulated seconds, events so far).
+Tick = Callable[[int, float, int], None]
 
 _progress_queue = None
 
@@ -42,25 +57,93 @@ def _init_worker(q) -> None:
     _progress_queue = q
 
 
-def run_replication(exp: Experiment | dict, replication: int, progress=None) -> dict:
-    """One replication in this process; returns its result dict."""
+def run_replication(exp: Experiment | dict, replication: int,
+                    progress: Callable[[float, int], None] | None = None) -> dict:
+    """Run one replication in this process.
+
+    Args:
+        exp: The experiment (or its ``model_dump``, from another process).
+        replication: The replication's index (it picks the random streams).
+        progress: Called as the simulation advances with the simulated
+            seconds done and the events scheduled so far.
+
+    Returns:
+        The replication's result dict (summary, series, counters, graph, ...).
+    """
     if isinstance(exp, dict):
         exp = Experiment.model_validate(exp)
     t0 = time.perf_counter()
-    result = Fleet(exp, replication).run(progress)
+    fleet = Fleet(exp, replication)
+    tick = None
+    if progress is not None:
+        def tick(t: float) -> None:
+            progress(t, fleet.events_scheduled())
+    result = fleet.run(tick)
     result["wall_s"] = time.perf_counter() - t0
     result["replication"] = replication
     return result
 
 
-def _worker(exp_data: dict, replication: int) -> dict:
+def _worker(exp_data: dict, replication: int, slot: int) -> dict:
     q = _progress_queue
 
-    def tick(t: float) -> None:
+    def tick(t: float, events: int) -> None:
         if q is not None:
-            q.put((replication, t))
+            q.put((slot, t, events))
 
     return run_replication(exp_data, replication, tick)
+
+
+def _drain(q, tick: Tick) -> None:
+    """Hand every progress report waiting in ``q`` to ``tick``."""
+    try:
+        while True:
+            tick(*q.get_nowait())
+    except queue_mod.Empty:
+        pass
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's workers now rather than let them finish work nobody will collect."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def mark_incomplete(run_dir: Path, what: str) -> None:
+    """Write the ``INCOMPLETE`` marker (first thing into a run folder; creates the folder).
+
+    Args:
+        run_dir: The run folder.
+        what: What the folder holds when finished (for the marker's text).
+    """
+    atomic_write_text(run_dir / INCOMPLETE,
+                      f"This folder is {what} that has not finished (or was stopped).\n"
+                      f"Rerun the same command with --run-dir {run_dir} to resume: the replications\n"
+                      f"stored in it are reused. This file is removed when the run completes.\n")
+
+
+def mark_complete(run_dir: Path) -> None:
+    """Remove the ``INCOMPLETE`` marker (the last thing a run does)."""
+    try:
+        os.unlink(run_dir / INCOMPLETE)
+    except FileNotFoundError:
+        pass
+
+
+def stored_replications(run_dir: Path) -> int:
+    """Replications stored in a run folder (a variants folder: in all its variants)."""
+    n = len(list((run_dir / "replications").glob("rep-*.json")))
+    return n + sum(stored_replications(v) for v in sorted((run_dir / "variants").glob("*")) if v.is_dir())
+
+
+def _load_stored(path: Path) -> dict | None:
+    """A stored replication, or None when it cannot be read (it is then simulated again)."""
+    try:
+        res = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return res if isinstance(res, dict) and "summary" in res else None
 
 
 def versions() -> dict:
@@ -91,18 +174,42 @@ def run_experiment(
     run_dir: Path | None = None,
     show_progress: bool = True,
     report: bool = True,
+    progress_every: float | None = None,
+    on_progress: Tick | None = None,
 ) -> Path:
-    """Run every replication of ``exp`` and write its run folder; returns the folder.
+    """Run every replication of ``exp`` and write its run folder.
 
     With ``run_dir`` pointing at an existing folder whose
     ``config.resolved.yaml`` equals this experiment's, replications already
-    stored there are reused (an interrupted run resumes).
+    stored there are reused (an interrupted run resumes; a stored file that
+    cannot be read is simulated again). The folder holds an ``INCOMPLETE``
+    marker from before its first file until after its last.
+
+    Args:
+        exp: The validated experiment.
+        out: The results folder; the run folder is ``out/<name>/<run-id>/``.
+        jobs: Replications run at once, each in its own process.
+        run_dir: This exact run folder instead (created, or resumed).
+        show_progress: Draw progress on stderr (:class:`~sim.runner.progress.Progress`).
+        report: Write ``report.html``.
+        progress_every: Seconds between progress lines off a terminal
+            (default :data:`sim.runner.progress.INTERVAL_S`).
+        on_progress: Report progress here, as (replication, simulated
+            seconds, events), instead of drawing it (a run inside a worker).
+
+    Returns:
+        The run folder.
+
+    Raises:
+        FileExistsError: ``run_dir`` holds a run of a different configuration.
+        OSError: A file of the run folder cannot be written.
     """
     resolved = dump_resolved(exp)
     run_dir = run_dir or new_run_dir(Path(out), exp)
     cfg_path = run_dir / "config.resolved.yaml"
     if cfg_path.exists() and cfg_path.read_text(encoding="utf-8") != resolved:
         raise FileExistsError(f"{run_dir} holds a run of a different configuration")
+    mark_incomplete(run_dir, f"a run of {exp.name}")
     atomic_write_text(cfg_path, resolved)
     rep_dir = run_dir / "replications"
     rep_dir.mkdir(parents=True, exist_ok=True)
@@ -112,23 +219,29 @@ def run_experiment(
     for r in range(exp.replications):
         p = rep_dir / f"rep-{r:03d}.json"
         if p.exists():
-            results[r] = json.loads(p.read_text(encoding="utf-8"))
+            res = _load_stored(p)
+            if res is not None:
+                results[r] = res
     todo = [r for r in range(exp.replications) if r not in results]
 
-    prog = Progress(exp.replications, exp.duration_s, enabled=show_progress)
+    prog = Progress([exp.duration_s] * exp.replications, enabled=show_progress and on_progress is None,
+                    label=exp.name, interval_s=progress_every)
+    tick: Tick = on_progress or prog.update
     for r in results:
-        prog.update(r, exp.duration_s)
+        prog.skip(r)
+        if on_progress is not None:
+            on_progress(r, exp.duration_s, 0)
 
     def store(res: dict) -> None:
         r = res["replication"]
         atomic_write_json(rep_dir / f"rep-{r:03d}.json", res)
         results[r] = json.loads(dumps(res))  # as stored, so resumed and fresh runs agree
-        prog.update(r, exp.duration_s)
+        tick(r, exp.duration_s, res.get("events", 0))
 
     try:
         if jobs <= 1 or len(todo) <= 1:
             for r in todo:
-                store(run_replication(exp, r, lambda t, r=r: prog.update(r, t)))
+                store(run_replication(exp, r, lambda t, n, r=r: tick(r, t, n)))
         else:
             ctx = mp.get_context("spawn")
             q = ctx.Queue()
@@ -136,23 +249,16 @@ def run_experiment(
             pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=ctx, initializer=_init_worker,
                                        initargs=(q,))
             try:
-                pending = {pool.submit(_worker, data, r) for r in todo}
+                pending = {pool.submit(_worker, data, r, r) for r in todo}
                 while pending:
                     done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    try:
-                        while True:
-                            r, t = q.get_nowait()
-                            prog.update(r, t)
-                    except queue_mod.Empty:
-                        pass
+                    _drain(q, tick)
                     for f in done:
                         store(f.result())
             except BaseException:
                 # Interrupted or failed: stop the workers now rather than let them
                 # finish replications nobody will collect. Stored ones are kept.
-                for proc in list(getattr(pool, "_processes", {}).values()):
-                    proc.terminate()
-                pool.shutdown(wait=False, cancel_futures=True)
+                _stop_pool(pool)
                 raise
             pool.shutdown()
     finally:
@@ -191,12 +297,20 @@ def run_experiment(
         from sim.report import write_report
 
         write_report(run_dir)
+    mark_complete(run_dir)
     return run_dir
 
 
-def _variant_worker(exp_data: dict, out: str, run_dir: str, report: bool) -> str:
+def _variant_worker(exp_data: dict, out: str, run_dir: str, report: bool, first_slot: int) -> str:
     exp = Experiment.model_validate(exp_data)
-    return str(run_experiment(exp, Path(out), jobs=1, run_dir=Path(run_dir), show_progress=False, report=report))
+    q = _progress_queue
+
+    def tick(r: int, t: float, events: int) -> None:
+        if q is not None:
+            q.put((first_slot + r, t, events))
+
+    return str(run_experiment(exp, Path(out), jobs=1, run_dir=Path(run_dir), show_progress=False, report=report,
+                              on_progress=tick))
 
 
 def run_variants(
@@ -208,6 +322,7 @@ def run_variants(
     run_dir: Path | None = None,
     show_progress: bool = True,
     report: bool = True,
+    progress_every: float | None = None,
 ) -> Path:
     """Run every named variant of an experiment and write one comparison.
 
@@ -215,22 +330,62 @@ def run_variants(
     (resumable like any run); ``comparison.json`` lists them in order, and
     ``report.html`` compares them. Variants share the seed, so they see the
     same arrivals and service times where their configurations agree
-    (common random numbers).
+    (common random numbers). The folder holds an ``INCOMPLETE`` marker until
+    every variant and the comparison are written.
+
+    Args:
+        base: The experiment the variants derive from.
+        variants: The variants, by name, in order.
+        out: The results folder; the run folder is ``out/<name>/<run-id>/``.
+        jobs: Processes to use (for whole variants side by side when each
+            has fewer replications than ``jobs``, else for replications).
+        run_dir: This exact folder instead (created, or resumed).
+        show_progress: Draw progress on stderr.
+        report: Write each variant's report and the comparison.
+        progress_every: Seconds between progress lines off a terminal.
+
+    Returns:
+        The comparison folder.
+
+    Raises:
+        FileExistsError: A variant's folder holds a run of a different configuration.
+        OSError: A file cannot be written.
     """
     run_dir = run_dir or new_run_dir(Path(out), base)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    mark_incomplete(run_dir, f"a comparison of the variants of {base.name}")
     entries = []
-    if jobs > 1 and len(variants) > 1 and all(v.replications < jobs for v in variants.values()):
+    if variants_side_by_side(variants, jobs):
         # Too few replications to keep the workers busy: run whole variants side by side.
+        slots, first = [], {}
+        for name, exp in variants.items():
+            first[name] = len(slots)
+            slots += [exp.duration_s] * exp.replications
+        prog = Progress(slots, enabled=show_progress, label=f"{base.name} ({len(variants)} variants)",
+                        interval_s=progress_every)
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(min(jobs, len(variants)), mp_context=ctx) as pool:
+        q = ctx.Queue()
+        pool = ProcessPoolExecutor(min(jobs, len(variants)), mp_context=ctx, initializer=_init_worker,
+                                   initargs=(q,))
+        try:
             futures = {name: pool.submit(_variant_worker, exp.model_dump(mode="json", by_alias=True),
-                                         str(out), str(run_dir / "variants" / name), report)
+                                         str(out), str(run_dir / "variants" / name), report, first[name])
                        for name, exp in variants.items()}
+            pending = set(futures.values())
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(q, prog.update)
+                for f in done:
+                    f.result()  # a variant that failed stops the run now, not after the others
             dirs = {name: Path(fut.result()) for name, fut in futures.items()}
+        except BaseException:
+            _stop_pool(pool)
+            raise
+        finally:
+            prog.close()
+        pool.shutdown()
     else:
         dirs = {name: run_experiment(exp, out, jobs=jobs, run_dir=run_dir / "variants" / name,
-                                     show_progress=show_progress, report=report)
+                                     show_progress=show_progress, report=report, progress_every=progress_every)
                 for name, exp in variants.items()}
     for name in variants:
         entries.append({"name": name, "dir": str(dirs[name].relative_to(run_dir)),
@@ -243,4 +398,5 @@ def run_variants(
         from sim.report import write_comparison
 
         write_comparison(run_dir)
+    mark_complete(run_dir)
     return run_dir
