@@ -270,3 +270,68 @@ def test_scaling_the_series_does_not_change_the_verdict(data):
     assert (scaled.recovered, scaled.recovery_s, scaled.metastable) == (
         r.recovered, r.recovery_s, r.metastable)
     assert scaled.goodput_before_rps == pytest.approx(scale * r.goodput_before_rps, rel=1e-12)
+
+
+# ------------------------------------------------------------ metastable or not yet recovered
+
+
+def _series(before: float, during: float, after: list[float], fault=(20, 30)) -> list[float]:
+    return [before] * fault[0] + [during] * (fault[1] - fault[0]) + after
+
+
+def test_a_recovery_that_starts_just_before_the_end_is_not_called_metastable():
+    # Goodput climbs back from 0 at 1 successes/s per second... too late to hold 5 s at 90%.
+    after = [0.0] * 20 + [min(100.0, 15.0 * k) for k in range(1, 8)]
+    r = analyse_recovery(_series(100.0, 0.0, after), [(20, 30)], warmup_s=0, duration_s=57)
+    assert not r.recovered and r.verdict == "not_recovered_within_run" and not r.metastable
+    assert r.goodput_trend_rps_per_s > 0
+
+
+def test_degraded_long_after_the_trigger_with_flat_goodput_is_metastable():
+    after = [2.0] * 40
+    in_flight = [10.0] * 30 + [500.0] * 40
+    r = analyse_recovery(_series(100.0, 0.0, after), [(20, 30)], warmup_s=0, duration_s=70,
+                         in_flight_per_s=in_flight)
+    assert r.verdict == "metastable" and r.metastable
+    assert r.tail_s == 20.0 and r.goodput_tail_rps == 2.0 and r.goodput_trend_rps_per_s == 0.0
+    assert r.backlog_trend_per_s == 0.0 and r.target_rps == 90.0
+
+
+def test_too_little_run_after_the_fault_is_inconclusive_not_metastable():
+    r = analyse_recovery(_series(100.0, 0.0, [0.0] * 12), [(20, 30)], warmup_s=0, duration_s=42)
+    assert r.verdict == "not_recovered_within_run"
+
+
+def test_a_draining_backlog_is_a_recovery_under_way():
+    after = [5.0] * 40
+    in_flight = [10.0] * 30 + [400.0 - 10.0 * k for k in range(40)]
+    r = analyse_recovery(_series(100.0, 0.0, after), [(20, 30)], warmup_s=0, duration_s=70,
+                         in_flight_per_s=in_flight)
+    assert r.backlog_trend_per_s == pytest.approx(-10.0)
+    assert r.verdict == "not_recovered_within_run"
+
+
+def test_a_fleet_already_failing_before_the_fault_is_flagged():
+    offered = [100.0] * 70
+    healthy = analyse_recovery(_series(99.0, 0.0, [99.0] * 40), [(20, 30)], warmup_s=0, duration_s=70,
+                               offered_per_s=offered)
+    assert healthy.baseline_success_ratio == pytest.approx(0.99) and not healthy.baseline_degraded
+    collapsed = analyse_recovery(_series(50.0, 0.0, [50.0] * 40), [(20, 30)], warmup_s=0, duration_s=70,
+                                 offered_per_s=offered)
+    assert collapsed.recovered and collapsed.baseline_degraded
+    assert collapsed.baseline_success_ratio == pytest.approx(0.5)
+
+
+def test_replications_that_disagree_list_each_verdict():
+    from sim.runner.aggregate import combine_summaries
+
+    def summary(verdict, recovery_s):
+        return {"goodput_rps": 1.0, "recovery": {"verdict": verdict, "recovered": verdict == "recovered",
+                                                 "recovery_s": recovery_s, "metastable": verdict == "metastable"}}
+
+    out = combine_summaries([summary("recovered", 4.0), summary("metastable", None), summary("recovered", 6.0)])
+    assert out["recovery"]["verdict"] == "mixed"
+    assert [(r["verdict"], r["recovery_s"]) for r in out["recovery"]["by_replication"]] == [
+        ("recovered", 4.0), ("metastable", None), ("recovered", 6.0)]
+    same = combine_summaries([summary("recovered", 4.0), summary("recovered", 6.0)])
+    assert same["recovery"]["verdict"] == "recovered" and same["recovery"]["recovery_s"] == 5.0

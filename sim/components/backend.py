@@ -26,7 +26,9 @@ Counts (measurement window, from the end of warm-up to the end of the run): ``at
 ``rejected``, ``refused`` (while down), ``dropped`` (expired), ``resets`` (by a
 crash), ``errors``, ``served``; ``busy_s`` (worker-seconds busy),
 ``in_system_s`` (the time integral of attempts in the station, for the mean
-number in system), ``wasted_s``; and over admitted attempts that arrived in
+number in system), ``wasted_s`` and ``wasted`` (tries served whose caller had
+already stopped waiting: worker-seconds and requests, as a real backend
+counts requests it finished for nobody); and over admitted attempts that arrived in
 the window, ``wait_sum_s`` over the ``wait_n`` that have started service, ``waited``
 (count that queued) and ``admitted``.
 """
@@ -75,7 +77,7 @@ class BackendInstance:
         "workers", "queue_limit", "queue_discipline", "drop_expired", "error_probability", "_draw",
         "_slowdown", "_timer_error", "_service_time", "_resp_bytes", "_coin", "busy", "queue", "_take", "_done", "up",
         "_worker_slots", "_queue_slots", "_killed", "crashes", "_ws", "busy_s", "waiting_s", "attempts",
-        "rejected", "served", "dropped", "resets", "refused", "lifetime", "errors", "wasted_s",
+        "rejected", "served", "dropped", "resets", "refused", "lifetime", "errors", "wasted_s", "wasted",
         "wait_sum_s", "waited", "dequeued",
     )
 
@@ -91,7 +93,9 @@ class BackendInstance:
         self.service_time_factor = override.service_time_factor if override else 1.0
         self.lb_weight = override.lb_weight if override else 1
         self.workers = config.workers
-        self.queue_limit = config.queue_limit
+        # null: unbounded. accept() admits while len(queue) < the limit; an int is never
+        # as large as inf, so the comparison is exact and the hot path stays as it is.
+        self.queue_limit = math.inf if config.queue_limit is None else config.queue_limit
         self.queue_discipline = config.queue_discipline
         self.drop_expired = config.drop_expired
         self.error_probability = config.error_probability
@@ -226,6 +230,7 @@ class BackendInstance:
         self.refused = 0
         self.errors = 0
         self.wasted_s = 0.0
+        self.wasted = 0
         self.wait_sum_s = 0.0
         self.waited = 0
         self.dequeued = 0
@@ -266,6 +271,7 @@ class BackendInstance:
         self.served += 1
         if attempt.abandoned:
             self.wasted_s += attempt.service_s
+            self.wasted += 1
         if self.error_probability and self._coin() < self.error_probability:
             self.errors += 1
             attempt.outcome = BACKEND_ERROR
@@ -343,7 +349,8 @@ class BackendInstance:
         return {
             "attempts": self.attempts, "rejected": self.rejected, "served": self.served,
             "errors": self.errors, "busy_s": self.busy_s, "in_system_s": self.in_system_s,
-            "wasted_s": self.wasted_s, "wait_sum_s": self.wait_sum_s, "waited": self.waited,
+            "wasted_s": self.wasted_s, "wasted_requests": self.wasted,
+            "wait_sum_s": self.wait_sum_s, "waited": self.waited,
             "admitted": self.admitted, "wait_n": self.wait_n, "workers": self.workers,
             "queue_len": len(self.queue), "busy": self.busy,
             "dropped": self.dropped, "resets": self.resets, "refused": self.refused,

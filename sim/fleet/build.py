@@ -9,10 +9,11 @@ assembled by :mod:`sim.metrics.summary`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from sim.components.backend import BackendInstance
-from sim.components.balancer import RegionalBalancer
+from sim.components.balancer import DirectEntry, RegionalBalancer
 from sim.components.gateway import GatewayInstance
 from sim.components.network import Network
 from sim.components.workload import ClientPopulation, RateFunction
@@ -89,11 +90,20 @@ class Fleet:
 
         services = [(s, share, topo.services[s].request_bytes) for s, share in service_mix(exp).items()]
         self.clients = []
+        self.direct: dict[str, DirectEntry] = {}  # regions whose clients skip the balancer
         for region, pop in topo.clients.items():
             spikes = [(f.at_s, f.at_s + f.for_s, f.factor) for f in exp.faults
                       if f.kind == "load_spike" and f.target.region in (None, region)]
             rate = RateFunction(exp.workload.rate_schedule, pop.share, spikes)
-            nodes = [self.balancers[region].nodes[g.nodes[lb]["az"]] for lb in g.successors(f"client:{region}")]
+            if pop.gateway_pools:
+                entry = DirectEntry(ctx, f"direct.{region}",
+                                    [gw for pool in g.successors(f"client:{region}") for gw in self.parts[pool]],
+                                    self.network)
+                self.direct[region] = entry
+                nodes = [entry]
+            else:
+                nodes = [self.balancers[region].nodes[g.nodes[lb]["az"]]
+                         for lb in g.successors(f"client:{region}")]
             self.clients.append(ClientPopulation(ctx, f"clients.{region}", region, rate, services, nodes,
                                                  self.recorder, exp.workload.arrivals, exp.workload.client))
 
@@ -107,19 +117,33 @@ class Fleet:
         """Every gateway instance, pool by pool."""
         return [g for gws in self.gateways.values() for g in gws]
 
+    def entry_nodes(self) -> list:
+        """Where clients' tries enter the fleet: every balancer node, then every direct entry."""
+        return [n for bal in self.balancers.values() for n in bal.nodes.values()] + list(self.direct.values())
+
     def all_backends(self) -> list[BackendInstance]:
         """Every backend instance, service by service."""
         return [b for bs in self.backends.values() for b in bs]
 
+    def _sample_queues(self, _value=None) -> None:
+        """Record each service's backend queue length at the end of the second now ending."""
+        sec = min(self.recorder.n, math.ceil(self.ctx.env._now)) - 1
+        for svc, insts in self.backends.items():
+            self.queue_ts[svc][sec] = sum(len(b.queue) for b in insts)
+        if sec + 2 < self.exp.duration_s:
+            self.ctx.call_later(1.0, self._sample_queues)
+
     def _end_warmup(self, _value=None) -> None:
         self.network.reset()
-        for part in [*self.all_gateways(), *self.all_backends(), *self.balancers.values()]:
+        for part in [*self.all_gateways(), *self.all_backends(), *self.balancers.values(), *self.direct.values()]:
             part.reset()
 
     def run(self, progress: Callable[[float], None] | None = None) -> dict:
         """Run to ``duration_s`` and return this replication's results."""
         if self.exp.warmup_s > 0:
             self.ctx.call_later(self.exp.warmup_s, self._end_warmup)
+        self.queue_ts = {svc: [0] * self.recorder.n for svc in self.backends}
+        self.ctx.call_later(1.0, self._sample_queues)
         self.faults.start()  # before the clients: a fault precedes requests at the same instant
         # Outlier-detection intervals and first health-check probes (sim.components.health).
         for gw in self.all_gateways():
@@ -136,6 +160,7 @@ class Fleet:
             self.ctx.run(t)
             if progress:
                 progress(t)
+        self._sample_queues()  # the last (perhaps partial) second
         for part in [*self.all_gateways(), *self.all_backends()]:
             part.finish()
         self.recorder.finish()
@@ -185,6 +210,7 @@ class Fleet:
             gateways={pool: [g.results() for g in gws] for pool, gws in self.gateways.items()},
             clients=[c.results() for c in self.clients],
             health=health,
+            backend_queue=self.queue_ts,
             bytes_by_az_pair=self.network.bytes_by_pair(),
             faults=self.faults.summary(),
             in_flight=self.check_conservation(),
@@ -208,6 +234,10 @@ class Fleet:
                 for gw, k in zip(node.targets, node.connections, strict=True):
                     key = (lb, f"gw:{gw.name}" if instances else f"gw:{pool_of[id(gw)]}")
                     load[key] = load.get(key, 0.0) + float(k)
+        for region, entry in self.direct.items():
+            for gw, k in zip(entry.targets, entry.connections, strict=True):
+                key = (f"client:{region}", f"gw:{gw.name}" if instances else f"gw:{pool_of[id(gw)]}")
+                load[key] = load.get(key, 0.0) + float(k)
         for n, d in g.nodes(data=True):
             if instances and d["kind"] in ("gateway", "backend"):
                 nodes.extend({"id": f"{'gw' if d['kind'] == 'gateway' else 'be'}:{p.name}", **d, "instances": 1}
@@ -276,7 +306,7 @@ class Fleet:
         counters = {
             "backend": {svc: summary_mod.group_counters(rows) for svc, rows in parts.backends.items()},
             "gateway": {pool: summary_mod.group_counters(rows) for pool, rows in parts.gateways.items()},
-            "balancer": {node.name: node.results() for bal in self.balancers.values() for node in bal.nodes.values()},
+            "balancer": {node.name: node.results() for node in self.entry_nodes()},
             "network": self.network.results(),
             "clients": {c.name: c.results() for c in self.clients},
         }
@@ -296,7 +326,7 @@ class Fleet:
                 "timeline": self.faults.summary(),
                 "events": self.faults.events(),
                 "nodes": {node.name: {"no_healthy": node.no_healthy, "refused": node.refused}
-                          for bal in self.balancers.values() for node in bal.nodes.values()},
+                          for node in self.entry_nodes()},
             },
         }
         if instances:

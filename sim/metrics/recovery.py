@@ -50,11 +50,32 @@ see :func:`goodput_mean_over`):
    judged run. Then ``recovered`` is True, ``recovery_s = t - fault_end_s``
    (0 when goodput never dropped and the fault ended on a whole second) and
    ``metastable`` is False. If no such ``t`` exists: ``recovered`` False,
-   ``recovery_s`` None, ``metastable`` True (not recovered by the end of the
-   run).
+   ``recovery_s`` None, and the verdict is one of the two below (rule 7).
 6. **Too short to judge.** If ``floor(duration_s) - fault_end_s <
    hold_s + smooth_s``, ValueError: the run ends too soon after the fault.
    Design experiments with a longer tail than the recovery you hope to see.
+7. **Metastable or not yet recovered.** A fault that leaves goodput low to
+   the end of the run means one of two things: the fleet is stuck (a
+   sustaining effect keeps it down: *metastable*), or it is still climbing
+   back and the run ended first (*not recovered within the run*:
+   inconclusive, run longer). The evidence is the run's last part, the
+   *tail*: its last ``min(30 s, max(hold_s + smooth_s, half the time since
+   the fault ended))`` whole seconds, over which the least-squares trends of
+   goodput (successes/s per s) and, when given, of the backlog (calls in
+   flight per s) are fitted. The verdict is *not recovered within the run*
+   when (a) fewer than ``2 x (hold_s + smooth_s)`` seconds follow the fault
+   (too little after it to call anything stuck), or (b) the tail's mean
+   goodput already reaches the target (it only lacked the hold), or (c)
+   goodput is rising fast enough to reach the target, at its tail trend,
+   within as long again as the time since the fault ended, or (d) the
+   backlog is draining fast enough to empty within that time. Otherwise it
+   is *metastable*: degraded long after the trigger ended, goodput flat or
+   falling, backlog not draining.
+8. **A baseline that was not healthy.** With ``offered_per_s`` given, the
+   baseline's *success ratio* is its goodput over the calls offered per
+   second in the same seconds; below ``threshold`` the fleet was already
+   failing before the fault (near capacity, say), ``baseline_degraded`` is
+   True, and the verdict should be read against that.
 
 Because every comparison is relative to the baseline, scaling the whole
 series by a positive constant changes neither ``recovered`` nor
@@ -86,6 +107,7 @@ class Recovery:
     """How goodput behaved around the fault span (rates in successful responses per second).
 
     Attributes:
+        verdict: ``recovered``, ``metastable`` or ``not_recovered_within_run`` (rule 7).
         fault_start_s: start of the fault span (earliest window start), seconds.
         fault_end_s: end of the fault span (latest window end), seconds.
         goodput_before_rps: the baseline (rule 2 of the module docstring).
@@ -93,9 +115,20 @@ class Recovery:
         goodput_after_rps: mean from the fault end to the end of the run.
         recovered: goodput came back to threshold x baseline and held there.
         recovery_s: seconds from the fault end to the recovery second; None if not recovered.
-        metastable: not recovered by the end of the run (always ``not recovered``).
+        metastable: the verdict is ``metastable``.
+        baseline_success_ratio: baseline goodput over the calls offered per second before
+            the fault (None without ``offered_per_s``).
+        baseline_degraded: that ratio is below the threshold: the fleet was failing before
+            the fault.
+        tail_s: length of the tail the trends were fitted over (None when recovered).
+        goodput_tail_rps: mean goodput over the tail.
+        goodput_trend_rps_per_s: least-squares slope of goodput over the tail.
+        backlog_trend_per_s: least-squares slope of calls in flight over the tail (None
+            without ``in_flight_per_s``).
+        target_rps: ``threshold`` x the baseline.
     """
 
+    verdict: str
     fault_start_s: float
     fault_end_s: float
     goodput_before_rps: float
@@ -104,12 +137,19 @@ class Recovery:
     recovered: bool
     recovery_s: float | None
     metastable: bool
+    baseline_success_ratio: float | None = None
+    baseline_degraded: bool = False
+    tail_s: float | None = None
+    goodput_tail_rps: float | None = None
+    goodput_trend_rps_per_s: float | None = None
+    backlog_trend_per_s: float | None = None
+    target_rps: float | None = None
 
     def to_dict(self) -> dict:
         """The fields as a JSON-friendly dict: plain floats and bools, None for NaN or missing."""
         out: dict = {}
         for key, value in asdict(self).items():
-            if isinstance(value, bool) or value is None:
+            if isinstance(value, bool | str) or value is None:
                 out[key] = value
             else:
                 value = float(value)
@@ -188,6 +228,8 @@ def analyse_recovery(
     baseline_s: float = 30.0,
     hold_s: float = 5.0,
     smooth_s: int = 3,
+    offered_per_s: Sequence[float] | None = None,
+    in_flight_per_s: Sequence[float] | None = None,
 ) -> Recovery | None:
     """Judge recovery after the fault span by the rules in the module docstring.
 
@@ -200,6 +242,8 @@ def analyse_recovery(
         baseline_s: longest stretch before the fault that the baseline averages.
         hold_s: how long the smoothed goodput must stay at or above the target.
         smooth_s: trailing moving-average window in whole seconds.
+        offered_per_s: calls offered in each second (for the baseline's success ratio).
+        in_flight_per_s: calls in flight at the end of each second (the backlog's trend).
 
     Returns:
         A :class:`Recovery`, or None if there is no fault window.
@@ -281,7 +325,36 @@ def analyse_recovery(
             break
 
     recovered = recovery_t is not None
+    ratio = None
+    if offered_per_s is not None:
+        offered = np.asarray(offered_per_s, dtype=float)[:n]
+        start = baseline_start if not math.isnan(goodput_mean_over(values, baseline_start, fault_start)) else 0.0
+        offered_mean = goodput_mean_over(offered, start, fault_start) if len(offered) == n else math.nan
+        ratio = baseline / offered_mean if offered_mean and not math.isnan(offered_mean) else None
+    target = threshold * baseline
+    verdict = "recovered"
+    tail = trend = backlog_trend = tail_mean = None
+    if not recovered:
+        since = n - fault_end
+        tail = float(min(30.0, max(hold_s + smooth_s, since / 2)))
+        first = n - math.floor(tail)
+        xs = np.arange(first, n, dtype=float)
+        tail_values = values[first:]
+        tail_mean = float(tail_values.mean())
+        trend = _slope(xs, tail_values)
+        if in_flight_per_s is not None:
+            backlog = np.asarray(in_flight_per_s, dtype=float)[first:n]
+            backlog_trend = _slope(xs, backlog) if len(backlog) == len(xs) else None
+        verdict = "metastable"
+        if since < 2 * (hold_s + smooth_s) or tail_mean >= target * (1 - _REL_TOL):
+            verdict = "not_recovered_within_run"
+        elif trend > 0 and (target - tail_mean) / trend <= since:
+            verdict = "not_recovered_within_run"
+        elif (backlog_trend is not None and backlog_trend < 0
+              and float(np.asarray(in_flight_per_s, dtype=float)[n - 1]) / -backlog_trend <= since):
+            verdict = "not_recovered_within_run"
     return Recovery(
+        verdict=verdict,
         fault_start_s=fault_start,
         fault_end_s=fault_end,
         goodput_before_rps=baseline,
@@ -289,5 +362,19 @@ def analyse_recovery(
         goodput_after_rps=after,
         recovered=recovered,
         recovery_s=(recovery_t - fault_end) if recovered else None,
-        metastable=not recovered,
+        metastable=verdict == "metastable",
+        baseline_success_ratio=ratio,
+        baseline_degraded=ratio is not None and ratio < threshold * (1 - _REL_TOL),
+        tail_s=tail,
+        goodput_tail_rps=tail_mean,
+        goodput_trend_rps_per_s=trend,
+        backlog_trend_per_s=backlog_trend,
+        target_rps=target,
     )
+
+
+def _slope(xs: np.ndarray, ys: np.ndarray) -> float:
+    """Least-squares slope of ``ys`` over ``xs`` (per second)."""
+    xc = xs - xs.mean()
+    denom = float(np.dot(xc, xc))
+    return float(np.dot(xc, ys - ys.mean()) / denom) if denom else 0.0

@@ -32,6 +32,8 @@ class FleetResults:
         backends: service -> each instance's ``BackendInstance.results()``, in build order.
         gateways: pool -> each instance's ``GatewayInstance.results()``, in build order.
         clients: each client population's ``ClientPopulation.results()``.
+        backend_queue: service -> attempts waiting in its instances' queues at the end of
+            each simulated second.
         health: each gateway cluster's ``HostHealth.results(...)`` (with health features), in
             gateway then cluster order, with ``gateway`` and ``hosts`` (host names) added.
         bytes_by_az_pair: ``Network.results()``'s bytes per AZ pair.
@@ -43,6 +45,7 @@ class FleetResults:
     gateways: dict[str, list[dict]]
     clients: list[dict]
     health: list[dict] = field(default_factory=list)
+    backend_queue: dict[str, list[int]] = field(default_factory=dict)
     bytes_by_az_pair: dict[str, float] = field(default_factory=dict)
     faults: list[dict] = field(default_factory=list)
     in_flight: int = 0
@@ -66,6 +69,7 @@ def backend_section(rows: list[dict], window_s: float) -> dict:
         "p_wait": _sum(rows, "waited") / admitted if admitted else math.nan,
         "mean_in_system": _sum(rows, "in_system_s") / window_s,
         "wasted_work_s": _sum(rows, "wasted_s"),
+        "wasted_requests": _sum(rows, "wasted_requests"),
     }
 
 
@@ -185,6 +189,7 @@ def recovery_section(recorder: Recorder, exp, judged: bool) -> dict | None:
         return None
     windows = [(f.at_s, f.at_s + f.for_s) for f in exp.faults]
     return analyse_recovery(recorder.ts_good, windows, warmup_s=exp.warmup_s, duration_s=exp.duration_s,
+                            offered_per_s=recorder.ts_offered, in_flight_per_s=recorder.in_flight_series(),
                             **RECOVERY_RULES).to_dict()
 
 
@@ -253,6 +258,8 @@ def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
     for cause in sorted(rec.ts_errors):
         ts[f"err_{cause}"] = rec.ts_errors[cause]
     ts.update(health_timeseries(parts.health, rec.n))
+    for svc, series in parts.backend_queue.items():
+        ts[f"queue_{svc}"] = series
     return ts
 
 

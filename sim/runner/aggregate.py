@@ -73,6 +73,14 @@ def combine_summaries(summaries: list[dict]) -> dict:
         hw = _combine(values, True)
         if isinstance(hw, dict) or (_is_num(hw) and not isinstance(out[k], bool)):
             ci[k] = hw
+    recoveries = [s.get("recovery") for s in summaries]
+    if all(isinstance(r, dict) and "verdict" in r for r in recoveries):
+        # A verdict is not averaged: the common one, or "mixed" with each replication's.
+        verdicts = [r["verdict"] for r in recoveries]
+        out["recovery"]["verdict"] = verdicts[0] if len(set(verdicts)) == 1 else "mixed"
+        out["recovery"]["by_replication"] = [
+            {"verdict": r["verdict"], "recovery_s": r["recovery_s"],
+             "baseline_degraded": r.get("baseline_degraded", False)} for r in recoveries]
     out["replications"] = len(summaries)
     out["ci95"] = ci
     return out
