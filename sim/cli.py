@@ -114,6 +114,7 @@ def cmd_check(args) -> int:
             continue
         loaded, graph = got
         from sim.fleet import instance_counts
+        from sim.fleet.capacity import service_load
 
         est = estimate_run(loaded.config, loaded.variants, jobs=DEFAULT_JOBS)
         issue = _size_issue(loaded, est, args.max_events, False, "fleetsim run refuses it")
@@ -123,7 +124,17 @@ def cmd_check(args) -> int:
         kinds = instance_counts(graph)
         parts = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in sorted(kinds.items()))
         print(f"{path}: ok ({parts}); estimate {est.describe()}")
+        for svc, load in service_load(loaded.config).items():
+            print(f"  {svc}: {describe_load(load)}")
     return status
+
+
+def describe_load(load: dict) -> str:
+    """One line: a service's capacity, the load offered to it and the utilisation that makes."""
+    peak = load["peak_offered_rps"]
+    peak_text = f", peak {peak:,.0f}/s" if peak > load["offered_rps"] * 1.001 else ""
+    return (f"capacity {load['capacity_rps']:,.0f} requests/s; offered {load['offered_rps']:,.0f}/s "
+            f"on average{peak_text} (utilisation {load['offered_utilization']:.0%} before retries)")
 
 
 def _output_issue(args) -> Issue | None:

@@ -23,6 +23,7 @@ from sim.engine import SimContext
 from sim.metrics import summary as summary_mod
 from sim.metrics.recorder import Recorder
 
+from .capacity import service_load
 from .faults import FaultTimeline, FleetParts
 from .graph import faults_reach_the_end, plan, service_mix
 
@@ -211,6 +212,7 @@ class Fleet:
             clients=[c.results() for c in self.clients],
             health=health,
             backend_queue=self.queue_ts,
+            service_load=service_load(self.exp),
             bytes_by_az_pair=self.network.bytes_by_pair(),
             faults=self.faults.summary(),
             in_flight=self.check_conservation(),

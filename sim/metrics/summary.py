@@ -32,6 +32,8 @@ class FleetResults:
         backends: service -> each instance's ``BackendInstance.results()``, in build order.
         gateways: pool -> each instance's ``GatewayInstance.results()``, in build order.
         clients: each client population's ``ClientPopulation.results()``.
+        service_load: service -> capacity and offered load from the configuration
+            (:func:`sim.fleet.capacity.service_load`).
         backend_queue: service -> attempts waiting in its instances' queues at the end of
             each simulated second.
         health: each gateway cluster's ``HostHealth.results(...)`` (with health features), in
@@ -46,6 +48,7 @@ class FleetResults:
     clients: list[dict]
     health: list[dict] = field(default_factory=list)
     backend_queue: dict[str, list[int]] = field(default_factory=dict)
+    service_load: dict[str, dict[str, float]] = field(default_factory=dict)
     bytes_by_az_pair: dict[str, float] = field(default_factory=dict)
     faults: list[dict] = field(default_factory=list)
     in_flight: int = 0
@@ -226,7 +229,8 @@ def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: b
             "mean": 1000 * lat.mean if lat.count else math.nan,
             "p50": 1000 * qs[0], "p90": 1000 * qs[1], "p99": 1000 * qs[2], "p999": 1000 * qs[3],
         },
-        "backend": {svc: backend_section(rows, window) for svc, rows in parts.backends.items()},
+        "backend": {svc: {**parts.service_load.get(svc, {}), **backend_section(rows, window)}
+                    for svc, rows in parts.backends.items()},
         "gateway": {pool: gateway_section(rows, window) for pool, rows in parts.gateways.items()},
         "client": client_section(parts.clients),
         "retries": retries_section(parts.gateways, parts.clients),
