@@ -95,6 +95,11 @@ def _read(path: pathlib.Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def _script_srcs(page: str) -> list[str]:
+    """The src of every <script> of a page."""
+    return re.findall(r"<script[^>]*\bsrc=\"([^\"]*)\"", page)
+
+
 def test_full_report(tmp_path):
     run = make_run(tmp_path)
     out = write_report(run)
@@ -120,8 +125,9 @@ def test_full_report(tmp_path):
     assert "20250101T000000-abc123" in page
     assert "4.56 s" in page and "numpy 2.4.6" in page
     # KPIs, with ± CI where present
-    for text in ("120,000", "119,000", "1,980.5", "2,000.1 ± 3.2", "45.0 ± 1.2",
-                 "10.1", "20.2", "80.0", "12.3", "71.0 ± 1.2", "41.0", "3.20", "20.0"):
+    # (rates: one precision for the column, set by the throughput's half-width)
+    for text in ("120,000", "119,000", "1,980", "2,000&nbsp;±&nbsp;3", "45.0&nbsp;±&nbsp;1.2",
+                 "10.1", "20.2", "80.0", "12.3", "71.0&nbsp;±&nbsp;1.2", "41.0", "3.20", "20.0"):
         assert text in page, text
     assert "1,000" in page  # total failed
     # each error cause appears (KPI table and time-series legend)
@@ -234,11 +240,16 @@ def test_extra_panel_builder(tmp_path, monkeypatch):
 
 
 def test_fmt_value():
-    assert report_html.fmt_value(2000.1, 3.2) == "2,000.1 ± 3.2"
+    # the half-width keeps its first significant digit (two when it is 1 or 2)
+    assert report_html.fmt_value(2000.1, 3.2) == "2,000 ± 3"
+    assert report_html.fmt_value(2000.1, 1.4) == "2,000.1 ± 1.4"
     assert report_html.fmt_value(120000, integer=True) == "120,000"
+    assert report_html.fmt_value(54.5, integer=True) == "54.5"  # a mean of counts
     assert report_html.fmt_value(0.71, 0.012, scale=100) == "71.0 ± 1.2"
     assert report_html.fmt_value(None) == "—"
     assert report_html.fmt_value(float("nan")) == "—"
+    assert report_html.fmt_value(-0.0001, decimals=2) == "0.00"  # never "-0.00"
+    assert report_html.fmt_value(3148.7, 0.0) == "3,148.7"  # replications agreed: no "± 0"
 
 
 # --------------------------------------------------------------------------
@@ -896,9 +907,10 @@ def test_comparison_report(tmp_path):
     assert not (root / "report.html.tmp").exists()
     page = _read(out)
     assert page.startswith("<!DOCTYPE html>")
-    marker = _plotly_marker()
-    assert page.count(marker) == 1 and page.index(marker) < page.index("</head>")
-    assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
+    # plotly.js is not inlined: the page loads the folder's one shared copy
+    assert page.count(_plotly_marker()) == 0
+    assert _script_srcs(page) == ["plotly.min.js"]
+    assert _plotly_marker() in _read(root / "plotly.min.js")
     assert "could not be rendered" not in page
     assert "<h1>retry_storm</h1>" in page and "Retry policies." in page
 
@@ -973,7 +985,11 @@ def test_comparison_tolerates_missing_and_unsafe_variants(tmp_path):
     ghost = _row(page, "ghost")
     assert "unreadable" in ghost and "run summary not found" in ghost
     assert "<strong>ghost</strong>: could not be read" in page
-    assert page.count(_plotly_marker()) == 1
+    assert page.count(_plotly_marker()) == 0 and _script_srcs(page) == ["plotly.min.js"]
+    # the readable variants' pages were written, sharing the one plotly.min.js
+    for name in ("naive", "budget"):
+        variant = _read(root / "variants" / name / "report.html")
+        assert _script_srcs(variant) == ["../../plotly.min.js"]
 
 
 def test_comparison_without_faults(tmp_path):
@@ -1165,3 +1181,236 @@ def test_host_health_from_config_only(tmp_path):
     assert panel is not None and "Configured on gw-az1" in panel.html
     assert "fig-host-health" not in panel.html
     assert health.host_health_panel(report_html.RunData(tmp_path, summary)) is None
+
+
+# --------------------------------------------------------------------------
+# Means per replication, units, one precision per column
+# --------------------------------------------------------------------------
+
+
+def _header_of(table_html: str, title: str) -> str:
+    """The <th> whose text starts with ``title``."""
+    for th in re.findall(r"<th>(.*?)</th>", table_html):
+        if th.startswith(title):
+            return th
+    raise AssertionError(f"no header {title!r}")
+
+
+def test_counts_averaged_over_replications_are_labelled(tmp_path):
+    summary = _storm_summary(replications=3)
+    summary["requests"]["failed"] = {"backend_error": 54.5}
+    summary["backend"]["api"]["mean_in_system"] = 29.18
+    run = make_storm_run(tmp_path / "three", summary)
+    page = _read(write_report(run))
+    kpis, backend, gateway = (_panel(page, a) for a in ("kpis", "backend", "gateway"))
+    assert "mean per replication" in _header_of(kpis, "count")
+    assert "Request counts are means per replication over the 3 replications." in kpis
+    assert "mean per replication" in _header_of(backend, "Attempts")
+    assert "mean per replication" in _header_of(backend, "Wasted work")
+    assert "mean per replication" not in _header_of(backend, "Utilization")
+    assert "mean per replication" in _header_of(gateway, "Retries")
+    retries = _panel(page, "retries")
+    for title in ("count", "retries", "total"):
+        assert "mean per replication" in _header_of(retries, title), title
+    # "mean in system" is in requests, and explained
+    header = _header_of(backend, "Mean in system")
+    assert '<span class="unit">requests</span>' in header
+    assert "Mean in system: requests at a service" in backend
+    # fields no table lists yet get a unit from their name
+    summary["backend"]["api"].update(capacity_rps=3148.67, drain_rate_rps=12.0,
+                                     queue_peak=4.0)
+    backend = _panel(_read(write_report(make_storm_run(tmp_path / "new", summary))), "backend")
+    assert '<span class="unit">req/s</span>' in _header_of(backend, "Capacity")
+    assert '<span class="unit">req/s</span>' in _header_of(backend, "Drain rate")
+    assert _header_of(backend, "Queue peak") == "Queue peak"
+    assert 'class="scroll"' in backend  # a wide table scrolls inside its panel
+    # bytes: a mean per replication too
+    assert "(mean per replication, over 3 replications)" in _panel(page, "bytes")
+
+    # one replication: nothing is a mean, nothing says so
+    one = _read(write_report(make_storm_run(tmp_path / "one", _storm_summary())))
+    assert "mean per replication" not in one
+    assert "means per replication" not in one
+
+
+def test_one_precision_per_column(tmp_path):
+    from sim.report.numbers import Column, column_decimals, half_width_decimals
+
+    assert half_width_decimals(0.024) == 3 and half_width_decimals(0.097) == 2
+    assert half_width_decimals(1.42) == 1 and half_width_decimals(9.15) == 0
+    assert half_width_decimals(598.8) == 0 and half_width_decimals(0) is None
+    # the row that needs most decimals sets the column, capped one past the values' size
+    assert column_decimals([95.58, 38.47], [0.097, 0.78]) == 2
+    assert column_decimals([40.6, 133.7], [0.024, 9.15]) == 2
+    assert column_decimals([9.33, 10, 19.33], integer=True) == 1
+    assert column_decimals([0, 10, 120], integer=True) == 0
+    assert Column.of([0.71, 0.5], [0.012, None], scale=100)(0.5) == "50.0"
+
+    # the issue's example: p99 "95.580 ± 0.097" next to p50 "38.47 ± 0.78"
+    summary = _summary(latency_ms={"mean": 40.6255, "p50": 38.47, "p99": 95.58, "p999": 133.72},
+                       ci95={"latency_ms": {"mean": 0.024, "p50": 0.78, "p99": 0.097,
+                                            "p999": 9.15}})
+    summary["backend"]["api"]["mean_wait_ms"] = 0.1127
+    summary["backend"]["db"] = {"attempts": 5, "utilization": 0.2, "mean_wait_ms": 12.5}
+    page = _read(write_report(make_run(tmp_path, summary)))
+    kpis = _panel(page, "kpis")
+    for text in ("40.63&nbsp;±&nbsp;0.02", "38.47&nbsp;±&nbsp;0.78", "95.58&nbsp;±&nbsp;0.10",
+                 "133.72&nbsp;±&nbsp;9.15"):
+        assert text in kpis, text
+    # a column without half-widths: one precision from its largest value
+    backend = _panel(page, "backend")
+    assert "<td>0.1</td>" in backend and "<td>12.5</td>" in backend
+    # failed (total), a sum without a half-width, shares the count column's precision
+    assert "<td>1,000</td>" in kpis
+
+
+def test_bytes_in_si_units(tmp_path):
+    from sim.report.numbers import bytes_unit, fmt_bytes
+
+    # decimal SI units, at least three significant digits
+    assert fmt_bytes(0.8e9) == "800.0 MB" and fmt_bytes(2.04e9) == "2.04 GB"
+    assert fmt_bytes(512) == "512 B" and fmt_bytes(6797) == "6.80 kB"
+    assert bytes_unit(646e6) == ("MB", 1e6)
+    assert fmt_bytes(2.04e9, ("MB", 1e6)) == "2,040.0 MB"
+    assert fmt_bytes(1.04e9, ("GB", 1e9), 2) == "1.04 GB"
+    summary = _summary(bytes_by_az_pair={"internet->use1-az1": 59.7e6,
+                                         "use1-az1->use1-az2": 823.5e6,
+                                         "use1-az2->use1-az1": 322.7e6})
+    page = _read(write_report(make_run(tmp_path, summary)))
+    fig = _unescape_json(_figures(page)["fig-bytes"])
+    # the colour bar in MB (ticks 200, 400, ...), not plotly's "0.8B" for 0.8 billion
+    assert '"title":{"text":"MB"}' in fig and '"exponentformat":"none"' in fig
+    assert "823.5" in fig and "823500000" not in fig
+    assert '"exponentformat":"SI"' in _unescape_json(_figures(page)["fig-latency"])
+    bytes_panel = _panel(page, "bytes")
+    assert "<strong>1.15 GB</strong>" in bytes_panel  # cross-AZ: 823.5 + 322.7 MB
+    assert "Per request offered: <strong>9.55 kB</strong> across AZs" in bytes_panel
+    # every cell of the heatmap in the colour bar's unit
+    assert '"text":[["59.7 MB",""],["","823.5 MB"],["322.7 MB",""]]' in fig
+
+
+# --------------------------------------------------------------------------
+# One copy of plotly.js per comparison
+# --------------------------------------------------------------------------
+
+
+def test_variant_reports_share_one_plotly_js(tmp_path):
+    root = make_comparison(tmp_path)  # variant reports written self-contained first
+    marker = _plotly_marker()
+    before = sum((root / "variants" / n / "report.html").stat().st_size
+                 for n in ("naive", "budget"))
+    write_comparison(root)
+    js = root / "plotly.min.js"
+    assert js.is_file() and _read(js) == plotly.offline.get_plotlyjs()
+    mtime = js.stat().st_mtime_ns
+    for name in ("naive", "budget"):
+        page = _read(root / "variants" / name / "report.html")
+        assert page.count(marker) == 0
+        assert _script_srcs(page) == ["../../plotly.min.js"]
+        assert "could not be rendered" not in page
+        # a notice shows if the shared copy is missing (the page opened elsewhere)
+        assert 'if (typeof Plotly === "undefined")' in page and "--self-contained" in page
+        assert "</script>" not in page.split('if (typeof Plotly === "undefined")')[1]             .split(";</script>")[0]
+    after = sum((root / "variants" / n / "report.html").stat().st_size
+                for n in ("naive", "budget"))
+    assert after < 500_000 < before
+    assert [p.name for p in root.rglob("*.tmp")] == []
+
+    # rewriting a variant's report on its own keeps it sharing (it is listed in comparison.json)
+    variant = root / "variants" / "naive"
+    page = _read(write_report(variant))
+    assert _script_srcs(page) == ["../../plotly.min.js"] and page.count(marker) == 0
+    assert js.stat().st_mtime_ns == mtime  # unchanged plotly.js is not rewritten
+    # ... unless asked for one self-contained file
+    page = _read(write_report(variant, self_contained=True))
+    assert page.count(marker) == 1 and _script_srcs(page) == []
+
+    # the comparison page as one self-contained file to share
+    page = _read(write_comparison(root, self_contained=True))
+    assert page.count(marker) == 1 and _script_srcs(page) == []
+    assert _script_srcs(_read(root / "variants" / "budget" / "report.html")) ==         ["../../plotly.min.js"]
+    # variant_reports=False leaves the variant pages alone
+    (variant / "report.html").write_text("kept")
+    write_comparison(root, variant_reports=False)
+    assert _read(variant / "report.html") == "kept"
+
+
+def test_single_run_report_stays_self_contained(tmp_path):
+    run = make_run(tmp_path)
+    page = _read(write_report(run))
+    assert page.count(_plotly_marker()) == 1 and _script_srcs(page) == []
+    assert not (run / "plotly.min.js").exists()
+    # a folder called variants/ without a comparison.json listing it is a run of its own
+    other = make_storm_run(tmp_path / "x" / "variants" / "a")
+    (tmp_path / "x" / "comparison.json").write_text(json.dumps({"variants": [
+        {"name": "b", "dir": "variants/b"}]}))
+    assert _read(write_report(other)).count(_plotly_marker()) == 1
+    assert not (tmp_path / "x" / "plotly.min.js").exists()
+    page = _read(write_report(run, self_contained=True))
+    assert page.count(_plotly_marker()) == 1 and not (run / "plotly.min.js").exists()
+
+
+# --------------------------------------------------------------------------
+# Comparison: latency and cross-AZ bytes
+# --------------------------------------------------------------------------
+
+
+def _zone_summary(cross_bytes, mean_ms, ci_ms):
+    s = _summary(experiment="cross_zone", replications=3)
+    s["requests"]["offered"] = 95042.0
+    s["requests"]["failed"] = {"backend_error": 98.33}
+    s["latency_ms"].update(mean=mean_ms, p99=94.3)
+    s["ci95"] = {"latency_ms": {"mean": ci_ms, "p99": 1.42},
+                 "requests": {"failed": {"backend_error": 21.1}}}
+    s["bytes_by_az_pair"] = {"internet->use1-az1": 59.7e6, "use1-az1->internet": 264.5e6,
+                             "use1-az1->use1-az1": 326.4e6,
+                             "use1-az1->use1-az2": cross_bytes / 2,
+                             "use1-az2->use1-az1": cross_bytes / 2}
+    return s
+
+
+def test_comparison_latency_and_cross_az_bytes(tmp_path):
+    variants = [
+        ("cross_zone_on", _zone_summary(646.2e6, 40.6255, 0.024), {},
+         {"topology.balancers.us-east-1.cross_zone": True}),
+        ("cross_zone_off", _zone_summary(322.5e6, 40.302, 0.039), {},
+         {"topology.balancers.us-east-1.cross_zone": False}),
+    ]
+    root = make_comparison(tmp_path, variants, description="Cross-zone on vs off.")
+    page = _read(write_comparison(root))
+    assert "could not be rendered" not in page
+    summary = _panel(page, "summary")
+    for title in ("Latency mean", "p99", "Cross-AZ bytes", "per request", "Goodput"):
+        _header_of(summary, title)
+    assert "mean per replication" in _header_of(summary, "Cross-AZ bytes")
+    assert "mean per replication" in _header_of(summary, "Failed requests")
+    # without faults, the fault columns say nothing and are left out
+    for title in ("Recovery time", "during", "after the fault", "at the end"):
+        with pytest.raises(AssertionError):
+            _header_of(summary, title)
+    on, off = _row(page, "cross_zone_on"), _row(page, "cross_zone_off")
+    for text in ("40.63&nbsp;±&nbsp;0.02", "646.2 MB", "6.80 kB", "94.3&nbsp;±&nbsp;1.4",
+                 "<strong>98</strong>", "backend error 98&nbsp;±&nbsp;21"):
+        assert text in on, text
+    for text in ("40.30&nbsp;±&nbsp;0.04", "322.5 MB", "3.39 kB"):
+        assert text in off, text
+    assert "means per replication over the 3 replications" in summary
+    # the headline answers the question
+    head = page[page.index('class="headline"'):page.index("</header>")]
+    assert ("Cross-AZ bytes per replication (mean): cross_zone_on 646.2 MB (6.80 kB per "
+            "request), cross_zone_off 322.5 MB (3.39 kB per request); cross_zone_off sends "
+            "50 % fewer than cross_zone_on. Mean latency: cross_zone_on 40.63 ± 0.02 ms, "
+            "cross_zone_off 40.30 ± 0.04 ms.") in head
+
+
+def test_comparison_without_bytes_has_no_bytes_columns(tmp_path):
+    root = make_comparison(tmp_path)
+    for name in ("naive", "budget"):
+        path = root / "variants" / name / "summary.json"
+        s = json.loads(path.read_text())
+        del s["bytes_by_az_pair"]
+        path.write_text(json.dumps(s))
+    page = _read(write_comparison(root))
+    summary = _panel(page, "summary")
+    assert "Cross-AZ" not in summary and "Recovery time" in summary
+    assert "Cross-AZ bytes" not in page[page.index('class="headline"'):page.index("</header>")]

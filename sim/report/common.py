@@ -1,7 +1,10 @@
 """Shared parts of the reports: data model, run-folder loading, formatting, page shell.
 
-The data model, loading a run folder, formatting helpers, time-chart shading
-(warm-up and fault windows) and the page shell are used by :mod:`sim.report.html` (one run), :mod:`sim.report.resilience`
+The data model, loading a run folder, table and label helpers (the number
+formats themselves are :mod:`sim.report.numbers`, re-exported here), time-chart
+shading (warm-up and fault windows), the page shell with plotly.js inlined or
+shared (``plotly.min.js`` of a comparison folder), and the layout of comparison
+folders are used by :mod:`sim.report.html` (one run), :mod:`sim.report.resilience`
 (retries, faults and recovery panels), :mod:`sim.report.health` (host health),
 :mod:`sim.report.fleet_graph` (the fleet and traffic graph) and
 :mod:`sim.report.comparison` (several variants of one experiment).  Pages are
@@ -15,8 +18,11 @@ import html
 import json
 import logging
 import math
+import os
 import pathlib
+import posixpath
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -26,6 +32,15 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from sim.files import atomic_write_text
+from sim.report.numbers import (  # noqa: F401  (re-exported: defined here before)
+    MEAN_PER_REPLICATION,
+    Column,
+    bytes_decimals,
+    bytes_unit,
+    column_decimals,
+    fmt_bytes,
+    fmt_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +166,12 @@ class RunData:
     faults: list[Fault] = field(default_factory=list)
 
     @property
+    def replications(self) -> int:
+        """How many replications the summary aggregates (``summary.json``; 1 when absent)."""
+        n = as_number(self.summary.get("replications"))
+        return int(n) if n is not None and n >= 1 else 1
+
+    @property
     def warmup_s(self) -> float | None:
         """The run's warm-up in seconds (``summary.json``); None when absent or 0."""
         w = as_number(self.summary.get("warmup_s"))
@@ -211,49 +232,6 @@ def dig(mapping: Any, path: Sequence[str]) -> Any:
     return cur
 
 
-def _decimals(value: float) -> int:
-    a = abs(value)
-    if a == 0:
-        return 0
-    if a >= 10:
-        return 1
-    if a >= 1:
-        return 2
-    if a >= 0.01:
-        return 3
-    return 4
-
-
-def fmt_value(value: Any, ci: Any = None, *, scale: float = 1.0, integer: bool = False) -> str:
-    """Format a KPI as plain text, ``"value ± half-width"`` when ``ci`` is numeric.
-
-    ``integer`` prints whole-number values without decimals (counts);
-    ``scale`` multiplies both value and half-width (e.g. 100 for percent).
-    """
-    v = as_number(value)
-    if v is None:
-        return "—" if value is None or isinstance(value, (int, float)) else str(value)
-    v *= scale
-    hw = as_number(ci)
-    if hw is not None:
-        hw = abs(hw) * scale
-        # Two significant digits of the half-width decide the precision.
-        d = _decimals(v) if hw == 0 else max(0, min(6, 1 - math.floor(math.log10(hw))))
-        return f"{v:,.{d}f} ± {hw:,.{d}f}"
-    if integer and v == int(v):
-        return f"{int(v):,}"
-    return f"{v:,.{_decimals(v)}f}"
-
-
-def fmt_bytes(n: float) -> str:
-    """A byte count in decimal units (1 kB = 1000 B): whole bytes below 1 kB, else one decimal."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"  # pragma: no cover
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "panel"
 
@@ -285,6 +263,9 @@ def figure_html(fig: go.Figure, div_id: str, height: int = 360,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
         hovermode=hovermode,
     )
+    # SI prefixes on every axis (k, M, G), never plotly's default "B" for billions.
+    fig.update_xaxes(exponentformat="SI")
+    fig.update_yaxes(exponentformat="SI")
     if layout:
         fig.update_layout(**layout)
     return fig.to_html(
@@ -344,14 +325,17 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "kpi
 
     Args:
         headers: Header cells, already escaped HTML.
-        rows: Body rows of cells, already escaped HTML.
+        rows: Body rows of cells, already escaped HTML; ``" ± "`` in a cell
+            becomes non-breaking, so a value and its half-width share a line.
         cls: The table's CSS classes.
 
     Returns:
         The ``<table>`` markup.
     """
     head = "".join(f"<th>{h}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    # A value and its half-width stay on one line ("60.4 ± 0.7" never wraps).
+    body = "".join("<tr>" + "".join(f"<td>{c.replace(' ± ', '&nbsp;±&nbsp;')}</td>"
+                                    for c in row) + "</tr>" for row in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -363,9 +347,10 @@ def unit_html(text: str) -> str:
         text: The unit as plain text ("req/s"); empty for none.
 
     Returns:
-        Escaped markup with a leading space, or ``""`` when ``text`` is empty.
+        Escaped markup with a leading non-breaking space (the unit stays with
+        its value), or ``""`` when ``text`` is empty.
     """
-    return f' <span class="unit">{esc(text)}</span>' if text else ""
+    return f'&nbsp;<span class="unit">{esc(text)}</span>' if text else ""
 
 
 # --------------------------------------------------------------------------
@@ -569,6 +554,53 @@ def parse_faults(summary: Mapping[str, Any], config_text: str | None = None) -> 
     return faults
 
 
+def az_pair_bytes(summary: Mapping[str, Any]) -> tuple[dict[tuple[str, str], float], list[str]]:
+    """``summary["bytes_by_az_pair"]`` as ``{(source, destination): bytes}``.
+
+    Args:
+        summary: A run's ``summary.json``.
+
+    Returns:
+        The pairs (keys ``"src->dst"`` split and stripped; repeated pairs
+        summed) and the keys that could not be read.
+    """
+    pairs = summary.get("bytes_by_az_pair")
+    matrix: dict[tuple[str, str], float] = {}
+    skipped: list[str] = []
+    for key, value in (pairs.items() if isinstance(pairs, Mapping) else ()):
+        parts = str(key).split("->")
+        v = as_number(value)
+        if len(parts) != 2 or v is None:
+            skipped.append(str(key))
+            continue
+        src, dst = parts[0].strip(), parts[1].strip()
+        matrix[(src, dst)] = matrix.get((src, dst), 0.0) + v
+    return matrix, skipped
+
+
+def is_cross_az(src: str, dst: str) -> bool:
+    """Whether bytes from ``src`` to ``dst`` cross AZs: two different AZs, neither the internet."""
+    return (src != dst and src.lower() not in EXTERNAL_ENDPOINTS
+            and dst.lower() not in EXTERNAL_ENDPOINTS)
+
+
+def cross_az_bytes(summary: Mapping[str, Any]) -> tuple[float, float] | None:
+    """Bytes between two different AZs (the internet excluded), and all bytes.
+
+    Args:
+        summary: A run's ``summary.json`` (means per replication when it has several).
+
+    Returns:
+        ``(cross-AZ bytes, total bytes)`` over the measurement window, or
+        ``None`` when the summary has no ``bytes_by_az_pair``.
+    """
+    matrix, _ = az_pair_bytes(summary)
+    if not matrix:
+        return None
+    cross = sum(v for (s, d), v in matrix.items() if is_cross_az(s, d))
+    return cross, sum(matrix.values())
+
+
 def ci_of(data: RunData, path: Sequence[str]) -> Any:
     """The 95 % confidence half-width of a summary value, if the run has one.
 
@@ -583,22 +615,75 @@ def ci_of(data: RunData, path: Sequence[str]) -> Any:
 
 
 def kpi_cell(data: RunData, path: Sequence[str], unit: str = "", *,
-             scale: float = 1.0, integer: bool = False) -> str:
+             scale: float = 1.0, integer: bool = False, column: Column | None = None) -> str:
     """One KPI table cell: a summary value, its ± half-width and its unit.
 
     Args:
         data: The run.
         path: The value's keys in ``summary.json``.
         unit: The unit shown after a numeric value.
-        scale: Multiplies value and half-width (100 for percent).
-        integer: Print whole numbers without decimals (counts).
+        scale: Multiplies value and half-width (100 for percent); ignored with ``column``.
+        integer: Print whole numbers without decimals (counts); ignored with ``column``.
+        column: The table column's format (:func:`kpi_column`), so every row
+            of the column has the same decimals.
 
     Returns:
         Escaped markup ("—" when the value is missing).
     """
     value = dig(data.summary, path)
-    text = fmt_value(value, ci_of(data, path), scale=scale, integer=integer)
+    if column is not None:
+        text = column(value, ci_of(data, path))
+    else:
+        text = fmt_value(value, ci_of(data, path), scale=scale, integer=integer)
     return esc(text) + (unit_html(unit) if as_number(value) is not None else "")
+
+
+def kpi_column(data: RunData, paths: Iterable[Sequence[str]], *, scale: float = 1.0,
+               integer: bool = False, extra: Iterable[Any] = (),
+               decimals: int | None = None) -> Column:
+    """The format of a table column showing the summary values at ``paths``.
+
+    Args:
+        data: The run.
+        paths: Every summary value of the column (their half-widths count too).
+        scale: Multiplies values and half-widths (100 for percent).
+        integer: The column holds counts.
+        extra: Other values shown in the column (a computed total, ...).
+        decimals: A fixed number of decimals instead of the rule.
+
+    Returns:
+        The column's :class:`~sim.report.numbers.Column`.
+    """
+    paths = list(paths)
+    values = [dig(data.summary, p) for p in paths] + list(extra)
+    return Column.of(values, [ci_of(data, p) for p in paths], scale=scale, integer=integer,
+                     decimals=decimals)
+
+
+def count_label(replications: int | None) -> str:
+    """The label of a count read from a summary: "mean per replication" when it averages several.
+
+    Args:
+        replications: How many replications the summary aggregates.
+
+    Returns:
+        :data:`~sim.report.numbers.MEAN_PER_REPLICATION` for two or more, else ``""``.
+    """
+    return MEAN_PER_REPLICATION if replications and replications > 1 else ""
+
+
+def header_cell(title: str, *units: str) -> str:
+    """A table header: ``title`` and, on a second line in the unit style, the non-empty ``units``.
+
+    Args:
+        title: The header text (plain text).
+        units: Units or qualifiers (plain text), joined with " · "; empty ones are skipped.
+
+    Returns:
+        Escaped markup.
+    """
+    unit = " · ".join(u for u in units if u)
+    return esc(title) + (f'<br><span class="unit">{esc(unit)}</span>' if unit else "")
 
 
 def replications_note(ts: TimeSeries) -> str:
@@ -640,21 +725,27 @@ section.panel { background:var(--card); border:1px solid var(--line); border-rad
 section.panel > h2 { font-size:17px; margin:0 0 10px; font-weight:620; }
 h3 { font-size:13px; text-transform:uppercase; letter-spacing:.05em; color:var(--muted);
      margin:6px 0 6px; font-weight:600; }
+div.scroll { overflow-x:auto; }
 .grid2 { display:grid; grid-template-columns:repeat(auto-fit,minmax(320px,1fr)); gap:8px 40px; }
 table.kpi { border-collapse:collapse; width:100%; font-variant-numeric:tabular-nums;
             margin-bottom:10px; }
 table.kpi th, table.kpi td { padding:5px 10px; border-bottom:1px solid var(--line);
                              text-align:right; vertical-align:top; }
 table.kpi th:first-child, table.kpi td:first-child { text-align:left; }
+table.kpi.wide td:first-child { white-space:nowrap; }
 table.kpi th { font-size:12px; color:var(--muted); font-weight:600; }
 table.kpi tbody tr:last-child td { border-bottom:none; }
 table.kpi tbody tr:hover { background:#f9fafb; }
 .unit, .muted { color:var(--muted); font-size:12px; font-weight:normal; }
+td .unit { white-space:nowrap; }
 .indent { padding-left:16px; color:var(--muted); }
 .warn { color:var(--warn); font-weight:600; }
 .note { color:var(--muted); font-size:12px; margin:6px 0 0; }
 .lead { margin:10px 0 0; }
 .error { color:var(--warn); }
+.nojs { max-width:1120px; margin:16px auto 0; padding:10px 16px; background:#fdf0e9;
+        border:1px solid #f3c7ad; border-radius:8px; }
+.nojs p { margin:0; }
 details summary { cursor:pointer; color:var(--accent); }
 pre { background:#f9fafb; border:1px solid var(--line); border-radius:6px; padding:10px;
       overflow:auto; max-height:480px; font-size:12px; }
@@ -704,24 +795,145 @@ def panels_html(panels: Sequence[Panel]) -> str:
         toc.append(f'<a href="#{esc(anchor)}">{esc(panel.title)}</a>')
         sections.append(f'<section class="panel" id="{esc(anchor)}">'
                         f"<h2>{esc(panel.title)}</h2>{panel.html}</section>")
-    nav = f'<nav class="toc">{"".join(toc)}</nav>' if len(toc) > 1 else ""
+    # Spaces between the links let the line wrap (each link itself does not).
+    nav = f'<nav class="toc">{" ".join(toc)}</nav>' if len(toc) > 1 else ""
     return nav + "\n" + "\n".join(sections)
 
 
-def page_html(title: str, header: str, main: str, footer: str, extra_css: str = "") -> str:
-    """The full page, with plotly.js inlined once in ``<head>``.
+def page_html(title: str, header: str, main: str, footer: str, extra_css: str = "",
+              plotly_src: str | None = None) -> str:
+    """The full page: plotly.js inlined once in ``<head>``, or loaded from ``plotly_src``.
 
-    ``header``, ``main``, ``footer`` and ``extra_css`` are trusted markup;
-    ``title`` is plain text.
+    Args:
+        title: The page title (plain text).
+        header: The page header (trusted markup).
+        main: The panels (trusted markup).
+        footer: The page footer (trusted markup).
+        extra_css: More CSS rules.
+        plotly_src: The relative URL of a shared ``plotly.min.js``
+            (:func:`write_plotly_js`); ``None`` inlines plotly.js, so the page
+            is one self-contained file.
+
+    Returns:
+        The HTML text.
     """
-    plotly_js = plotly.offline.get_plotlyjs()
+    if plotly_src is None:
+        script = f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
+        missing = ""
+    else:
+        script = f'<script type="text/javascript" src="{esc(plotly_src)}" charset="utf-8"></script>'
+        notice = (f'<p class="error">The charts of this page need <code>{esc(plotly_src)}</code> '
+                  "(the comparison folder&#x27;s copy of plotly.js), which did not load: open "
+                  "the page inside its run folder, or write a self-contained copy with "
+                  "<code>fleetsim report RUN_DIR --self-contained</code>.</p>")
+        # "</" is written "<\/" so the text cannot end the script early.
+        js_text = json.dumps('<div class="nojs">' + notice + "</div>").replace("</", "<\\/")
+        missing = ('<script type="text/javascript">if (typeof Plotly === "undefined") '
+                   f'document.body.insertAdjacentHTML("afterbegin", {js_text});</script>\n')
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{esc(title)}</title>\n<style>{CSS}{extra_css}</style>\n"
-        f'<script type="text/javascript">{plotly_js}</script>\n</head>\n<body>\n'
+        f"{script}\n</head>\n<body>\n{missing}"
         f"{header}\n<main>{main}\n</main>\n{footer}\n</body>\n</html>\n"
     )
+
+
+#: The shared copy of plotly.js in a comparison folder, loaded by its pages.
+PLOTLY_JS_FILE = "plotly.min.js"
+
+
+def write_plotly_js(folder: pathlib.Path) -> pathlib.Path:
+    """Write ``folder/plotly.min.js`` (atomically) unless it already holds this plotly.js.
+
+    Args:
+        folder: The folder whose pages share the copy.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        OSError: The file cannot be read or written.
+    """
+    path = pathlib.Path(folder) / PLOTLY_JS_FILE
+    js = plotly.offline.get_plotlyjs()
+    data = js.encode("utf-8")
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return path
+    atomic_write_text(path, js)
+    return path
+
+
+def relative_url(target: pathlib.Path, start: pathlib.Path) -> str:
+    """The relative URL of ``target`` from a page in folder ``start`` (POSIX separators, quoted).
+
+    Args:
+        target: The file linked to.
+        start: The folder of the page that links to it.
+
+    Returns:
+        For example ``"../../plotly.min.js"``.
+    """
+    rel = os.path.relpath(pathlib.Path(target).absolute(), pathlib.Path(start).absolute())
+    return urllib.parse.quote(pathlib.PurePath(rel).as_posix())
+
+
+# --------------------------------------------------------------------------
+# Comparison folders
+# --------------------------------------------------------------------------
+
+COMPARISON_FILE = "comparison.json"
+
+
+def safe_rel_dir(entry: Mapping[str, Any], name: str) -> str:
+    """A variant's folder from ``comparison.json``, kept inside the comparison folder.
+
+    Args:
+        entry: The variant's entry of ``comparison.json``.
+        name: The variant's name (the default folder is ``variants/<name>``).
+
+    Returns:
+        A relative POSIX path without ``..``.
+    """
+    raw = entry.get("dir")
+    default = f"variants/{name}"
+    if not isinstance(raw, str) or not raw.strip():
+        return default
+    path = posixpath.normpath(raw.strip().replace("\\", "/"))
+    if path.startswith("/") or path == "." or path.split("/")[0] == ".." or ":" in path:
+        log.warning("ignoring unsafe variant folder %r; using %s", raw, default)
+        return default
+    return path
+
+
+def comparison_root(run_dir: pathlib.Path, max_depth: int = 3) -> pathlib.Path | None:
+    """The comparison folder whose ``comparison.json`` lists ``run_dir`` as a variant, if any.
+
+    Args:
+        run_dir: A run folder.
+        max_depth: How many parent folders to look in.
+
+    Returns:
+        The comparison folder, or ``None`` (a run of its own, or unreadable).
+    """
+    run_dir = pathlib.Path(run_dir).absolute()
+    for parent in list(run_dir.parents)[:max_depth]:
+        path = parent / COMPARISON_FILE
+        if not path.is_file():
+            continue
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        entries = meta.get("variants") if isinstance(meta, Mapping) else None
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, Mapping):
+                continue
+            name = str(entry.get("name") or f"variant-{i + 1}")
+            if (parent / safe_rel_dir(entry, name)).absolute() == run_dir:
+                return parent
+        return None
+    return None
 
 
 def write_atomic(path: pathlib.Path, text: str) -> pathlib.Path:

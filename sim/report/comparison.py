@@ -1,4 +1,4 @@
-"""Self-contained HTML report comparing the variants of one experiment.
+"""HTML report comparing the variants of one experiment.
 
 A comparison folder (written by ``sim.runner.run_variants``) holds
 ``comparison.json``::
@@ -9,10 +9,13 @@ A comparison folder (written by ``sim.runner.run_variants``) holds
 and one complete run folder per variant.  :func:`write_comparison` reads every
 variant with :func:`sim.report.common.load_run` and writes
 ``<folder>/report.html``: a headline generated from the data (which variant
-stayed collapsed after the fault, which recovered and when, and how many
-backend tries each sent per client call), a summary table, goodput and
-amplification over time with every variant overlaid, offered load against
-backend attempts per variant, and relative links to each variant's own report.
+stayed collapsed after the fault, which recovered and when, how many backend
+tries each sent per client call, and the cross-AZ bytes and mean latency when
+those differ), a summary table (resilience, latency, cross-AZ bytes,
+failures), goodput and amplification over time with every variant overlaid,
+offered load against backend attempts per variant, and relative links to
+each variant's own report.  It also (re)writes those variant reports; all the
+pages load one shared ``<folder>/plotly.min.js``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import datetime as _dt
 import json
 import logging
 import pathlib
-import posixpath
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,26 +34,39 @@ from plotly.subplots import make_subplots
 
 from sim.report.common import (
     C_OFFERED,
+    COMPARISON_FILE,
+    EXTERNAL_ENDPOINTS,
     RECOVERY_THRESHOLD,
     REPORT_FILE,
+    Column,
     Fault,
     HeaderItems,
     Panel,
     RunData,
     as_number,
+    bytes_decimals,
+    bytes_unit,
+    count_label,
+    cross_az_bytes,
     dig,
     esc,
     figure_html,
+    fmt_bytes,
     fmt_value,
+    header_cell,
     load_run,
     page_html,
     panels_html,
     pretty_key,
+    relative_url,
     run_builders,
+    safe_rel_dir,
     shade_time,
     table,
     write_atomic,
+    write_plotly_js,
 )
+from sim.report.html import write_run_page
 from sim.report.resilience import (
     END_WINDOW_S,
     Recovery,
@@ -69,8 +84,6 @@ from sim.report.resilience import (
 )
 
 log = logging.getLogger(__name__)
-
-COMPARISON_FILE = "comparison.json"
 
 #: One colour per variant, in the order of comparison.json (Okabe-Ito first).
 VARIANT_COLOURS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9",
@@ -117,18 +130,20 @@ class Variant:
             return None
         return as_number(dig(self.data.summary, ("retries", "amplification")))
 
+    def value(self, *path: str) -> tuple[float | None, float | None]:
+        """A value of the variant's ``summary.json`` and its 95 % half-width (``None`` if absent)."""
+        if self.data is None:
+            return None, None
+        return (as_number(dig(self.data.summary, path)),
+                as_number(dig(self.data.summary.get("ci95"), path)))
 
-def _safe_rel_dir(entry: Mapping[str, Any], name: str) -> str:
-    """The variant's folder from ``comparison.json``, kept inside the comparison folder."""
-    raw = entry.get("dir")
-    default = f"variants/{name}"
-    if not isinstance(raw, str) or not raw.strip():
-        return default
-    path = posixpath.normpath(raw.strip().replace("\\", "/"))
-    if path.startswith("/") or path == "." or path.split("/")[0] == ".." or ":" in path:
-        log.warning("ignoring unsafe variant folder %r; using %s", raw, default)
-        return default
-    return path
+    def cross_az(self) -> tuple[float | None, float | None]:
+        """Cross-AZ bytes over the measurement window, and per request offered (``None`` if unknown)."""
+        found = cross_az_bytes(self.data.summary) if self.data else None
+        if found is None:
+            return None, None
+        offered = self.value("requests", "offered")[0]
+        return found[0], (found[0] / offered if offered else None)
 
 
 def load_comparison(run_dir: pathlib.Path) -> tuple[dict[str, Any], list[Variant]]:
@@ -154,7 +169,7 @@ def load_comparison(run_dir: pathlib.Path) -> tuple[dict[str, Any], list[Variant
             name += "'"
         seen.add(name)
         overrides = entry.get("overrides")
-        variant = Variant(name=name, rel_dir=_safe_rel_dir(entry, name),
+        variant = Variant(name=name, rel_dir=safe_rel_dir(entry, name),
                           overrides=overrides if isinstance(overrides, Mapping) else {},
                           colour=VARIANT_COLOURS[i % len(VARIANT_COLOURS)])
         try:
@@ -253,8 +268,51 @@ def headline_html(variants: Sequence[Variant]) -> str:
         if min(amp[v.name] for v in collapsed) > max(amp[v.name] for v in recovered):
             why += " The extra tries (retries) kept the backends saturated after the trigger was gone."
         html += f'<p class="headline-why">{esc(why)}</p>'
-
+    traffic = traffic_sentence(variants)
+    if traffic:
+        html += f'<p class="headline-why">{esc(traffic)}</p>'
     return html
+
+
+#: Cross-AZ bytes that differ by less than this share are not called different.
+CROSS_AZ_SAME = 0.05
+
+
+def traffic_sentence(variants: Sequence[Variant]) -> str:
+    """Cross-AZ bytes (and mean latency) of each variant, when the variants' cross-AZ bytes differ.
+
+    For example "Cross-AZ bytes per replication: on 646.2 MB (6.8 kB per
+    request), off 322.2 MB (3.4 kB per request); off sends 50 % fewer than
+    on. Mean latency: on 40.63 ± 0.02 ms, off 40.31 ± 0.03 ms."  Plain text;
+    ``""`` with fewer than two variants with bytes, or when they agree.
+    """
+    shown = [(v, *v.cross_az()) for v in _loaded(variants)]
+    shown = [(v, cross, per) for v, cross, per in shown if cross is not None]
+    if len(shown) < 2:
+        return ""
+    low = min(shown, key=lambda x: x[1])
+    high = max(shown, key=lambda x: x[1])
+    if high[1] <= 0 or (high[1] - low[1]) / high[1] < CROSS_AZ_SAME:
+        return ""
+    totals = _bytes_texts([cross for _, cross, _ in shown])
+    per_request = _bytes_texts([per for _, _, per in shown])
+    items = []
+    for (v, _, per), total, per_text in zip(shown, totals, per_request, strict=True):
+        items.append(f"{v.name} {total}" + (f" ({per_text} per request)" if per is not None
+                                            else ""))
+    reps = max(v.data.replications for v, _, _ in shown)
+    text = (f"Cross-AZ bytes{' per replication (mean)' if reps > 1 else ''}: "
+            + ", ".join(items) + "; ")
+    fewer = fmt_pct(1 - low[1] / high[1])
+    text += (f"{low[0].name} sends {fewer} fewer than {high[0].name}." if len(shown) == 2 else
+             f"the fewest: {low[0].name}, {fewer} fewer than {high[0].name}.")
+    latency = [(v, *v.value("latency_ms", "mean")) for v, _, _ in shown]
+    latency = [(v, x, h) for v, x, h in latency if x is not None]
+    if latency:
+        column = Column.of([x for _, x, _ in latency], [h for _, _, h in latency])
+        text += " Mean latency: " + ", ".join(f"{v.name} {column(x, h)} ms"
+                                              for v, x, h in latency) + "."
+    return text
 
 
 # --------------------------------------------------------------------------
@@ -267,16 +325,6 @@ def _name_cell(v: Variant, link: bool = False) -> str:
     cell = f"{swatch}<strong>{esc(v.name)}</strong>"
     return cell + (f'<br><span class="sublink">{_link_cell(v, "open its report")}</span>'
                    if link else "")
-
-
-def _rate_cell(value: float | None, rec: Recovery | None, share: bool = True) -> str:
-    if value is None:
-        return "—"
-    text = esc(fmt_value(value))
-    pct = rec.share(value) if rec is not None and share else None
-    if pct is not None:
-        text += f'<br><span class="muted">{esc(fmt_pct(pct))}</span>'
-    return text
 
 
 def _outcome_cell(v: Variant) -> str:
@@ -299,18 +347,35 @@ def _flag_text(value: bool | float | None, replications: int | None) -> str:
     return fmt_pct(value)
 
 
-def _failures_cell(v: Variant) -> str:
+def _failure_counts(v: Variant) -> dict[str, float] | None:
     failed = dig(v.data.summary, ("requests", "failed")) if v.data else None
     if not isinstance(failed, Mapping):
-        return "—"
+        return None
     counts = {str(k): as_number(x) for k, x in failed.items()}
-    counts = {k: x for k, x in counts.items() if x is not None}
-    total = sum(counts.values())
-    lines = [f"<strong>{esc(fmt_value(total, integer=True))}</strong>"]
-    for cause in sorted(counts, key=lambda c: -counts[c]):
-        lines.append(f'<span class="cause">{esc(pretty_key(cause))} '
-                     f"{esc(fmt_value(counts[cause], integer=True))}</span>")
-    return "<br>".join(lines)
+    return {k: x for k, x in counts.items() if x is not None}
+
+
+def _failures_cells(variants: Sequence[Variant]) -> list[str]:
+    """The failed-requests cell of each variant: the total, then each cause; one precision for all."""
+    counts = [_failure_counts(v) for v in variants]
+    totals = [sum(c.values()) if c is not None else None for c in counts]
+    cis = [{k: v.value("requests", "failed", k)[1] for k in c} if c else {}
+           for v, c in zip(variants, counts, strict=True)]
+    all_cis = [h for d in cis for h in d.values()]
+    # The causes' half-widths set the precision of the totals too (they have none of their own).
+    total_col = Column.of(totals, all_cis, integer=True)
+    cause_col = Column.of([x for c in counts if c for x in c.values()], all_cis, integer=True)
+    cells = []
+    for c, total, ci in zip(counts, totals, cis, strict=True):
+        if c is None:
+            cells.append("—")
+            continue
+        lines = [f"<strong>{esc(total_col(total))}</strong>"]
+        for cause in sorted(c, key=lambda k: -c[k]):
+            lines.append(f'<span class="cause">{esc(pretty_key(cause))} '
+                         f"{esc(cause_col(c[cause], ci.get(cause)))}</span>")
+        cells.append("<br>".join(lines))
+    return cells
 
 
 def _link_cell(v: Variant, text: str | None = None) -> str:
@@ -321,57 +386,147 @@ def _link_cell(v: Variant, text: str | None = None) -> str:
     return link
 
 
+#: Tries per client call are printed with this many decimals.
+RATIO_DECIMALS = 2
+
+
+def _number_cells(variants: Sequence[Variant], path: Sequence[str], *,
+                  decimals: int | None = None, integer: bool = False) -> list[str]:
+    """One summary value (± half-width) per variant, with one precision for the column."""
+    pairs = [v.value(*path) for v in variants]
+    column = Column.of([x for x, _ in pairs], [h for _, h in pairs], integer=integer,
+                       decimals=decimals)
+    return [esc(column(x, h)) if x is not None else "—" for x, h in pairs]
+
+
+def _bytes_texts(values: Sequence[float | None]) -> list[str]:
+    """Byte counts in one decimal unit and precision for all (the largest value's); plain text."""
+    known = [abs(x) for x in values if x is not None]
+    if not known:
+        return ["—"] * len(values)
+    unit = bytes_unit(max(known))
+    decimals = bytes_decimals(known, unit)
+    return [fmt_bytes(x, unit, decimals) if x is not None else "—" for x in values]
+
+
+def _bytes_cells(values: Sequence[float | None]) -> list[str]:
+    """:func:`_bytes_texts`, escaped for a table column."""
+    return [esc(t) for t in _bytes_texts(values)]
+
+
 def summary_panel(variants: Sequence[Variant]) -> Panel:
-    """The comparison table: one row of recovery, goodput (req/s), amplification, p99 (ms) and failures per variant."""
-    headers = ["Variant", "Outcome", "Recovery time<br><span class=\"unit\">s after the fault"
-               "</span>", "Goodput before<br><span class=\"unit\">req/s</span>",
-               "during<br><span class=\"unit\">req/s · of before</span>",
-               "after<br><span class=\"unit\">req/s · of before</span>",
-               f"at the end<br><span class=\"unit\">last {END_WINDOW_S} s, of before</span>",
-               "Amplification<br><span class=\"unit\">backend tries / call</span>",
-               "after the fault<br><span class=\"unit\">backend tries / call</span>",
-               "Client tries<br><span class=\"unit\">per call</span>",
-               "p99<br><span class=\"unit\">ms</span>",
-               "Failed requests<br><span class=\"unit\">by cause</span>"]
-    rows = []
+    """The comparison table: one row per variant, one column per figure that any variant has.
+
+    Resilience (outcome, recovery time, goodput before, during and after the
+    faults, amplification), client latency (mean and p99), cross-AZ bytes (in
+    all and per request) and failures.  Columns no variant has a value for
+    (the fault columns of a run without faults, bytes of an old run) are left
+    out; each column has one precision for every row.
+    """
+    loaded = [v for v in variants if v.data is not None]
+    n_reps = max((v.data.replications for v in loaded), default=1)
+    per_rep = count_label(n_reps)
+    recs = [v.recovery for v in loaded]
+    faulty = any(r is not None for r in recs)
+
+    def rec_time(v: Variant, rec: Recovery | None) -> str:
+        if rec is not None and rec.recovery_s is not None:
+            text = esc(fmt_seconds(rec.recovery_s))
+        elif rec is not None and rec.outcome == "metastable":
+            text = '<span class="bad">never</span>'
+        else:
+            text = "—"
+        if rec is not None and isinstance(rec.metastable, float):
+            text += (f'<br><span class="muted">metastable in '
+                     f"{esc(_flag_text(rec.metastable, replication_count(v.data)))}</span>")
+        return text
+
+    def goodput_cells(attr: str, key: str, share: bool) -> list[str]:
+        values = [getattr(r, attr) if r is not None else None for r in recs]
+        cis = [v.value("recovery", key)[1] for v in loaded]
+        column = Column.of(values, cis)
+        cells = []
+        for value, rec in zip(values, recs, strict=True):
+            if value is None:
+                cells.append("—")
+                continue
+            text = esc(column(value))
+            pct = rec.share(value) if rec is not None and share else None
+            if pct is not None:
+                text += f'<br><span class="muted">{esc(fmt_pct(pct))}</span>'
+            cells.append(text)
+        return cells
+
+    ratio = Column(RATIO_DECIMALS)
+    cross = [v.cross_az() for v in loaded]
+    columns: list[tuple[str, list[str]]] = [
+        ("Outcome", [_outcome_cell(v) for v in loaded]),
+    ]
+    if faulty:
+        columns += [
+            (header_cell("Recovery time", "s after the fault"),
+             [rec_time(v, r) for v, r in zip(loaded, recs, strict=True)]),
+            (header_cell("Goodput before", "req/s"),
+             goodput_cells("before", "goodput_before_rps", False)),
+            (header_cell("during", "req/s · of before"),
+             goodput_cells("during", "goodput_during_rps", True)),
+            (header_cell("after", "req/s · of before"),
+             goodput_cells("after", "goodput_after_rps", True)),
+            (header_cell("at the end", f"last {END_WINDOW_S} s, of before"),
+             [esc(fmt_pct(x)) if (x := end_share(v.data, r)[0] if r is not None else None)
+              is not None else "—" for v, r in zip(loaded, recs, strict=True)]),
+        ]
+    else:
+        columns.append((header_cell("Goodput", "req/s"),
+                        _number_cells(loaded, ("goodput_rps",))))
+    columns += [
+        (header_cell("Amplification", "backend tries / call"),
+         _number_cells(loaded, ("retries", "amplification"), decimals=RATIO_DECIMALS)),
+        (header_cell("after the fault", "backend tries / call"),
+         [esc(ratio(a)) if (a := v.amplification_after()) is not None else "—"
+          for v in loaded]),
+        (header_cell("Client tries", "per call"),
+         [esc(ratio(c)) if (c := client_tries_per_call(v.data.summary)) else "—"
+          for v in loaded]),
+        (header_cell("Latency mean", "ms"), _number_cells(loaded, ("latency_ms", "mean"))),
+        (header_cell("p99", "ms"), _number_cells(loaded, ("latency_ms", "p99"))),
+        (header_cell("Cross-AZ bytes", per_rep), _bytes_cells([c[0] for c in cross])),
+        (header_cell("per request", "offered"),
+         _bytes_cells([c[1] for c in cross])),
+        (header_cell("Failed requests", per_rep, "by cause"), _failures_cells(loaded)),
+    ]
+    # A column without a value for any variant says nothing: leave it out.
+    columns = [c for c in columns
+               if c[0] == "Outcome" or any(cell not in ("—", "") for cell in c[1])]
+
+    headers = ["Variant"] + [h for h, _ in columns]
+    rows, i = [], 0
     for v in variants:
         if v.data is None:
             rows.append([_name_cell(v, link=True), _outcome_cell(v),
-                         f'<span class="error">{esc(v.error)}</span>'] + [""] * 8)
+                         f'<span class="error">{esc(v.error)}</span>']
+                        + [""] * (len(columns) - 2))
             continue
-        s = v.data.summary
-        rec = v.recovery
-        replications = replication_count(v.data)
-        if rec is not None and rec.recovery_s is not None:
-            rec_time = esc(fmt_seconds(rec.recovery_s))
-        elif rec is not None and rec.outcome == "metastable":
-            rec_time = '<span class="bad">never</span>'
-        else:
-            rec_time = "—"
-        if rec is not None and isinstance(rec.metastable, float):
-            rec_time += (f'<br><span class="muted">metastable in '
-                         f"{esc(_flag_text(rec.metastable, replications))}</span>")
-        end = end_share(v.data, rec)[0] if rec is not None else None
-        amp = as_number(dig(s, ("retries", "amplification")))
-        amp_ci = as_number(dig(s, ("ci95", "retries", "amplification")))
-        rows.append([
-            _name_cell(v, link=True), _outcome_cell(v), rec_time,
-            _rate_cell(rec.before if rec else None, rec, share=False),
-            _rate_cell(rec.during if rec else None, rec),
-            _rate_cell(rec.after if rec else None, rec),
-            esc(fmt_pct(end)) if end is not None else "—",
-            esc(fmt_value(amp, amp_ci)) if amp is not None else "—",
-            esc(fmt_value(v.amplification_after())),
-            esc(fmt_value(client_tries_per_call(s))) if client_tries_per_call(s) else "—",
-            esc(fmt_value(dig(s, ("latency_ms", "p99")))),
-            _failures_cell(v),
-        ])
+        rows.append([_name_cell(v, link=True)] + [cells[i] for _, cells in columns])
+        i += 1
+    notes = []
+    if faulty:
+        notes.append("Goodput in successful responses per second; percentages are of the "
+                     "goodput before the fault.")
+    notes.append("Amplification: backend tries sent by the gateways per client call over the "
+                 "measurement window" + ("; “after the fault”: the same from the end of the "
+                                         "last fault to the end of the run (per-second series)."
+                                         if faulty else "."))
+    if any(c[0] is not None for c in cross):
+        notes.append(f"Cross-AZ bytes: bytes sent between two different AZs (excluding "
+                     f"{'/'.join(sorted(EXTERNAL_ENDPOINTS))}) over the measurement window; "
+                     "per request: divided by the requests offered in it.")
+    if per_rep:
+        notes.append(f"Counts and bytes are means per replication over the {n_reps} "
+                     "replications; ± values are 95 % confidence-interval half-widths.")
     body = ('<div class="scroll">' + table(headers, rows, cls="kpi compare") + "</div>"
-            f'<p class="note">Goodput in successful responses per second; percentages are of '
-            f"the goodput before the fault. Amplification: backend tries sent by the gateways "
-            f"per client call over the measurement window; “after the fault”: the same from "
-            f"the end of the last fault to the end of the run (per-second series). "
-            f"{recovery_rule()}</p>")
+            f'<p class="note">{esc(" ".join(notes))}'
+            + (f" {recovery_rule()}" if faulty else "") + "</p>")
     return Panel("Summary", body, "summary")
 
 
@@ -537,7 +692,6 @@ main, header.page, footer.page { max-width:1360px; }
 .badge.recovered { background:#d7f0e5; color:#006647; }
 .badge.metastable, .badge.error { background:#fbe0d0; color:#9a3f00; }
 .badge.mixed { background:#fcefc7; color:#7a5200; }
-div.scroll { overflow-x:auto; }
 table.compare { font-size:13px; }
 table.compare th:nth-child(2), table.compare td:nth-child(2) { text-align:left; }
 table.compare td { white-space:nowrap; padding:6px 8px; }
@@ -582,20 +736,51 @@ def _footer(run_dir: pathlib.Path) -> str:
 
 
 def render_comparison(meta: Mapping[str, Any], variants: Sequence[Variant],
-                      run_dir: pathlib.Path) -> str:
-    """The comparison page: the header with the headline, the summary table, then the panels."""
+                      run_dir: pathlib.Path, plotly_src: str | None = None) -> str:
+    """The comparison page: the header with the headline, the summary table, then the panels.
+
+    ``plotly_src`` is the relative URL of a shared ``plotly.min.js``; ``None``
+    inlines plotly.js.
+    """
     panels = [summary_panel(variants),
               *run_builders((goodput_panel, amplification_panel, load_panel, variants_panel), variants)]
     title = f"{meta.get('experiment') or run_dir.name} — fleetsim comparison"
     return page_html(title, _header(meta, variants, run_dir), panels_html(panels),
-                     _footer(run_dir), COMPARISON_CSS)
+                     _footer(run_dir), COMPARISON_CSS, plotly_src=plotly_src)
 
 
-def write_comparison(run_dir: pathlib.Path) -> pathlib.Path:
-    """Write ``run_dir/report.html`` (atomically) comparing the variants of ``run_dir``.
+def write_comparison(run_dir: pathlib.Path, *, self_contained: bool = False,
+                     variant_reports: bool = True) -> pathlib.Path:
+    """Write the pages of a comparison folder (atomically): its ``report.html`` and the variants'.
 
-    Raises ``FileNotFoundError`` (naming the path) if ``comparison.json`` is absent.
+    plotly.js is written once, as ``run_dir/plotly.min.js``, and every page
+    loads it by its relative path (``plotly.min.js`` from the comparison,
+    ``../../plotly.min.js`` from ``variants/<name>/report.html``), so N
+    variants cost one copy of plotly.js (~4.7 MB), not N + 1.
+
+    Args:
+        run_dir: The comparison folder (it holds ``comparison.json``).
+        self_contained: Inline plotly.js in the comparison page, so that page
+            alone is one file to share; the variant pages still share
+            ``plotly.min.js`` (``write_report(variant_dir, self_contained=True)``
+            makes one of them self-contained).
+        variant_reports: Also (re)write each readable variant's
+            ``report.html``, sharing the folder's ``plotly.min.js``; ``False``
+            leaves the variant pages as they are.
+
+    Returns:
+        The comparison page's path.
+
+    Raises:
+        FileNotFoundError: ``comparison.json`` is absent (the message names the path).
+        OSError: A file cannot be read or written.
     """
     run_dir = pathlib.Path(run_dir).absolute()
     meta, variants = load_comparison(run_dir)
-    return write_atomic(run_dir / REPORT_FILE, render_comparison(meta, variants, run_dir))
+    pages = _loaded(variants) if variant_reports else []
+    plotly_js = write_plotly_js(run_dir) if pages or not self_contained else None
+    for v in pages:
+        write_run_page(v.data, plotly_js)
+    src = None if self_contained or plotly_js is None else relative_url(plotly_js, run_dir)
+    return write_atomic(run_dir / REPORT_FILE,
+                        render_comparison(meta, variants, run_dir, plotly_src=src))

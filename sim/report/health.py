@@ -35,13 +35,16 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sim.report.common import (
+    Column,
     Panel,
     RunData,
     as_number,
+    count_label,
     dig,
     esc,
     figure_html,
     fmt_value,
+    header_cell,
     pretty_key,
     replications_note,
     shade_run,
@@ -142,8 +145,8 @@ def host_health_present(data: RunData) -> bool:
 # --------------------------------------------------------------------------
 
 
-def _count(value: float | None, unit: str = "") -> str:
-    text = esc(fmt_value(value, integer=True))
+def _count(value: float | None, unit: str = "", column: Column | None = None) -> str:
+    text = esc(column(value) if column is not None else fmt_value(value, integer=True))
     return text + (unit_html(unit) if value is not None and unit else "")
 
 
@@ -250,16 +253,22 @@ def _outlier_section(data: RunData) -> str:
                 "this run recorded no outlier counts.</p>")
     reasons = [r for r in REASON_ORDER if r in ejected or r in detected]
     reasons += sorted((set(ejected) | set(detected)) - set(reasons))
-    rows = [[esc(pretty_key(r)), _count(detected.get(r)) if detected else _muted("—"),
-             _count(ejected.get(r, 0.0))] for r in reasons]
     total_detected = sum(detected.values()) if detected else None
+    det_col = Column.of([*detected.values(), total_detected], integer=True)
+    ej_col = Column.of([*ejected.values(), ejections, overflow], integer=True)
+    rows = [[esc(pretty_key(r)), _count(detected.get(r), column=det_col) if detected
+             else _muted("—"), _count(ejected.get(r, 0.0), column=ej_col)] for r in reasons]
     rows.append(["<strong>Total</strong>",
-                 f"<strong>{_count(total_detected)}</strong>" if detected else _muted("—"),
-                 f"<strong>{_count(ejections)}</strong>"])
+                 f"<strong>{_count(total_detected, column=det_col)}</strong>" if detected
+                 else _muted("—"),
+                 f"<strong>{_count(ejections, column=ej_col)}</strong>"])
     if overflow is not None:
         rows.append([esc("Refused by max_ejection_percent")
-                     + '<br><span class="muted">ejections_overflow</span>', "", _count(overflow)])
-    body = "<h3>Outlier detection</h3>" + table(["Reason", "detected", "ejected"], rows)
+                     + '<br><span class="muted">ejections_overflow</span>', "",
+                     _count(overflow, column=ej_col)])
+    per_rep = count_label(data.replications)
+    body = "<h3>Outlier detection</h3>" + table(
+        ["Reason", header_cell("detected", per_rep), header_cell("ejected", per_rep)], rows)
     if not reasons and not overflow:
         body += '<p class="note">No outlier was detected.</p>'
     return body + _ejection_hint(data, overflow, ejections)
@@ -278,16 +287,22 @@ def _health_check_section(data: RunData) -> str:
                 f'<p class="note">Configured on {esc(", ".join(configured))}; '
                 "this run recorded no health-check counts.</p>")
     throughput = as_number(data.summary.get("throughput_rps"))
+    counts = Column.of([probes, failures, timeouts], integer=True)
+    rate_text = ""
+    if rate is not None:  # a rate, not a count: beside the probes, not in the count column
+        rate_text = " · ".join(t for t in (f"{fmt_value(rate)} probes/s",
+                                           _share(rate, throughput, "the request throughput"))
+                               if t)
     rows = [
-        [esc("Probes sent"), _count(probes), ""],
-        [esc("Probe rate"), esc(fmt_value(rate)) + unit_html("probes/s") if rate is not None
-         else esc("—"), _muted(_share(rate, throughput, "the request throughput"))],
-        [esc("Failed checks"), _count(failures), _muted(_share(failures, probes, "probes"))],
+        [esc("Probes sent"), _count(probes, column=counts), _muted(rate_text)],
+        [esc("Failed checks"), _count(failures, column=counts),
+         _muted(_share(failures, probes, "probes"))],
     ]
     if timeouts is not None:
         rows.append([f'<span class="indent">{esc("of which timed out")}</span>',
-                     _count(timeouts), ""])
-    return "<h3>Active health checks</h3>" + table(["", "count", ""], rows)
+                     _count(timeouts, column=counts), ""])
+    return "<h3>Active health checks</h3>" + table(
+        ["", header_cell("count", count_label(data.replications)), ""], rows)
 
 
 def pool_table(data: RunData) -> str:
@@ -299,17 +314,19 @@ def pool_table(data: RunData) -> str:
               if any(as_number(pools[p].get(f[0])) is not None for p in names)]
     if not names or not fields:
         return ""
-    headers = ["Pool"] + [esc(h) + (f'<br><span class="unit">{esc(s)}</span>' if s else "")
-                          for _, h, s, _ in fields]
+    per_rep = count_label(data.replications)
+    headers = ["Pool"] + [header_cell(h, s, per_rep) for _, h, s, _ in fields]
+    values = {k: [as_number(pools[p].get(k)) for p in names] for k, *_ in fields}
+    sums = {k: (sum(v for v in vs if v is not None) if any(v is not None for v in vs) else None)
+            for k, vs in values.items()}
+    formats = {k: Column.of([*vs, sums[k]], integer=True) for k, vs in values.items()}
     rows = [[f"<strong>{esc(p)}</strong>"]
-            + [_count(as_number(pools[p].get(k))) for k, *_ in fields]
-            for p in names]
+            + [_count(values[k][i], column=formats[k]) for k, *_ in fields]
+            for i, p in enumerate(names)]
     if len(names) > 1:
-        totals = []
-        for key, *_ in fields:
-            values = [v for v in (as_number(pools[p].get(key)) for p in names) if v is not None]
-            totals.append(f"<strong>{_count(sum(values) if values else None)}</strong>")
-        rows.append(["<strong>All pools</strong>"] + totals)
+        rows.append(["<strong>All pools</strong>"]
+                    + [f"<strong>{_count(sums[k], column=formats[k])}</strong>"
+                       for k, *_ in fields])
     note = " ".join(f"{h}: {meaning}." for _, h, _, meaning in fields)
     return ("<h3>Connection pools</h3>" + table(headers, rows, cls="kpi wide")
             + f'<p class="note">{esc(note)}</p>')

@@ -1,4 +1,8 @@
-"""Self-contained HTML report for one run folder.
+"""HTML report for one run folder.
+
+A run of its own gets one self-contained file (plotly.js inlined); the
+variants of a comparison share the comparison folder's ``plotly.min.js``
+(see :func:`write_report`).
 
 The report reads *results only* (``summary.json``, ``timeseries.csv``,
 ``manifest.json`` and optionally ``graph.json`` and ``config.resolved.yaml``);
@@ -11,7 +15,11 @@ Structure
   in :data:`PANEL_BUILDERS`.  A builder returns ``None`` when its data is
   absent, and the panel is then skipped.  To add a panel (cost, TLS, ...)
   write one more builder and append it there.
-* :func:`write_report` assembles the page and writes it atomically.
+* :func:`write_report` assembles the page and writes it atomically
+  (:func:`write_run_page` for a run already loaded).
+
+Every table formats its numbers with :mod:`sim.report.numbers` (one precision
+per column, bytes in SI units); counts that are means over replications say so.
 
 Modules: :mod:`sim.report.common` holds the data model, loading (including
 the fault timeline), formatting, the warm-up and fault shading of time charts
@@ -62,24 +70,35 @@ from sim.report.common import (  # noqa: F401  (re-exported: the report's public
     RunData,
     TimeSeries,
     as_number,
+    az_pair_bytes,
+    bytes_decimals,
+    bytes_unit,
     ci_of,
+    comparison_root,
+    count_label,
+    cross_az_bytes,
+    dig,
     esc,
     figure_html,
     fmt_bytes,
     fmt_value,
+    header_cell,
     kpi_cell,
+    kpi_column,
     load_run,
     load_timeseries,
     page_html,
     panels_html,
     parse_faults,
     pretty_key,
+    relative_url,
     replications_note,
     run_builders,
     shade_run,
     shade_time,
     table,
     write_atomic,
+    write_plotly_js,
 )
 from sim.report.fleet_graph import (  # noqa: F401  (re-exported: defined here before)
     FleetEdge,
@@ -98,7 +117,11 @@ from sim.report.resilience import faults_panel, recovery_panel, retries_panel
 
 
 def kpi_panel(data: RunData) -> Panel | None:
-    """Requests, rates and latency KPIs (with ± 95 % CI half-widths)."""
+    """Requests, rates and latency KPIs (with ± 95 % CI half-widths).
+
+    Each table column has one precision (:func:`~sim.report.common.kpi_column`);
+    request counts averaged over replications are labelled as such.
+    """
     s = data.summary
     requests = s.get("requests") if isinstance(s.get("requests"), Mapping) else {}
     latency = s.get("latency_ms") if isinstance(s.get("latency_ms"), Mapping) else {}
@@ -113,42 +136,48 @@ def kpi_panel(data: RunData) -> Panel | None:
             return ""
         return f'<span class="muted">{esc(f"{100 * v / offered:.2f} %")}</span>'
 
+    failed = requests.get("failed")
+    causes = (sorted(failed, key=lambda c: -(as_number(failed[c]) or 0))
+              if isinstance(failed, Mapping) else [])
+    total = (sum(v for v in (as_number(failed[c]) for c in causes) if v is not None)
+             if isinstance(failed, Mapping) else None)
+    count_paths = [("requests", k) for k in ("offered", "succeeded", "in_flight") if k in requests]
+    count_paths += [("requests", "failed", c) for c in causes]
+    counts = kpi_column(data, count_paths, integer=True, extra=[total])
+
     req_rows: list[list[str]] = []
     for key, label in (("offered", "Offered"), ("succeeded", "Succeeded")):
         if key in requests:
-            req_rows.append([esc(label), kpi_cell(data, ("requests", key), integer=True),
+            req_rows.append([esc(label), kpi_cell(data, ("requests", key), column=counts),
                              share(requests[key]) if key != "offered" else ""])
-    failed = requests.get("failed")
     if isinstance(failed, Mapping):
-        total = sum(v for v in (as_number(x) for x in failed.values()) if v is not None)
-        req_rows.append([esc("Failed (total)"), esc(fmt_value(total, integer=True)), share(total)])
-        for cause in sorted(failed, key=lambda c: -(as_number(failed[c]) or 0)):
+        req_rows.append([esc("Failed (total)"), esc(counts(total)), share(total)])
+        for cause in causes:
             req_rows.append([f'<span class="indent">{esc(pretty_key(str(cause)))}</span>',
-                             kpi_cell(data, ("requests", "failed", cause), integer=True),
+                             kpi_cell(data, ("requests", "failed", cause), column=counts),
                              share(failed[cause])])
     if "in_flight" in requests:
-        req_rows.append([esc("In flight at end"), kpi_cell(data, ("requests", "in_flight"),
-                                                           integer=True), ""])
+        req_rows.append([esc("In flight at end"),
+                         kpi_cell(data, ("requests", "in_flight"), column=counts), ""])
 
-    rate_rows = [
-        [esc(label), kpi_cell(data, (key,), "req/s")]
-        for key, label in (("throughput_rps", "Throughput"), ("goodput_rps", "Goodput"))
-        if key in s
-    ]
-    lat_rows = [
-        [esc(label), kpi_cell(data, ("latency_ms", key), "ms")]
-        for key, label in (("mean", "Mean"), ("p50", "p50"), ("p90", "p90"),
-                           ("p99", "p99"), ("p999", "p99.9"))
-        if key in latency
-    ]
-    known = {"mean", "p50", "p90", "p99", "p999"}
-    lat_rows += [[esc(pretty_key(str(k))), kpi_cell(data, ("latency_ms", k), "ms")]
-                 for k in latency if k not in known and as_number(latency[k]) is not None]
+    rate_keys = [(key, label) for key, label in (("throughput_rps", "Throughput"),
+                                                 ("goodput_rps", "Goodput")) if key in s]
+    rates = kpi_column(data, [(key,) for key, _ in rate_keys])
+    rate_rows = [[esc(label), kpi_cell(data, (key,), "req/s", column=rates)]
+                 for key, label in rate_keys]
+    known = {"mean": "Mean", "p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9"}
+    lat_keys = [(k, label) for k, label in known.items() if k in latency]
+    lat_keys += [(str(k), pretty_key(str(k))) for k in latency
+                 if k not in known and as_number(latency[k]) is not None]
+    lat = kpi_column(data, [("latency_ms", k) for k, _ in lat_keys])
+    lat_rows = [[esc(label), kpi_cell(data, ("latency_ms", k), "ms", column=lat)]
+                for k, label in lat_keys]
 
     blocks = []
     if req_rows:
         blocks.append("<div><h3>Requests</h3>"
-                      + table(["", "count", "of offered"], req_rows) + "</div>")
+                      + table(["", header_cell("count", count_label(data.replications)),
+                               "of offered"], req_rows) + "</div>")
     if rate_rows or lat_rows:
         inner = ""
         if rate_rows:
@@ -156,17 +185,39 @@ def kpi_panel(data: RunData) -> Panel | None:
         if lat_rows:
             inner += "<h3>Latency</h3>" + table(["", "value"], lat_rows)
         blocks.append(f"<div>{inner}</div>")
-    note = ""
+    notes = []
+    if req_rows and data.replications > 1:
+        notes.append(f"Request counts are means per replication over the {data.replications} "
+                     "replications.")
     if isinstance(s.get("ci95"), Mapping):
-        note = ('<p class="note">± values are 95 % confidence-interval half-widths across '
-                f"{esc(s.get('replications', 'the'))} replications.</p>")
+        notes.append("± values are 95 % confidence-interval half-widths"
+                     + ("." if notes else " across the replications."))
+    note = f'<p class="note">{esc(" ".join(notes))}</p>' if notes else ""
     return Panel("Key results", f'<div class="grid2">{"".join(blocks)}</div>{note}', "kpis")
 
 
 #: Entity fields that are counts (printed without decimals when whole).
 COUNT_FIELDS = frozenset({"attempts", "requests", "rejected", "errors", "route_timeouts",
                           "per_try_timeouts", "retries", "overflow_max_requests",
-                          "retry_overflow"}) | POOL_KEYS
+                          "retry_overflow", "wasted_requests"}) | POOL_KEYS
+
+#: Entity fields summed over the measurement window, so averaged over
+#: replications like the counts (worker-seconds of wasted work).
+TOTAL_FIELDS = COUNT_FIELDS | {"wasted_work_s", "wasted_requests"}
+
+
+#: Units read off the end of a field name, for fields no table lists yet.
+UNIT_SUFFIXES = (("_rps", "req/s", 1.0), ("_per_s", "per s", 1.0), ("_ms", "ms", 1.0),
+                 ("_s", "s", 1.0), ("_bytes", "bytes", 1.0), ("_utilization", "%", 100.0),
+                 ("_share", "%", 100.0))
+
+
+def _guess_column(key: str) -> tuple[str, str, str, float]:
+    """A column ``(field, header, unit, scale)`` for a field no table lists, its unit from its name."""
+    for suffix, unit, scale in UNIT_SUFFIXES:
+        if key.endswith(suffix) and len(key) > len(suffix):
+            return key, pretty_key(key[:-len(suffix)]).capitalize(), unit, scale
+    return key, pretty_key(key).capitalize(), "", 1.0
 
 
 def _entity_table(data: RunData, section: str, columns: Sequence[tuple[str, str, str, float]],
@@ -175,7 +226,8 @@ def _entity_table(data: RunData, section: str, columns: Sequence[tuple[str, str,
 
     ``columns`` are ``(field, header, unit, scale)``; extra numeric fields not
     listed (nor in ``exclude``) are appended generically so new metrics show
-    up without code.
+    up without code.  Each column has one precision for every row; counts and
+    totals say "mean per replication" when the run has several.
     """
     entities = data.summary.get(section)
     if not isinstance(entities, Mapping) or not entities:
@@ -188,36 +240,51 @@ def _entity_table(data: RunData, section: str, columns: Sequence[tuple[str, str,
                       if k not in known and k not in extra and as_number(v) is not None]
     cols = [c for c in columns
             if any(isinstance(v, Mapping) and c[0] in v for v in entities.values())]
-    cols += [(k, pretty_key(k), "", 1.0) for k in extra]
+    cols += [_guess_column(k) for k in extra]
     if not cols:
         return None
-    headers = [esc(first_header)] + [esc(h) + (f'<br><span class="unit">{esc(u)}</span>'
-                                               if u else "") for _, h, u, _ in cols]
+    per_rep = count_label(data.replications)
+    headers = [esc(first_header)] + [header_cell(h, u, per_rep if key in TOTAL_FIELDS else "")
+                                     for key, h, u, _ in cols]
+    names = sorted(entities)
+    formats = {key: kpi_column(data, [(section, n, key) for n in names], scale=scale,
+                               integer=key in COUNT_FIELDS)
+               for key, _, _, scale in cols}
     rows = []
-    for name in sorted(entities):
+    for name in names:
         stats = entities[name] if isinstance(entities[name], Mapping) else {}
         row = [f"<strong>{esc(name)}</strong>"]
-        for key, _, _, scale in cols:
-            path = (section, name, key)
-            text = esc(fmt_value(stats.get(key), ci_of(data, path), scale=scale,
-                                 integer=key in COUNT_FIELDS))
+        for key, _, _, _ in cols:
+            text = esc(formats[key](stats.get(key), ci_of(data, (section, name, key))))
             if key == "utilization" and (as_number(stats.get(key)) or 0) >= 0.85:
                 text = f'<span class="warn" title="utilization ≥ 85 %">{text}</span>'
             row.append(text)
         rows.append(row)
-    return table(headers, rows, cls="kpi wide")
+    return '<div class="scroll">' + table(headers, rows, cls="kpi wide") + "</div>"
 
 
 def backend_panel(data: RunData) -> Panel | None:
     """Per-service backend attempts, utilization, queueing and wasted work."""
     rows_html = _entity_table(data, "backend", (
+        ("capacity_rps", "Capacity", "req/s", 1.0),
+        ("offered_rps", "Offered", "req/s", 1.0),
+        ("peak_offered_rps", "Peak offered", "req/s", 1.0),
+        ("offered_utilization", "Offered utilization", "%", 100.0),
         ("attempts", "Attempts", "", 1.0),
+        ("rejected", "Rejected", "", 1.0),
+        ("errors", "Errors", "", 1.0),
         ("utilization", "Utilization", "%", 100.0),
         ("mean_wait_ms", "Mean wait", "ms", 1.0),
         ("p_wait", "P(wait)", "%", 100.0),
-        ("wasted_work_s", "Wasted work", "s", 1.0),
+        ("mean_in_system", "Mean in system", "requests", 1.0),
+        ("wasted_work_s", "Wasted work", "worker-s", 1.0),
+        ("wasted_requests", "Wasted requests", "", 1.0),
     ), "Service")
-    return None if rows_html is None else Panel("Backend services", rows_html, "backend")
+    if rows_html is None:
+        return None
+    note = ("Mean in system: requests at a service's instances (waiting or being served), "
+            "time-averaged over the measurement window and summed over the instances.")
+    return Panel("Backend services", rows_html + f'<p class="note">{esc(note)}</p>', "backend")
 
 
 def gateway_panel(data: RunData) -> Panel | None:
@@ -342,44 +409,44 @@ def _endpoint_order(names: Iterable[str]) -> list[str]:
 
 def bytes_panel(data: RunData) -> Panel | None:
     """Bytes per (source, destination) AZ pair as a heatmap plus cross-AZ share."""
-    pairs = data.summary.get("bytes_by_az_pair")
-    if not isinstance(pairs, Mapping) or not pairs:
-        return None
-    matrix: dict[tuple[str, str], float] = {}
-    skipped: list[str] = []
-    for key, value in pairs.items():
-        parts = str(key).split("->")
-        v = as_number(value)
-        if len(parts) != 2 or v is None:
-            skipped.append(str(key))
-            continue
-        src, dst = parts[0].strip(), parts[1].strip()
-        matrix[(src, dst)] = matrix.get((src, dst), 0.0) + v
+    matrix, skipped = az_pair_bytes(data.summary)
     if not matrix:
         return None
     sources = _endpoint_order(s for s, _ in matrix)
     dests = _endpoint_order(d for _, d in matrix)
     z = [[matrix.get((s, d)) for d in dests] for s in sources]
-    text = [["" if v is None else fmt_bytes(v) for v in row] for row in z]
+    # Cells and colour scale in one decimal unit (kB, MB, GB), so the scale's
+    # ticks read "300" under "MB" rather than plotly's "0.3B" (B for billions).
+    unit = bytes_unit(max(abs(v) for v in matrix.values()))
+    decimals = bytes_decimals(matrix.values(), unit)
+    factor = unit[1]
+    text = [["" if v is None else fmt_bytes(v, unit, decimals) for v in row] for row in z]
+    per_rep = count_label(data.replications)
     fig = go.Figure(go.Heatmap(
-        z=z, x=[esc(d) for d in dests], y=[esc(s) for s in sources], text=text,
-        texttemplate="%{text}", colorscale="Blues", colorbar={"title": {"text": "bytes"}},
+        z=[[None if v is None else v / factor for v in row] for row in z],
+        x=[esc(d) for d in dests], y=[esc(s) for s in sources], text=text,
+        texttemplate="%{text}", colorscale="Blues",
+        colorbar={"title": {"text": unit[0]}, "exponentformat": "none"},
         hovertemplate="%{y} → %{x}<br>%{text}<extra></extra>", xgap=2, ygap=2,
     ))
     fig.update_xaxes(title_text="destination", type="category", side="bottom")
     fig.update_yaxes(title_text="source", type="category", autorange="reversed")
     height = max(260, 90 + 56 * len(sources))
     body = figure_html(fig, "fig-bytes", height, hovermode="closest")
-    total = sum(matrix.values())
-    cross = sum(v for (s, d), v in matrix.items()
-                if s != d and s.lower() not in EXTERNAL_ENDPOINTS
-                and d.lower() not in EXTERNAL_ENDPOINTS)
+    cross, total = cross_az_bytes(data.summary) or (0.0, 0.0)
     if total > 0:
         sentence = (f"Cross-AZ traffic (source AZ ≠ destination AZ, excluding "
                     f"{'/'.join(sorted(EXTERNAL_ENDPOINTS))}) is "
                     f"<strong>{esc(fmt_bytes(cross))}</strong>, "
                     f"<strong>{esc(f'{100 * cross / total:.1f} %')}</strong> of "
-                    f"{esc(fmt_bytes(total))} total bytes.")
+                    f"{esc(fmt_bytes(total))} total bytes"
+                    + (f" ({esc(per_rep)}, over {data.replications} replications)"
+                       if per_rep else "")
+                    + " in the measurement window.")
+        offered = as_number(dig(data.summary, ("requests", "offered")))
+        if offered:
+            sentence += (f" Per request offered: <strong>{esc(fmt_bytes(cross / offered))}"
+                         f"</strong> across AZs, {esc(fmt_bytes(total / offered))} in all.")
     else:
         sentence = "No bytes were recorded."
     body += f'<p class="lead">{sentence}</p>'
@@ -474,17 +541,52 @@ def _footer(data: RunData) -> str:
     return f'<footer class="page"><dl>{dl}</dl></footer>'
 
 
-def render_html(data: RunData, panels: Sequence[Panel]) -> str:
-    """The full page: plotly.js inlined once in <head>, then the panels."""
+def render_html(data: RunData, panels: Sequence[Panel], plotly_src: str | None = None) -> str:
+    """The full page: plotly.js inlined once in <head>, or loaded from ``plotly_src``, then the panels."""
     title = f"{data.summary.get('experiment') or data.run_dir.name} — fleetsim report"
-    return page_html(title, _header(data), panels_html(panels), _footer(data))
+    return page_html(title, _header(data), panels_html(panels), _footer(data),
+                     plotly_src=plotly_src)
 
 
-def write_report(run_dir: pathlib.Path) -> pathlib.Path:
+def write_run_page(data: RunData, plotly_js: pathlib.Path | None = None) -> pathlib.Path:
+    """Write ``data.run_dir/report.html`` (atomically) from a run already loaded.
+
+    Args:
+        data: The run (:func:`load_run`).
+        plotly_js: A shared ``plotly.min.js`` (:func:`~sim.report.common.write_plotly_js`)
+            the page loads by its relative path; ``None`` inlines plotly.js.
+
+    Returns:
+        The page's path.
+    """
+    src = None if plotly_js is None else relative_url(plotly_js, data.run_dir)
+    return write_atomic(data.run_dir / REPORT_FILE,
+                        render_html(data, build_panels(data), plotly_src=src))
+
+
+def write_report(run_dir: pathlib.Path, *, self_contained: bool = False) -> pathlib.Path:
     """Write ``run_dir/report.html`` (atomically) from the run's result files.
 
-    Raises ``FileNotFoundError`` (naming the path) if ``summary.json`` is absent.
+    A run of its own gets one self-contained page (plotly.js inlined, ~4.8 MB,
+    one file to share).  A variant listed in a comparison folder's
+    ``comparison.json`` gets a light page that loads the comparison folder's
+    shared ``plotly.min.js`` by its relative path (``../../plotly.min.js``),
+    like the pages :func:`sim.report.write_comparison` writes; the copy is
+    written if missing.
+
+    Args:
+        run_dir: The run folder.
+        self_contained: Inline plotly.js even in a variant's page (one file to
+            share, e.g. ``fleetsim report RUN_DIR --self-contained``).
+
+    Returns:
+        The page's path.
+
+    Raises:
+        FileNotFoundError: ``summary.json`` is absent (the message names the path).
+        OSError: A file cannot be read or written.
     """
     run_dir = pathlib.Path(run_dir)
     data = load_run(run_dir)
-    return write_atomic(run_dir / REPORT_FILE, render_html(data, build_panels(data)))
+    root = None if self_contained else comparison_root(run_dir)
+    return write_run_page(data, None if root is None else write_plotly_js(root))

@@ -24,17 +24,21 @@ from sim.report.common import (
     RECOVERY_HOLD_S,
     RECOVERY_SMOOTH_S,
     RECOVERY_THRESHOLD,
+    Column,
     Fault,
     Panel,
     RunData,
     TimeSeries,
     as_number,
     ci_of,
+    count_label,
     dig,
     esc,
     figure_html,
     fmt_value,
+    header_cell,
     kpi_cell,
+    kpi_column,
     pretty_key,
     shade_run,
     table,
@@ -260,9 +264,10 @@ def faults_panel(data: RunData) -> Panel | None:
     if not data.faults:
         return None
     rows = []
+    seconds = Column.of([x for f in data.faults for x in (f.start_s, f.end_s, f.duration_s)])
     for i, f in enumerate(data.faults, 1):
-        rows.append([esc(i), f"<strong>{esc(f.label)}</strong>", esc(fmt_value(f.start_s)),
-                     esc(fmt_value(f.end_s)), esc(fmt_value(f.duration_s)),
+        rows.append([esc(i), f"<strong>{esc(f.label)}</strong>", esc(seconds(f.start_s)),
+                     esc(seconds(f.end_s)), esc(seconds(f.duration_s)),
                      esc(f.target) if f.target else '<span class="muted">—</span>',
                      esc(f.effect) if f.effect else '<span class="muted">—</span>',
                      _targets_cell(f)])
@@ -362,8 +367,14 @@ def recovery_panel(data: RunData) -> Panel | None:
     if rec is None:
         return None
 
+    share, where = end_share(data, rec)
+    end_value = share * rec.before if where == "at the end" and share is not None \
+        and rec.before else None
+    keys = ("goodput_before_rps", "goodput_during_rps", "goodput_after_rps")
+    rates = kpi_column(data, [("recovery", k) for k in keys], extra=[end_value])
+
     def rate(key: str, value: float | None, share: bool = True) -> list[str]:
-        cell = kpi_cell(data, ("recovery", key), "req/s")
+        cell = kpi_cell(data, ("recovery", key), "req/s", column=rates)
         pct = rec.share(value) if share else None
         return [cell, f'<span class="muted">{esc(fmt_pct(pct))}</span>' if pct is not None else ""]
 
@@ -376,11 +387,10 @@ def recovery_panel(data: RunData) -> Panel | None:
         + rate("goodput_during_rps", rec.during),
         [esc("After the fault, to the end")] + rate("goodput_after_rps", rec.after),
     ]
-    share, where = end_share(data, rec)
     if where == "at the end" and share is not None:
         rows.append([esc(f"Last {END_WINDOW_S} s of the run"),
-                     (esc(fmt_value(share * rec.before)) + unit_html("req/s")
-                      if rec.before else "—"),
+                     (esc(rates(end_value)) + unit_html("req/s")
+                      if end_value is not None else "—"),
                      f'<span class="muted">{esc(fmt_pct(share))}</span>'])
     goodput_table = table(["Goodput", "mean", "of baseline"], rows)
 
@@ -448,32 +458,46 @@ def _row(label: str, cell: str, note: str = "") -> list[str]:
     return [esc(label) + (f'<br><span class="muted">{esc(note)}</span>' if note else ""), cell]
 
 
-def _count(value: float | None, unit: str = "") -> str:
-    return esc(fmt_value(value, integer=True)) + (unit_html(unit) if value is not None else "")
+def _count(value: float | None, unit: str = "", column: Column | None = None) -> str:
+    text = column(value) if column is not None else fmt_value(value, integer=True)
+    return esc(text) + (unit_html(unit) if value is not None else "")
+
+
+#: Ratios (tries per call) are printed with this many decimals.
+RATIO_DECIMALS = 2
 
 
 def _amplification_rows(data: RunData) -> list[list[str]]:
+    """Tries per call: amplification, gateway amplification, client tries per call."""
     s = data.summary
+    ratio = Column(RATIO_DECIMALS)
     rows = []
     if as_number(dig(s, ("retries", "amplification"))) is not None:
-        rows.append(_row("Amplification", kpi_cell(data, ("retries", "amplification")),
+        rows.append(_row("Amplification",
+                         kpi_cell(data, ("retries", "amplification"), column=ratio),
                          "backend tries per client call"))
     if as_number(dig(s, ("retries", "gateway_amplification"))) is not None:
         rows.append(_row("Gateway amplification",
-                         kpi_cell(data, ("retries", "gateway_amplification")),
+                         kpi_cell(data, ("retries", "gateway_amplification"), column=ratio),
                          "backend tries per request a gateway routed"))
     per_call = client_tries_per_call(s)
     if per_call is not None:
-        rows.append(_row("Client tries per call", esc(fmt_value(per_call)),
-                         "retries included"))
-    for path, label, note in ((("client", "calls"), "Client calls", ""),
-                              (("client", "retries"), "Client retries", ""),
-                              (("client", "retries_denied"), "Client retries denied",
-                               "retry token bucket empty"),
-                              (("retries", "gateway_retries"), "Gateway retries", "")):
-        if as_number(dig(s, path)) is not None:
-            rows.append(_row(label, kpi_cell(data, path, integer=True), note))
+        rows.append(_row("Client tries per call", esc(ratio(per_call)), "retries included"))
     return rows
+
+
+def _call_rows(data: RunData) -> list[list[str]]:
+    """Client calls and retries, gateway retries: counts."""
+    s = data.summary
+    fields = [(path, label, note) for path, label, note in (
+        (("client", "calls"), "Client calls", ""),
+        (("client", "retries"), "Client retries", ""),
+        (("client", "retries_denied"), "Client retries denied", "retry token bucket empty"),
+        (("retries", "gateway_retries"), "Gateway retries", ""))
+        if as_number(dig(s, path)) is not None]
+    counts = kpi_column(data, [f[0] for f in fields], integer=True)
+    return [_row(label, kpi_cell(data, path, column=counts), note)
+            for path, label, note in fields]
 
 
 def _reason_rows(data: RunData) -> list[list[str]]:
@@ -482,11 +506,12 @@ def _reason_rows(data: RunData) -> list[list[str]]:
         return []
     counts = {str(k): as_number(v) for k, v in reasons.items()}
     total = sum(v for v in counts.values() if v is not None)
+    column = kpi_column(data, [("retries", "by_reason", r) for r in counts], integer=True)
     rows = []
     for reason in sorted(counts, key=lambda k: -(counts[k] or 0)):
         share = counts[reason] / total if counts[reason] is not None and total else None
         rows.append([esc(pretty_key(reason)),
-                     kpi_cell(data, ("retries", "by_reason", reason), integer=True),
+                     kpi_cell(data, ("retries", "by_reason", reason), column=column),
                      f'<span class="muted">{esc(fmt_pct(share, 1))}</span>' if share is not None
                      else ""])
     return rows
@@ -510,37 +535,41 @@ def _overflow_table(data: RunData) -> str:
     pools = s.get("gateway") if isinstance(s.get("gateway"), Mapping) else {}
     pool_names = [p for p in sorted(pools) if isinstance(pools[p], Mapping)
                   and any(as_number(pools[p].get(b[1])) is not None for b in BREAKERS)]
-    rows = []
+    found = []
     for key, pool_key, label, note in BREAKERS:
         total = as_number(overflow.get(key)) if isinstance(overflow, Mapping) else None
         if total is None:
             total = _entity_sum(data, "gateway", pool_key)
-        if total is None:
-            continue
-        row = _row(label, _count(total), note)
-        if len(pool_names) > 1:
-            row += [_count(as_number(pools[p].get(pool_key))) for p in pool_names]
-        rows.append(row)
-    if not rows:
+        if total is not None:
+            found.append((total, pool_key, label, note))
+    if not found:
         return ""
-    headers = ["Breaker", "total"]
-    if len(pool_names) > 1:
-        headers += [esc(p) for p in pool_names]
+    split = len(pool_names) > 1
+    totals = Column.of([f[0] for f in found], integer=True)
+    per_pool = {p: Column.of([as_number(pools[p].get(f[1])) for f in found], integer=True)
+                for p in pool_names} if split else {}
+    rows = []
+    for total, pool_key, label, note in found:
+        row = _row(label, _count(total, column=totals), note)
+        row += [_count(as_number(pools[p].get(pool_key)), column=per_pool[p]) for p in per_pool]
+        rows.append(row)
+    per_rep = count_label(replication_count(data))
+    headers = ["Breaker", header_cell("total", per_rep)]
+    if split:
+        headers += [header_cell(p, per_rep) for p in pool_names]
     return "<h3>Circuit breakers</h3>" + table(headers, rows)
 
 
 def _timeout_rows(data: RunData) -> list[list[str]]:
-    rows = []
-    for value, label, note in (
-            (_entity_sum(data, "gateway", "per_try_timeouts"), "Per-try timeouts",
-             "a gateway gave up on one backend try"),
-            (_entity_sum(data, "gateway", "route_timeouts"), "Route timeouts",
-             "a gateway gave up on the request"),
-            (as_number(dig(data.summary, ("client", "timeouts"))), "Client timeouts",
-             "a client gave up on a try")):
-        if value is not None:
-            rows.append(_row(label, _count(value), note))
-    return rows
+    found = [(value, label, note) for value, label, note in (
+        (_entity_sum(data, "gateway", "per_try_timeouts"), "Per-try timeouts",
+         "a gateway gave up on one backend try"),
+        (_entity_sum(data, "gateway", "route_timeouts"), "Route timeouts",
+         "a gateway gave up on the request"),
+        (as_number(dig(data.summary, ("client", "timeouts"))), "Client timeouts",
+         "a client gave up on a try")) if value is not None]
+    column = Column.of([f[0] for f in found], integer=True)
+    return [_row(label, _count(value, column=column), note) for value, label, note in found]
 
 
 def _wasted_rows(data: RunData) -> list[list[str]]:
@@ -561,12 +590,15 @@ def _wasted_rows(data: RunData) -> list[list[str]]:
     note = "worker time spent on tries whose caller had gone"
     if window:
         note += f"; {fmt_value(total / window)} workers on average"
+    column = kpi_column(data, [("backend", n, "wasted_work_s") for n in per_service],
+                        extra=[total])
     rows = [_row("Wasted work" + (" (all services)" if len(per_service) > 1 else ""),
-                 esc(fmt_value(total)) + unit_html("worker-s"), note)]
+                 esc(column(total)) + unit_html("worker-s"), note)]
     if len(per_service) > 1:
         for name in sorted(per_service):
             rows.append([f'<span class="indent">{esc(name)}</span>',
-                         kpi_cell(data, ("backend", name, "wasted_work_s"), "worker-s")])
+                         kpi_cell(data, ("backend", name, "wasted_work_s"), "worker-s",
+                                  column=column)])
     return rows
 
 
@@ -603,20 +635,25 @@ def retries_panel(data: RunData) -> Panel | None:
     if not has_summary and fig is None:
         return None
     left, right = "", ""
+    per_rep = count_label(replication_count(data))
     amp_rows = _amplification_rows(data)
     if amp_rows:
-        left += "<h3>Amplification</h3>" + table(["", "value"], amp_rows)
+        left += "<h3>Amplification</h3>" + table(["", "tries per call"], amp_rows)
+    call_rows = _call_rows(data)
+    if call_rows:
+        left += "<h3>Calls and retries</h3>" + table(["", header_cell("count", per_rep)],
+                                                      call_rows)
     reason_rows = _reason_rows(data)
     if reason_rows:
-        left += "<h3>Gateway retries by reason</h3>" + table(["Reason", "retries", "share"],
-                                                              reason_rows)
+        left += "<h3>Gateway retries by reason</h3>" + table(
+            ["Reason", header_cell("retries", per_rep), "share"], reason_rows)
     right += _overflow_table(data)
     timeout_rows = _timeout_rows(data)
     if timeout_rows:
-        right += "<h3>Timeouts</h3>" + table(["", "count"], timeout_rows)
+        right += "<h3>Timeouts</h3>" + table(["", header_cell("count", per_rep)], timeout_rows)
     wasted = _wasted_rows(data)
     if wasted:
-        right += "<h3>Wasted work</h3>" + table(["", "value"], wasted)
+        right += "<h3>Wasted work</h3>" + table(["", header_cell("total", per_rep)], wasted)
     body = ""
     if left or right:
         body += f'<div class="grid2"><div>{left}</div><div>{right}</div></div>'
