@@ -41,12 +41,25 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _not_a_folder(path: Path) -> str | None:
+    """Why ``path`` cannot be (or be made) a folder, or None: checked before any process starts."""
+    for p in [path, *path.parents]:
+        if p.exists():
+            if not p.is_dir():
+                return f"{p} is a file, expected a folder" + ("" if p == path else f" (in {path})")
+            return None
+    return None
+
+
 def cmd_validate(args) -> int:
     from .harness import HarnessError
     from .validate import ScenarioError, failures, format_table, load_rows, validate
 
     if args.profile and not Path(args.profile).is_file():
         return report_issues([Issue("<command line>", None, "--profile", f"{args.profile}: no such file")])
+    bad = _not_a_folder(Path(args.out))
+    if bad:
+        return report_issues([Issue("<command line>", None, "--out", bad)])
     try:
         run_dir = validate(args.scenarios, quick=args.quick, out=args.out, profile=args.profile,
                            repetitions=args.repetitions, replications=args.replications, resume=args.resume,

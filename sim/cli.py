@@ -305,7 +305,7 @@ def cmd_report(args) -> int:
         return report_issues([Issue(str(run_dir), None, "",
                                     "not a run folder (no summary.json, nor comparison.json for variants)")])
     try:
-        print(write(run_dir))
+        print(write(run_dir, self_contained=args.self_contained))
     except OSError as e:
         verb = "read" if isinstance(e, FileNotFoundError | IsADirectoryError) else "write"
         report_issues([Issue(str(run_dir), None, "", f"cannot {verb} {e.filename or run_dir}: {e.strerror or e}")])
@@ -388,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="(re)write a run folder's report.html")
     rep.add_argument("run_dir")
+    rep.add_argument("--self-contained", action="store_true",
+                     help="inline plotly.js: one file to share (variant pages otherwise share one copy)")
     rep.set_defaults(func=cmd_report)
 
     ie = sub.add_parser("import-envoy", help="print the gateway pool an Envoy v3 bootstrap describes")

@@ -108,6 +108,9 @@ class Fleet:
             self.clients.append(ClientPopulation(ctx, f"clients.{region}", region, rate, services, nodes,
                                                  self.recorder, exp.workload.arrivals, exp.workload.client))
 
+        # Each service's backend queue length at the end of every second (sampled while running).
+        self.queue_ts = {svc: [0] * self.recorder.n for svc in self.backends}
+
         # Faults (sim.fleet.faults): targets resolved before t=0, or FleetError.
         self.faults = FaultTimeline(ctx, exp.faults, FleetParts(
             backends=self.all_backends(), gateways=self.all_gateways(),
@@ -143,7 +146,6 @@ class Fleet:
         """Run to ``duration_s`` and return this replication's results."""
         if self.exp.warmup_s > 0:
             self.ctx.call_later(self.exp.warmup_s, self._end_warmup)
-        self.queue_ts = {svc: [0] * self.recorder.n for svc in self.backends}
         self.ctx.call_later(1.0, self._sample_queues)
         self.faults.start()  # before the clients: a fault precedes requests at the same instant
         # Outlier-detection intervals and first health-check probes (sim.components.health).

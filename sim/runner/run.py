@@ -368,7 +368,7 @@ def run_variants(
                                    initargs=(q,))
         try:
             futures = {name: pool.submit(_variant_worker, exp.model_dump(mode="json", by_alias=True),
-                                         str(out), str(run_dir / "variants" / name), report, first[name])
+                                         str(out), str(run_dir / "variants" / name), False, first[name])
                        for name, exp in variants.items()}
             pending = set(futures.values())
             while pending:
@@ -385,7 +385,7 @@ def run_variants(
         pool.shutdown()
     else:
         dirs = {name: run_experiment(exp, out, jobs=jobs, run_dir=run_dir / "variants" / name,
-                                     show_progress=show_progress, report=report, progress_every=progress_every)
+                                     show_progress=show_progress, report=False, progress_every=progress_every)
                 for name, exp in variants.items()}
     for name in variants:
         entries.append({"name": name, "dir": str(dirs[name].relative_to(run_dir)),
