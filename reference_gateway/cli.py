@@ -30,6 +30,11 @@ def cmd_calibrate(args) -> int:
     from .harness import HarnessError
 
     out = Path(args.out)
+    if out.is_dir():
+        return report_issues([Issue("<command line>", None, "--out", f"{out} is a folder, expected a profile file")])
+    bad = _not_a_folder(out.parent)
+    if bad:
+        return report_issues([Issue("<command line>", None, "--out", bad)])
     try:
         calibrate(out, quick=args.quick, log=lambda m: print(m, file=sys.stderr))
     except (HarnessError, RuntimeError, OSError) as e:
@@ -56,7 +61,8 @@ def cmd_validate(args) -> int:
     from .validate import ScenarioError, failures, format_table, load_rows, validate
 
     if args.profile and not Path(args.profile).is_file():
-        return report_issues([Issue("<command line>", None, "--profile", f"{args.profile}: no such file")])
+        why = "is a folder, expected a profile file" if Path(args.profile).is_dir() else "no such file"
+        return report_issues([Issue("<command line>", None, "--profile", f"{args.profile}: {why}")])
     bad = _not_a_folder(Path(args.out))
     if bad:
         return report_issues([Issue("<command line>", None, "--out", bad)])

@@ -589,3 +589,11 @@ def test_report_accepts_the_folder_a_variants_run_prints(tmp_path, capsys):
     code, out, err = cli(capsys, "report", run / "variants" / "slower")
     assert code == 0, err
     assert (run / "variants" / "slower" / "report.html").is_file()
+
+
+def test_calibrate_out_at_a_folder_and_validate_profile_at_a_folder_are_usage_errors(tmp_path, capsys):
+    # Both fail before any process of the reference fleet starts.
+    code, _, err = cli(capsys, "calibrate", "--quick", "--out", str(tmp_path))
+    assert code == 2 and "--out" in err and "is a folder" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(capsys, "validate", "a", "--profile", str(tmp_path), "--out", str(tmp_path))
+    assert code == 2 and "--profile" in err and "is a folder" in err and len(err.strip().splitlines()) == 1
