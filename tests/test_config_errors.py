@@ -63,6 +63,14 @@ services:
     service_time_s: {dist: lognormal, median: 0.010, p99: 0.050}
 """
 
+# The fault the fault cases break (the base experiment has none).
+FAULT = ("seed: 7\n", "seed: 7\nfaults:\n  - kind: az_outage\n    az: az2\n    at_s: 1\n    for_s: 0.5\n")
+KINDS = "kinds: az_outage, backend_slowdown, error_burst, instance_crash, load_spike"
+DISTS = "distributions: constant, empirical, exponential, gamma, lognormal, uniform"
+RULE = ("names are ASCII letters, digits, '-' and '_' (no '.': dots separate the parts of dotted paths), "
+        "starting with a letter or digit, at most 63 characters: they become directory names, metric keys "
+        "and random-stream keys")
+
 SECOND_REGION = ("  r1:\n    azs: [az1, az2]\n", "  r1:\n    azs: [az1, az2]\n  r2:\n    azs: [az3]\n")
 
 LINE = re.compile(r"^(?P<file>.+?)(?::(?P<line>\d+))?: (?P<path>\S+): (?P<reason>.+)$")
@@ -75,7 +83,8 @@ class Case:
     ``exp``/``topo`` are ``(old, new)`` edits applied to the base files (or
     ``None`` to leave a file out; a string replaces it whole). ``expect`` rows
     are ``(file, where, path, word)``: ``where`` is a snippet found on exactly
-    one line of that file, an int line number, or None for no line.
+    one line of that file, an int line number, or None for no line. With
+    ``exact`` the ``word`` is the whole reason.
     """
 
     exp: list[tuple[str, str]] | str | None = field(default_factory=list)
@@ -83,6 +92,7 @@ class Case:
     args: list[str] = field(default_factory=list)
     expect: list[tuple[str, str | int | None, str, str]] = field(default_factory=list)
     target: str = "e.yaml"
+    exact: bool = False
 
 
 CASES: dict[str, Case] = {
@@ -198,11 +208,143 @@ CASES: dict[str, Case] = {
     ),
     "bad-distribution-tag": Case(
         topo=[("{dist: lognormal,", "{dist: lognormale,")],
-        expect=[("topo.yaml", "service_time_s:", "topology.services.api.service_time_s", "did you mean 'lognormal'")],
+        expect=[("topo.yaml", "service_time_s:", "topology.services.api.service_time_s.dist",
+                 f"unknown distribution 'lognormale' (did you mean 'lognormal'? {DISTS})")],
+        exact=True,
+    ),
+    "distribution-tag-in-the-wrong-case": Case(
+        topo=[("{dist: lognormal,", "{dist: LogNormal,")],
+        expect=[("topo.yaml", "service_time_s:", "topology.services.api.service_time_s.dist",
+                 f"unknown distribution 'LogNormal' (did you mean 'lognormal'? {DISTS})")],
+        exact=True,
+    ),
+    "distribution-tag-far-from-any": Case(
+        topo=[("{dist: lognormal,", "{dist: pareto,")],
+        expect=[("topo.yaml", "service_time_s:", "topology.services.api.service_time_s.dist",
+                 f"unknown distribution 'pareto' ({DISTS})")],
+        exact=True,
     ),
     "distribution-without-tag": Case(
         topo=[("{dist: lognormal, median", "{median")],
-        expect=[("topo.yaml", "service_time_s:", "topology.services.api.service_time_s", "dist")],
+        expect=[("topo.yaml", "service_time_s:", "topology.services.api.service_time_s",
+                 f"a distribution needs 'dist: KIND' or is a bare number ({DISTS})")],
+        exact=True,
+    ),
+    "distribution-given-as-its-name": Case(
+        topo=[("    workers: 2\n    route:", "    workers: 2\n    cpu_time_s: exponentail\n    route:")],
+        expect=[("topo.yaml", "cpu_time_s:", "topology.gateways.gw-a.cpu_time_s",
+                 f"a distribution needs 'dist: KIND' or is a bare number ({DISTS}), got 'exponentail' "
+                 "(did you mean {dist: exponential, ...}?)")],
+        exact=True,
+    ),
+    "fault-kind-misspelled": Case(
+        exp=[FAULT, ("  - kind: az_outage\n", "  - kind: az_outtage\n")],
+        expect=[("e.yaml", "kind: az_outtage", "faults.0.kind",
+                 f"unknown fault kind 'az_outtage' (did you mean 'az_outage'? {KINDS})")],
+        exact=True,
+    ),
+    "fault-kind-unknown": Case(
+        exp=[FAULT, ("  - kind: az_outage\n", "  - kind: reboot\n")],
+        expect=[("e.yaml", "kind: reboot", "faults.0.kind", f"unknown fault kind 'reboot' ({KINDS})")],
+        exact=True,
+    ),
+    "fault-kind-not-a-string": Case(
+        exp=[FAULT, ("  - kind: az_outage\n", "  - kind: 3\n")],
+        expect=[("e.yaml", "kind: 3", "faults.0.kind", f"unknown fault kind 3 ({KINDS})")],
+        exact=True,
+    ),
+    "fault-without-kind": Case(
+        exp=[FAULT, ("  - kind: az_outage\n    az: az2\n", "  - az: az2\n")],
+        expect=[("e.yaml", "- az: az2", "faults.0", f"a fault needs 'kind: KIND' ({KINDS})")],
+        exact=True,
+    ),
+    "fault-given-as-its-kind": Case(
+        exp=[("seed: 7\n", "seed: 7\nfaults: [az_outage]\n")],
+        expect=[("e.yaml", "faults:", "faults.0",
+                 f"a fault needs 'kind: KIND' ({KINDS}), got 'az_outage' (did you mean {{kind: az_outage, ...}}?)")],
+        exact=True,
+    ),
+    "fault-field-is-named-without-its-kind": Case(
+        # The kind selects the model; the path is the field's (pydantic's has the kind in it).
+        exp=[FAULT, ("    for_s: 0.5\n", "    for_s: -1\n")],
+        expect=[("e.yaml", "for_s: -1", "faults.0.for_s", "Input should be greater than 0, got -1")],
+        exact=True,
+    ),
+    "fault-unknown-field-did-you-mean": Case(
+        exp=[("seed: 7\n", "seed: 7\nfaults:\n  - {kind: load_spike, at_s: 1, for_s: 0.5, factr: 2}\n")],
+        expect=[("e.yaml", "factr", "faults.0.factor", "required field is missing"),
+                ("e.yaml", "factr", "faults.0.factr", "unknown field (did you mean 'factor'?)")],
+        exact=True,
+    ),
+    "literal-did-you-mean": Case(
+        topo=[("{policy: round_robin,", "{policy: round-robin,")],
+        expect=[("topo.yaml", "policy: round-robin", "topology.balancers.r1.policy",
+                 "Input should be 'round_robin', 'random' or 'least_connections', got 'round-robin' "
+                 "(did you mean 'round_robin'?)")],
+        exact=True,
+    ),
+    "name-not-ascii": Case(
+        topo=[("    azs: [az1, az2]\n", "    azs: [az1, zürich]\n")],
+        expect=[("topo.yaml", "zürich", "topology.regions.r1.azs.1", f"invalid name 'zürich': 'ü' is not ASCII; {RULE}")],
+        exact=True,
+    ),
+    "name-not-ascii-as-a-key": Case(
+        topo=[("  gw-b:\n", "  gw-ß:\n")],
+        expect=[("topo.yaml", "gw-ß:", "topology.gateways.gw-ß", f"invalid name 'gw-ß': 'ß' is not ASCII; {RULE}")],
+        exact=True,
+    ),
+    "name-with-a-dot": Case(
+        exp=[("name: base-exp\n", "name: base.exp\n")],
+        expect=[("e.yaml", "name: base.exp", "name", f"invalid name 'base.exp': '.' is not allowed; {RULE}")],
+        exact=True,
+    ),
+    "name-with-a-leading-dash": Case(
+        topo=[("{az1: 2, az2: 2}", "{az1: 2, -az2: 2}")],
+        expect=[("topo.yaml", "-az2", "topology.services.api.instances_per_az.-az2",
+                 f"invalid name '-az2': it starts with '-'; {RULE}")],
+        exact=True,
+    ),
+    "name-too-long": Case(
+        exp=[("name: base-exp\n", f"name: {'x' * 64}\n")],
+        expect=[("e.yaml", "name: xxx", "name", f"invalid name '{'x' * 64}': it has 64 characters; {RULE}")],
+        exact=True,
+    ),
+    "client-backoff-base-negative": Case(
+        exp=[("  rate_schedule:\n", "  client: {max_attempts: 2, backoff: {base_s: -0.1}}\n  rate_schedule:\n")],
+        expect=[("e.yaml", "base_s: -0.1", "workload.client.backoff.base_s",
+                 "Input should be greater than or equal to 0, got -0.1")],
+        exact=True,
+    ),
+    "client-backoff-max-below-base": Case(
+        exp=[("  rate_schedule:\n", "  client:\n    backoff:\n      base_s: 2\n      max_s: 1\n  rate_schedule:\n")],
+        expect=[("e.yaml", "max_s: 1", "workload.client.backoff.max_s", "must be at least base_s (2)")],
+        exact=True,
+    ),
+    "queue-limit-negative": Case(
+        topo=[("    queue_limit: 50\n", "    queue_limit: -1\n")],
+        expect=[("topo.yaml", "queue_limit: -1", "topology.services.api.queue_limit",
+                 "Input should be greater than or equal to 0, got -1")],
+        exact=True,
+    ),
+    "variants-every-problem-of-every-variant": Case(
+        exp=[("seed: 7\n", "seed: 7\nvariants:\n  ok: {seed: 8}\n  fast: {duration_s: 0}\n  slow:\n"
+                           "    topology.services.api.wrokers: 3\n    seed: -1\n  short: {duration_s: 0.4}\n")],
+        expect=[("e.yaml", "fast:", "variants.fast.duration_s", "Input should be greater than 0, got 0"),
+                ("e.yaml", "wrokers", "variants.slow.topology.services.api.wrokers",
+                 "topology.services.api has no field 'wrokers' (did you mean 'workers'?)"),
+                ("e.yaml", "seed: -1", "variants.slow.seed", "Input should be greater than or equal to 0, got -1"),
+                # The warm-up is the base's; the variant's duration makes it too long: the variant's line.
+                ("e.yaml", "short:", "variants.short.warmup_s",
+                 "warm-up (0.5 s) must be shorter than duration_s (0.4 s)")],
+        exact=True,
+    ),
+    "variants-checked-with-a-broken-base": Case(
+        # The base's own problem is reported once, not again for each variant.
+        exp=[("seed: 7\n", "seed: -7\nvariants:\n  a: {duration_s: 0}\n  b: {replications: 0}\n")],
+        expect=[("e.yaml", "seed: -7", "seed", "Input should be greater than or equal to 0, got -7"),
+                ("e.yaml", "a: {", "variants.a.duration_s", "Input should be greater than 0, got 0"),
+                ("e.yaml", "b: {", "variants.b.replications", "Input should be greater than or equal to 1, got 0")],
+        exact=True,
     ),
     "warmup-not-shorter": Case(
         exp=[("warmup_s: 0.5", "warmup_s: 2")],
@@ -250,7 +392,8 @@ CASES: dict[str, Case] = {
 
 RUN_CASES = [
     "unknown-key-did-you-mean", "bad-value-via-override", "set-unknown-path", "missing-topology-file",
-    "gateways-in-region-without-clients", "yaml-unclosed-bracket",
+    "gateways-in-region-without-clients", "yaml-unclosed-bracket", "fault-kind-misspelled",
+    "variants-every-problem-of-every-variant",
 ]
 
 
@@ -278,7 +421,7 @@ def _line_of(text: str, snippet: str) -> int:
     return hits[0]
 
 
-def _check_stderr(err: str, tmp_path: Path, texts: dict[str, str], expect: list) -> None:
+def _check_stderr(err: str, tmp_path: Path, texts: dict[str, str], expect: list, exact: bool = False) -> None:
     lines = err.splitlines()
     assert len(lines) == len(expect), err
     for got, (file, where, path, word) in zip(lines, expect, strict=True):
@@ -293,7 +436,7 @@ def _check_stderr(err: str, tmp_path: Path, texts: dict[str, str], expect: list)
             want_line = where if isinstance(where, int) else _line_of(texts[file], where)
             assert m["line"] is not None and int(m["line"]) == want_line, got
         assert m["path"] == path, got
-        assert word in m["reason"], got
+        assert m["reason"] == word if exact else word in m["reason"], got
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -304,7 +447,7 @@ def test_check_reports_each_problem_on_one_line(name, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 2, (out, err)
     assert out == ""
-    _check_stderr(err, tmp_path, texts, case.expect)
+    _check_stderr(err, tmp_path, texts, case.expect, case.exact)
 
 
 @pytest.mark.parametrize("name", RUN_CASES)
@@ -315,7 +458,7 @@ def test_run_reports_the_same_lines_and_writes_nothing(name, tmp_path, capsys):
     code = main(["run", str(tmp_path / case.target), *case.args, "--out", str(out_dir), "--quiet"])
     _, err = capsys.readouterr()
     assert code == 2, err
-    _check_stderr(err, tmp_path, texts, case.expect)
+    _check_stderr(err, tmp_path, texts, case.expect, case.exact)
     assert not out_dir.exists()
 
 

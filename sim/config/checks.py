@@ -95,6 +95,9 @@ def check_experiment(exp: Experiment) -> list[Problem]:
                             f"must be at least base_interval_s ({bo.base_interval_s:g})"))
 
     wl = exp.workload
+    bo = wl.client.backoff
+    if bo.max_s < bo.base_s:
+        out.append((("workload", "client", "backoff", "max_s"), f"must be at least base_s ({bo.base_s:g})"))
     if wl.services is None:
         if len(topo.services) != 1:
             out.append((("workload", "services"), f"required when the topology has several services ({', '.join(topo.services)})"))

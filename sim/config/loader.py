@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import io
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
@@ -376,15 +378,164 @@ def apply_override(
 # --------------------------------------------------------------------------- validation
 
 
-DIST_TAGS = ("constant", "exponential", "lognormal", "gamma", "uniform", "empirical")
+@dataclass(frozen=True)
+class TaggedUnion:
+    """A union of models told apart by one field, its tag (pydantic's discriminated union).
+
+    Attributes:
+        key: the tag's field (``dist``, ``kind``).
+        tags: the values the tag may take, sorted.
+        members: the model of each tag.
+    """
+
+    key: str
+    tags: tuple[str, ...]
+    members: dict[str, type[BaseModel]]
+
+
+def _tag_values(model: type[BaseModel], key: str) -> list[str]:
+    f = model.model_fields.get(key)
+    if f is None or typing.get_origin(f.annotation) is not typing.Literal:
+        return []
+    return [str(v) for v in typing.get_args(f.annotation)]
+
+
+def _as_tagged(tp: Any, key: Any) -> TaggedUnion | None:
+    """``tp`` as a tagged union on field ``key``, if it is a union of models and ``key`` a field name."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType) or not isinstance(key, str):
+        return None
+    models = [m for m in (_unwrap(a) for a in typing.get_args(tp))
+              if isinstance(m, type) and issubclass(m, BaseModel)]
+    by_tag = {t: m for m in models for t in _tag_values(m, key)}
+    return TaggedUnion(key, tuple(sorted(by_tag)), by_tag) if by_tag else None
+
+
+def find_tagged_unions(root: type[BaseModel] = Experiment) -> list[TaggedUnion]:
+    """Every tagged union reachable from ``root``'s fields, in the order first met.
+
+    A union is tagged when pydantic dispatches it on a field
+    (``Field(discriminator=...)``): each member declares that field as a
+    ``Literal`` of its tag.
+    """
+    found: dict[tuple[str, tuple[str, ...]], TaggedUnion] = {}
+    seen: set[type] = set()
+
+    def walk(tp: Any, key: Any = None) -> None:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            base, *meta = typing.get_args(tp)
+            for m in meta:
+                if isinstance(m, FieldInfo) and isinstance(m.discriminator, str):
+                    key = m.discriminator
+            walk(base, key)
+        elif origin in (typing.Union, types.UnionType):
+            union = _as_tagged(tp, key)
+            if union is not None:
+                found.setdefault((key, union.tags), union)
+            for m in typing.get_args(tp):
+                walk(m)
+        elif origin in (list, dict, tuple, set, frozenset):
+            for a in typing.get_args(tp):
+                walk(a)
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and tp not in seen:
+            seen.add(tp)
+            for f in tp.model_fields.values():
+                walk(f.annotation, f.discriminator)
+
+    walk(root)
+    return list(found.values())
+
+
+TAGGED_UNIONS: dict[str, TaggedUnion] = {u.key: u for u in find_tagged_unions()}
+"""The schema's tagged unions by the name of their tag field."""
+
+TAG_WORDS: dict[str, tuple[str, str, str]] = {
+    "dist": ("distribution", "distributions", "a distribution needs 'dist: KIND' or is a bare number"),
+    "kind": ("fault kind", "kinds", "a fault needs 'kind: KIND'"),
+}
+"""How messages speak of each tagged union, by its tag field: what one tag is,
+what the list of tags is called, and what a mapping without a tag lacks."""
+
+
+def _tag_words(key: str) -> tuple[str, str, str]:
+    return TAG_WORDS.get(key, (f"{key}", f"{key} values", f"needs '{key}: ...'"))
+
+
+def _did_you_mean(word: Any, choices: Iterable[str]) -> str | None:
+    """The choice closest to ``word`` (case aside), if one is close enough."""
+    if not isinstance(word, str | int | float) or isinstance(word, bool):
+        return None
+    choices = list(choices)
+    lower = {c.lower(): c for c in choices}
+    hint = difflib.get_close_matches(str(word).lower(), list(lower), n=1)
+    return lower[hint[0]] if hint else None
+
+
+def _tag_list(key: str, tags: Iterable[str]) -> str:
+    return f"{_tag_words(key)[1]}: {', '.join(tags)}"
+
+
+def _union_tags(key: str, ctx: dict) -> tuple[str, ...]:
+    union = TAGGED_UNIONS.get(key)
+    if union is not None:
+        return union.tags
+    return tuple(sorted(re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))))
+
+
+def unknown_tag(key: str, tag: Any, tags: Iterable[str]) -> str:
+    """The reason for a tag that names no member: ``unknown fault kind 'x' (did you mean ...? kinds: ...)``."""
+    tags = tuple(tags)
+    hint = _did_you_mean(tag, tags)
+    mean = f"did you mean {hint!r}? " if hint else ""
+    return f"unknown {_tag_words(key)[0]} {_shown(tag)} ({mean}{_tag_list(key, tags)})"
+
+
 NAME_PATTERN = typing.get_args(Name)[1].pattern
-NAME_RULE = "start with a letter or digit, then letters, digits, '-' or '_' (at most 63; no dots)"
+NAME_MAX = typing.get_args(Name)[1].max_length
+NAME_RULE = (f"names are ASCII letters, digits, '-' and '_' (no '.': dots separate the parts of dotted paths), "
+             f"starting with a letter or digit, at most {NAME_MAX} characters: they become directory names, "
+             "metric keys and random-stream keys")
+"""What a name may be, and why (see :data:`sim.config.models.Name`)."""
+
+
+def name_problem(name: Any) -> str:
+    """The reason ``name`` is no valid name: what is wrong with it, then :data:`NAME_RULE`.
+
+    Args:
+        name: a value that failed :data:`sim.config.models.Name`.
+
+    Returns:
+        ``invalid name 'zürich': 'ü' is not ASCII; names are ...``.
+    """
+    why = ""
+    if isinstance(name, str):
+        bad = next((c for c in name if not (c.isascii() and (c.isalnum() or c in "-_"))), None)
+        if not name:
+            why = "it is empty; "
+        elif bad is not None and not bad.isascii():
+            why = f"{bad!r} is not ASCII; "
+        elif bad is not None:
+            why = f"{bad!r} is not allowed; "
+        elif not name[0].isalnum():
+            why = f"it starts with {name[0]!r}; "
+        elif len(name) > NAME_MAX:
+            why = f"it has {len(name)} characters; "
+    return f"invalid name {_shown(name)}: {why}{NAME_RULE}"
 
 
 def _shown(inp: Any) -> str:
     if isinstance(inp, dict | list):
         return _kind(inp)
     return repr(inp)
+
+
+def _is_name_error(err: dict) -> bool:
+    """Whether ``err`` is a :data:`~sim.config.models.Name` refusing its value."""
+    kind, ctx, inp = err.get("type", ""), err.get("ctx") or {}, err.get("input")
+    if kind == "string_pattern_mismatch":
+        return ctx.get("pattern") == NAME_PATTERN
+    # The length is checked on its own, and no other string of the schema has this bound.
+    return kind == "string_too_long" and ctx.get("max_length") == NAME_MAX and isinstance(inp, str)
 
 
 def reason_text(err: dict) -> str:
@@ -403,22 +554,26 @@ def reason_text(err: dict) -> str:
     kind = err.get("type", "")
     msg = err.get("msg", "invalid value")
     inp = err.get("input")
+    ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "missing":
         return "required field is missing"
     if kind == "union_tag_invalid":
-        tag = (err.get("ctx") or {}).get("tag", inp)
-        hint = difflib.get_close_matches(str(tag), DIST_TAGS, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return f"unknown distribution {tag!r}{extra}; expected one of {', '.join(DIST_TAGS)}"
+        key = str(ctx.get("discriminator", "")).strip("'")
+        tag = inp[key] if isinstance(inp, dict) and key in inp else ctx.get("tag")
+        return unknown_tag(key, tag, _union_tags(key, ctx))
     if kind == "union_tag_not_found":
-        return f"a distribution needs 'dist: KIND' ({', '.join(DIST_TAGS)}) or is a bare number"
-    if kind == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == NAME_PATTERN:
-        return f"invalid name {inp!r}: {NAME_RULE}"
+        key = str(ctx.get("discriminator", "")).strip("'")
+        return f"{_tag_words(key)[2]} ({_tag_list(key, _union_tags(key, ctx))})"
+    if _is_name_error(err):
+        return name_problem(inp)
     if kind in ("model_attributes_type", "model_type", "dict_type"):
         return f"expected a mapping, got {_shown(inp)}"
-    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
+    if kind == "literal_error":
+        hint = _did_you_mean(inp, re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+        return f"{msg}, got {_shown(inp)}" + (f" (did you mean {hint!r}?)" if hint else "")
+    if kind.endswith("_type") or kind.endswith("_parsing"):
         return f"{msg}, got {_shown(inp)}"
     if msg.startswith("Value error, "):
         return msg[len("Value error, "):]
@@ -426,6 +581,65 @@ def reason_text(err: dict) -> str:
         # Bounds and patterns: show the offending value (``Input should be >= 1, got -1``).
         return f"{msg}, got {inp!r}"
     return msg
+
+
+def _union_at(root: type[BaseModel], loc: Iterable) -> TaggedUnion | None:
+    """The tagged union that pydantic's ``loc`` (from ``root``) names, if it names one."""
+    tp: Any = root
+    key: Any = None
+    for part in [*loc, None]:
+        while True:  # strip Annotated (keeping its discriminator) and Optional
+            origin = typing.get_origin(tp)
+            if origin is typing.Annotated:
+                base, *meta = typing.get_args(tp)
+                key = next((m.discriminator for m in meta if isinstance(m, FieldInfo)
+                            and isinstance(m.discriminator, str)), key)
+                tp = base
+            elif origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp):
+                args = [a for a in typing.get_args(tp) if a is not type(None)]
+                tp = args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
+            else:
+                break
+        union = _as_tagged(tp, key)
+        if part is None:
+            return union
+        if union is not None:
+            if part not in union.members:
+                return None
+            tp, key = union.members[part], None
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            f = next((f for name, f in tp.model_fields.items() if part in (name, f.alias)), None)
+            if f is None:
+                return None
+            tp, key = f.annotation, f.discriminator
+        elif typing.get_origin(tp) in (dict, list) and part != "[key]":
+            tp, key = typing.get_args(tp)[-1], None
+        else:
+            return None
+    return None  # pragma: no cover - the loop returns at the end of loc
+
+
+def _error_path_and_reason(root: type[BaseModel], data: Any, err: dict) -> tuple[tuple, str]:
+    """The path in the data and the reason for one pydantic error validating ``root``.
+
+    A tag that names no member is reported at the tag (``faults.0.kind``); a
+    tagged union given something other than a mapping says what it needs.
+    """
+    path = _user_path(data, err["loc"])
+    reason = reason_text(err)
+    kind, inp = err.get("type"), err.get("input")
+    if kind == "union_tag_invalid" and isinstance(inp, dict):
+        key = str((err.get("ctx") or {}).get("discriminator", "")).strip("'")
+        if key in inp:
+            path += (key,)
+    elif kind == "model_attributes_type":
+        union = _union_at(root, err["loc"])
+        if union is not None:
+            hint = _did_you_mean(inp, union.tags) if isinstance(inp, str) else None
+            reason = f"{_tag_words(union.key)[2]} ({_tag_list(union.key, union.tags)}), got {_shown(inp)}"
+            if hint is not None:
+                reason += f" (did you mean {{{union.key}: {hint}, ...}}?)"
+    return path, reason
 
 
 def _user_path(data: Any, loc: Iterable) -> tuple:
@@ -441,7 +655,7 @@ def _user_path(data: Any, loc: Iterable) -> tuple:
             out.append(part)
         elif isinstance(node, dict) and isinstance(part, str) and not out[-1:] == [part]:
             # A field that is absent from the data (missing / default) or a union tag.
-            if part in ("constant", "exponential", "lognormal", "gamma", "uniform", "empirical"):
+            if any(node.get(key) == part for key in TAGGED_UNIONS):
                 continue
             out.append(part)
             node = None
@@ -464,19 +678,18 @@ def _field_keys(model: type[BaseModel]) -> list[str]:
 
 
 def _pick_model(tp: Any, node: Any) -> Any:
-    """The member of a tagged union (a distribution) that ``node`` names by its ``dist``."""
+    """The member of a tagged union (a distribution, a fault) that ``node`` names by its tag."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType) and isinstance(node, dict):
-        for member in typing.get_args(tp):
-            member = _unwrap(member)
-            if isinstance(member, type) and issubclass(member, BaseModel) and "dist" in member.model_fields:
-                if member.model_fields["dist"].default == node.get("dist"):
-                    return member
+        for key, union in TAGGED_UNIONS.items():
+            tag = node.get(key)
+            if isinstance(tag, str) and tag in union.members and union.members[tag] in map(_unwrap, typing.get_args(tp)):
+                return union.members[tag]
     return tp
 
 
-def _known_fields(path: tuple, data: Any = None) -> list[str]:
+def _known_fields(path: tuple, data: Any = None, root: type[BaseModel] = Experiment) -> list[str]:
     """Keys allowed in the mapping that holds ``path[-1]`` (empty when unknown)."""
-    tp: Any = Experiment
+    tp: Any = root
     node = data
     for part in path[:-1]:
         tp = _pick_model(_unwrap(tp), node)
@@ -499,6 +712,35 @@ def _known_fields(path: tuple, data: Any = None) -> list[str]:
     return []
 
 
+def _validation_issues(
+    root: type[BaseModel],
+    data: Any,
+    error: ValidationError,
+    positions: dict[tuple, Pos],
+    default_file: str,
+    overridden: dict[tuple, Pos] | None = None,
+) -> list[Issue]:
+    """One located issue per distinct problem of ``data`` validated as ``root``."""
+    issues: list[Issue] = []
+    seen = set()
+    for err in error.errors(include_url=False):
+        path, reason = _error_path_and_reason(root, data, err)
+        if err.get("type") == "extra_forbidden" and path:
+            reason += _suggest(_known_fields(path, data, root), str(path[-1]))
+        elif err["loc"][-1:] == ("[key]",):
+            # pydantic's marker for a bad mapping key: the key is the name at fault.
+            path = path[:-1] if path[-1:] == ("[key]",) else path
+            key = err["loc"][-2]
+            reason = (name_problem(key) if isinstance(key, str) else
+                      f"invalid name {key!r}: a name is a string, write it in quotes ('{key}')")
+        f, line = _locate(positions, path, default_file, overridden)
+        issue = Issue(f, line, dotted(path), reason)
+        if str(issue) not in seen:
+            seen.add(str(issue))
+            issues.append(issue)
+    return issues
+
+
 def validate(
     data: dict, positions: dict[tuple, Pos], default_file: str, overridden: dict[tuple, Pos] | None = None
 ) -> Experiment:
@@ -510,23 +752,7 @@ def validate(
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as e:
-        issues = []
-        seen = set()
-        for err in e.errors(include_url=False):
-            path = _user_path(data, err["loc"])
-            reason = reason_text(err)
-            if err.get("type") == "extra_forbidden" and path:
-                reason += _suggest(_known_fields(path, data), str(path[-1]))
-            elif path and path[-1] == "[key]":
-                # pydantic's marker for a bad mapping key: the key is the name at fault.
-                path = path[:-1]
-                reason = f"invalid name {str(path[-1])!r}: {NAME_RULE}"
-            f, line = _locate(positions, path, default_file, overridden)
-            issue = Issue(f, line, dotted(path), reason)
-            if str(issue) not in seen:
-                seen.add(str(issue))
-                issues.append(issue)
-        raise ConfigError(issues) from None
+        raise ConfigError(_validation_issues(Experiment, data, e, positions, default_file, overridden)) from None
     problems = check_experiment(exp)
     if problems:
         issues = []
@@ -613,18 +839,64 @@ def load_experiment(
         data["replications"] = replications
         positions[("replications",)] = overridden[("replications",)] = (CLI, None)
 
-    base = validate(data, positions, label, overridden)
+    # The base and every variant are checked before anything is reported, so one pass
+    # names every problem of every variant.
+    issues: list[Issue] = []
+    try:
+        base = validate(data, positions, label, overridden)
+    except ConfigError as e:
+        issues += e.issues
+    variants, variant_issues = _load_variants(data, positions, overridden, label, issues)
+    issues += variant_issues
+    if issues:
+        raise ConfigError(issues)
+    return LoadedExperiment(base, path, positions, overridden, variants)
+
+
+def _load_variants(data: dict, positions: dict[tuple, Pos], overridden: dict[tuple, Pos], label: str,
+                   inherited: list[Issue]) -> tuple[dict[str, Experiment], list[Issue]]:
+    """Every variant of ``data`` validated, and the problems of all of them.
+
+    A variant is the experiment with its dotted-path changes applied. Each
+    problem is named ``variants.<name>.<path>``; it is located at the change
+    that caused it, or when it lies elsewhere (a ``warmup_s`` of the base that a
+    variant's ``duration_s`` makes too long) at the variant. A problem the
+    base has too (``inherited``, already reported) is not repeated.
+    """
+    raw = data.get("variants")
+    if not isinstance(raw, dict):
+        return {}, []  # the base's validation says what is wrong with it
+    known = {str(i) for i in inherited}
     variants: dict[str, Experiment] = {}
-    raw = data.get("variants") or {}
+    issues: list[Issue] = []
     for name, changes in raw.items():
+        if not isinstance(changes, dict):
+            continue  # likewise
+        here = positions.get(("variants", name), (label, None))
         vdata = copy.deepcopy(data)
         vdata["variants"] = {}
         vpositions = dict(positions)
         voverridden = dict(overridden)
+        found: list[Issue] = []
         for key, value in changes.items():
-            apply_override(vdata, vpositions, str(key), value, positions[("variants", name, key)], voverridden)
-        variants[name] = validate(vdata, vpositions, label, voverridden)
-    return LoadedExperiment(base, path, positions, overridden, variants)
+            origin = positions.get(("variants", name, key), here)
+            try:
+                apply_override(vdata, vpositions, str(key), value, origin, voverridden)
+            except ConfigError as e:
+                found += e.issues
+        try:
+            exp = validate(vdata, vpositions, label, voverridden)
+        except ConfigError as e:
+            found += [i for i in e.issues if str(i) not in known]
+        else:
+            if not found:
+                variants[name] = exp
+        own = {positions.get(("variants", name, key), here) for key in changes} | {here}
+        prefix = dotted(("variants", name))
+        for i in sorted(found, key=lambda i: i.line or 0) if all(i.file == label for i in found) else found:
+            f, line = (i.file, i.line) if (i.file, i.line) in own else here
+            issues.append(Issue(f, line, f"{prefix}.{i.path}" if i.path else prefix, i.reason))
+    return variants, issues
 
 
 def _include_calibration(topo: dict, positions: dict[tuple, Pos], topo_file: Path,
@@ -672,12 +944,7 @@ def load_topology(path: str | Path) -> Topology:
     try:
         return Topology.model_validate(doc.data)
     except ValidationError as e:
-        issues = []
-        for err in e.errors(include_url=False):
-            p = _user_path(doc.data, err["loc"])
-            f, line = _locate(doc.positions, p, str(path))
-            issues.append(Issue(f, line, dotted(p), reason_text(err)))
-        raise ConfigError(issues) from None
+        raise ConfigError(_validation_issues(Topology, doc.data, e, doc.positions, str(path))) from None
 
 
 def dump_resolved(exp: Experiment) -> str:

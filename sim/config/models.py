@@ -27,7 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from .distributions import Constant, Distribution, Lognormal
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=63)]
-"""A component name: letters, digits, '-' and '_' (no dots: dots separate override paths)."""
+"""A name (experiment, variant, region, AZ, pool, service, instance): ASCII letters, digits, '-' and '_',
+starting with a letter or digit, at most 63 characters.
+
+Names become directory names (runs, variants), metric keys (``gateway.<pool>``)
+and random-stream keys (``<instance>.service_time``), so they stay ASCII and
+free of path separators; no dots, since dots separate the parts of the dotted
+paths of ``overrides``, ``--set`` and ``variants``. The loader's message for a
+refused name (:func:`sim.config.loader.name_problem`) says so.
+"""
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -437,14 +445,17 @@ class Service(StrictModel):
     """A backend service: ``instances_per_az`` instances, each a FIFO station.
 
     Each instance has ``workers`` servers and ``queue_limit`` waiting slots; an
-    attempt arriving to a full queue gets 503 at once. After service the
-    response is an error (500) with ``error_probability``.
+    attempt arriving to a full queue gets 503 at once (``queue_limit: null``:
+    the queue is unbounded and no attempt is turned away for want of room).
+    After service the response is an error (500) with ``error_probability``.
     Instances are named ``<service>-<az>-<i>`` (:func:`sim.config.naming.backend_name`).
     """
 
     instances_per_az: dict[Name, Annotated[int, Field(ge=0)]] = Field(min_length=1)
     workers: int = Field(default=8, ge=1)
-    queue_limit: int = Field(default=1000, ge=0, description="Waiting slots beyond the workers.")
+    queue_limit: int | None = Field(default=1000, ge=0, description=(
+        "Waiting slots beyond the workers; 0: none (an attempt that finds every worker busy gets 503). "
+        "null: unbounded (the queue grows as long as attempts arrive faster than they are served)."))
     service_time_s: Distribution
     error_probability: Probability = 0.0
     request_bytes: Distribution = Constant(value=1024)
@@ -498,9 +509,11 @@ class ClientBackoff(StrictModel):
     """Client back-off before try n+1: min(max_s, base_s x 2^(n-1)), times U[0,1) with full jitter.
 
     AWS SDK standard retry mode: base 100 ms, max 20 s, full jitter (docs/facts.md#client-retries).
+    ``base_s: 0`` is no back-off: a retry is sent at once. ``max_s`` must be at
+    least ``base_s`` (checked with the experiment).
     """
 
-    base_s: float = Field(default=0.1, gt=0)
+    base_s: float = Field(default=0.1, ge=0, description="0: no back-off, retry at once.")
     max_s: float = Field(default=20.0, gt=0)
     jitter: Literal["full", "none"] = "full"
 
