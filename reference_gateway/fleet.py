@@ -75,6 +75,10 @@ LOAD_LEAD_S = 2.0
 burst to catch up, which would change what is measured (a run whose
 generator fell behind is marked disturbed)."""
 
+#: The backends' queue limit for a service whose queue is unbounded (queue_limit: null):
+#: larger than any bounded run's requests.
+UNBOUNDED_QUEUE = 2**31 - 1
+
 
 class UnsupportedByReference(ValueError):
     """The experiment asks for something the reference fleet does not run."""
@@ -228,7 +232,9 @@ class RealFleet:
             for (name, _az), port in zip(insts, self.backend_ports[svc], strict=True):
                 ov = cfg.instance_overrides.get(name)
                 instances.append({
-                    "name": name, "port": port, "workers": cfg.workers, "queue_limit": cfg.queue_limit,
+                    # An unbounded queue (null) as a limit no bounded reference run can reach.
+                    "name": name, "port": port, "workers": cfg.workers,
+                    "queue_limit": UNBOUNDED_QUEUE if cfg.queue_limit is None else cfg.queue_limit,
                     "service_time_s": cfg.service_time_s.model_dump(mode="json", by_alias=True),
                     "service_time_factor": ov.service_time_factor if ov else 1.0,
                     "error_probability": cfg.error_probability,

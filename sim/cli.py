@@ -269,13 +269,45 @@ def _print_summary(s: dict) -> None:
               f"retry overflow {over.get('retries', 0):.0f}, max_requests overflow {over.get('max_requests', 0):.0f}")
     rec = s.get("recovery")
     if rec:
-        def yes(x):
-            return "yes" if x is True else "no" if x is False else f"{x:.0%} of replications"
-
-        after = "n/a" if rec.get("recovery_s") is None else f"{rec['recovery_s']:.1f} s after the fault"
         print(f"  recovery  goodput {f(rec.get('goodput_before_rps'))}/s before, {f(rec.get('goodput_during_rps'))}/s "
-              f"during, {f(rec.get('goodput_after_rps'))}/s after; recovered {yes(rec['recovered'])} ({after}); "
-              f"metastable {yes(rec['metastable'])}")
+              f"during, {f(rec.get('goodput_after_rps'))}/s after; {describe_verdict(rec)}")
+        if rec.get("baseline_degraded"):
+            ratio = rec.get("baseline_success_ratio")
+            print(f"  warning   the fleet was already failing before the fault ({ratio:.0%} of the calls offered "
+                  "succeeded): read the verdict against that")
+    loads = {svc: b for svc, b in (s.get("backend") or {}).items() if "capacity_rps" in b}
+    for svc, b in loads.items():
+        print(f"  {svc:<9} {describe_load({'peak_offered_rps': b.get('peak_offered_rps', b['offered_rps']), **b})}; "
+              f"measured utilisation {f(b.get('utilization'), '.0%')}")
+
+
+def describe_verdict(rec: dict) -> str:
+    """The recovery verdict in words: recovered and when, metastable with its evidence, or inconclusive."""
+    by_rep = rec.get("by_replication")
+    verdict = rec.get("verdict")
+    if verdict is None:  # a summary written before verdicts existed
+        verdict = "recovered" if rec.get("recovered") is True else "metastable" if rec.get("metastable") is True \
+            else "mixed"
+    if verdict == "mixed" and by_rep:
+        parts = [r["verdict"].replace("_", " ") + (f" in {r['recovery_s']:.0f} s" if r.get("recovery_s") is not None
+                                                   else "") for r in by_rep]
+        return "replications disagree: " + "; ".join(f"#{i}: {p}" for i, p in enumerate(parts))
+    if verdict == "recovered":
+        when = rec.get("recovery_s")
+        return "recovered" + (f" {when:.1f} s after the fault ended" if when is not None else "")
+    trend = rec.get("goodput_trend_rps_per_s")
+    tail = rec.get("goodput_tail_rps")
+    target = rec.get("target_rps")
+    evidence = ""
+    if tail is not None and target is not None:
+        evidence = f" (goodput {tail:.0f}/s over the last {rec.get('tail_s', 0):.0f} s against {target:.0f}/s"
+        evidence += f", trend {trend:+.1f}/s per s" if trend is not None else ""
+        backlog = rec.get("backlog_trend_per_s")
+        evidence += f", backlog {backlog:+.1f} calls/s" if backlog is not None else ""
+        evidence += ")"
+    if verdict == "metastable":
+        return "METASTABLE: still degraded long after the trigger ended" + evidence
+    return "not recovered within the run: inconclusive, run longer" + evidence
 
 
 def cmd_schema(args) -> int:

@@ -189,3 +189,77 @@ class RegionalBalancer:
         """Start every node's measurement window now (called at the end of the warm-up)."""
         for node in self.nodes.values():
             node.reset()
+
+
+class DirectEntry:
+    """Clients that talk straight to gateway instances: no regional balancer in between.
+
+    A region whose clients name ``gateway_pools`` instead of going through a
+    balancer: DNS answers with every gateway instance of those pools and each
+    try goes to one of them, uniformly at random (among those up), over the
+    internet hop to the gateway's AZ; the answer comes back the same way. It
+    stands where a balancer node stands for the client (``up``, ``link_in``,
+    ``accept`` through ``link_in.send_after``) and for the gateway
+    (``respond``), and adds no hop of its own. If no target is up, the try
+    fails with ``gateway_reset`` after the client's round trip (nobody
+    answers the connection).
+
+    Counts (measurement window): ``connections`` per gateway instance;
+    ``no_healthy`` tries that found no gateway up.
+    """
+
+    def __init__(self, ctx: SimContext, name: str, targets: list, network):
+        if not targets:
+            raise ValueError(f"{name}: no gateway to send to")
+        self.ctx = ctx
+        self._later = ctx.call_later
+        self.name = name
+        self.az = INTERNET
+        self.up = True  # DNS always answers; a gateway that is down refuses the connection
+        self.targets = targets
+        self.n = len(targets)
+        self.uniform = UniformStream(ctx.rng(f"{name}.pick"))
+        self.links_in = [network.link(INTERNET, g.az) for g in targets]
+        self.links_out = [network.link(g.az, INTERNET) for g in targets]
+        self.link_in = self  # the client sends through send_after below
+        self.refused = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Start the measurement window now."""
+        self.connections = [0] * self.n
+        self.no_healthy = 0
+
+    def results(self) -> dict:
+        """Result hook: connections handed to the gateways, tries that found none up."""
+        return {"connections": sum(self.connections), "no_healthy": self.no_healthy, "refused": self.refused}
+
+    def send_after(self, wait_s: float, nbytes: float, _accept, req: Request) -> None:
+        """The client's try leaves in ``wait_s`` seconds: pick its gateway and put it on the wire."""
+        i = int(self.uniform() * self.n)
+        if not self.targets[i].up:
+            ups = [j for j in range(self.n) if self.targets[j].up]
+            if not ups:
+                self.no_healthy += 1
+                req.lb_node = self
+                req.outcome = GATEWAY_RESET
+                req.resp_bytes = 0.0
+                link = self.links_in[i]
+                self._later(wait_s + 2 * link.draw(), self._answered, req)
+                return
+            i = ups[int(self.uniform() * len(ups))]
+        self.connections[i] += 1
+        req.lb_node = self
+        req.lb_index = i
+        self.links_in[i].send_after(wait_s, nbytes, self.targets[i].accept, req)
+
+    def accept(self, req: Request) -> None:
+        """Never called: :meth:`send_after` hands each try to its gateway (clients pass it as the callback)."""
+        raise RuntimeError(f"{self.name}: a try reached the direct entry itself")
+
+    def respond(self, req: Request) -> None:
+        """Carry a response from its gateway back to the client."""
+        self.links_out[req.lb_index].send(req.resp_bytes, self._answered, req)
+
+    def _answered(self, req: Request) -> None:
+        req.client.on_response(req)

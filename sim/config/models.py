@@ -87,9 +87,20 @@ class Network(StrictModel):
 
 
 class ClientPopulation(StrictModel):
-    """Clients in one region (the map key); ``share`` of the workload's rate."""
+    """Clients in one region (the map key); ``share`` of the workload's rate.
+
+    They reach the fleet through their region's balancer, or, with
+    ``gateway_pools``, straight at those pools' gateway instances (DNS
+    answers with every instance; each try picks one uniformly among those
+    up), with no balancer in the region.
+    """
 
     share: float = Field(gt=0.0, le=1.0)
+    gateway_pools: list[Name] = Field(
+        default=[],
+        description="Send straight to these gateway pools' instances, with no regional balancer "
+                    "(the region must then have none). Empty: through the region's balancer.",
+    )
 
 
 class Balancer(StrictModel):
@@ -480,7 +491,8 @@ class Topology(StrictModel):
     regions: dict[Name, Region] = Field(min_length=1)
     network: Network = Network()
     clients: dict[Name, ClientPopulation] = Field(min_length=1, description="Keyed by region.")
-    balancers: dict[Name, Balancer] = Field(min_length=1, description="Keyed by region.")
+    balancers: dict[Name, Balancer] = Field(
+        default={}, description="Keyed by region; a region whose clients name gateway_pools has none.")
     gateways: dict[Name, GatewayPool] = Field(min_length=1)
     services: dict[Name, Service] = Field(min_length=1)
     calibration: str | None = Field(

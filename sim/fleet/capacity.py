@@ -22,6 +22,8 @@ bound).
 
 from __future__ import annotations
 
+import math
+
 from sim.components.workload import RateFunction
 from sim.config.models import Experiment
 from sim.config.naming import backend_name
@@ -64,10 +66,11 @@ def service_load(exp: Experiment) -> dict[str, dict[str, float]]:
             for i in range(n):
                 override = s.instance_overrides.get(backend_name(svc, az, i))
                 factor = override.service_time_factor if override else 1.0
-                capacity += s.workers / _mean_service_s(s, factor)
+                mean_s = _mean_service_s(s, factor)
+                capacity += s.workers / mean_s if mean_s > 0 else math.inf  # instant service
         offered = offered_calls * share / window_s if window_s > 0 else 0.0
         out[svc] = {"capacity_rps": capacity, "offered_rps": offered, "peak_offered_rps": peak * share,
-                    "offered_utilization": offered / capacity if capacity else float("inf")}
+                    "offered_utilization": offered / capacity if capacity else math.inf}
     return out
 
 

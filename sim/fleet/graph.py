@@ -94,11 +94,24 @@ def plan(exp: Experiment) -> nx.DiGraph:
                         if topo.gateways[pool].az == target_az:
                             g.add_edge(lb, f"gw:{pool}", relation=_relation(az, target_az))
 
-    for region in topo.clients:
+    for region, pop in topo.clients.items():
         client = f"client:{region}"
         g.add_node(client, kind="client", region=region, az=INTERNET)
+        if pop.gateway_pools:
+            # Straight to the gateways, no balancer (a DirectEntry stands between).
+            if region in topo.balancers:
+                raise FleetError(T + ("clients", region, "gateway_pools"),
+                                 f"region {region!r} has a balancer: clients go through it, or name "
+                                 "gateway_pools without one")
+            for pool in pop.gateway_pools:
+                if pool not in topo.gateways:
+                    raise FleetError(T + ("clients", region, "gateway_pools"),
+                                     f"unknown gateway pool {pool!r} (pools: {', '.join(topo.gateways)})")
+                g.add_edge(client, f"gw:{pool}", relation="internet")
+            continue
         if region not in topo.balancers:
-            raise FleetError(T + ("clients", region), f"no balancer in region {region!r} for these clients")
+            raise FleetError(T + ("clients", region), f"no balancer in region {region!r} for these clients "
+                             "(or give clients.<region>.gateway_pools to send straight to gateways)")
         for lb in [n for n, d in g.nodes(data=True) if d["kind"] == "balancer" and d["region"] == region]:
             g.add_edge(client, lb, relation="internet")
 

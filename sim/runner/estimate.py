@@ -307,8 +307,9 @@ def estimate_size(exp: Experiment, *, jobs: int = 1, report: bool = True) -> Siz
     # request, at most as many as their workers and queues hold.
     route_s = max(gp.route.timeout_s for gp in topo.gateways.values())
     life_s = route_s if policy.timeout_s is None else min(route_s, policy.timeout_s) * policy.max_attempts
-    backend_slots = sum((svc.workers + svc.queue_limit) * sum(svc.instances_per_az.values())
-                        for svc in topo.services.values())
+    # An unbounded queue (queue_limit null) holds at most what the run issues.
+    backend_slots = sum((svc.workers + (calls if svc.queue_limit is None else svc.queue_limit))
+                        * sum(svc.instances_per_az.values()) for svc in topo.services.values())
     # Never more than the run issues (a long timeout on a short run).
     in_flight = min(peak * (life_s + LOOKAHEAD_S) + backend_slots, calls)
     parallel = 1 if jobs <= 1 or reps <= 1 else min(jobs, reps)
