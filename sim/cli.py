@@ -382,6 +382,7 @@ def cmd_import_envoy(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``fleetsim`` argument parser, with the reference fleet's commands from the entry point."""
     p = argparse.ArgumentParser(prog="fleetsim", description="Simulate an API-gateway fleet.")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -147,6 +147,7 @@ def _load_stored(path: Path) -> dict | None:
 
 
 def versions() -> dict:
+    """The versions of Python and of the packages a run depends on, for its manifest."""
     out = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -157,6 +158,7 @@ def versions() -> dict:
 
 
 def new_run_dir(out: Path, exp: Experiment) -> Path:
+    """A new run folder ``<out>/<experiment>/<UTC time>-seed<seed>`` (``-2``, ``-3``... if taken)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     base = out / exp.name / f"{stamp}-seed{exp.seed}"
     path, k = base, 1
