@@ -76,6 +76,17 @@ def _show(data: bytes, limit: int = 80) -> str:
 # --------------------------------------------------------------------------- building
 
 
+
+def _content_length(text: bytes) -> int:
+    """A Content-Length header's value; HttpError for anything but a whole number >= 0."""
+    try:
+        length = int(text)
+    except ValueError:
+        length = -1
+    if length < 0:
+        raise HttpError(f"bad Content-Length {_show(text.strip())}")
+    return length
+
 def build_request(method: str, target: str, headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
                   *, host: str | None = None, body: bytes = b"") -> bytes:
     """A whole HTTP/1.1 request as bytes (header text in Latin-1, as HTTP has it).
@@ -177,12 +188,7 @@ def parse_request_head(head: bytes, header: bytes | None = None, missing: bytes 
             raise HttpError(f"header line without a colon: {_show(line)}")
         name = name.strip().lower()
         if name == b"content-length":
-            try:
-                length = int(text)
-            except ValueError:
-                length = -1
-            if length < 0:
-                raise HttpError(f"bad Content-Length {_show(text.strip())}")
+            length = _content_length(text)
         elif name == b"connection":
             token = text.strip().lower()
             if token == b"close":
@@ -224,12 +230,7 @@ def parse_response_head(head: bytes) -> tuple[int, bool, int]:
         name, _, text = line.partition(b":")
         name = name.strip().lower()
         if name == b"content-length":
-            try:
-                length = int(text)
-            except ValueError:
-                length = -1
-            if length < 0:
-                raise HttpError(f"bad Content-Length {_show(text.strip())}")
+            length = _content_length(text)
         elif name == b"transfer-encoding" and b"chunked" in text.lower():
             length = CHUNKED
         elif name == b"connection":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 from sim.config.models import Experiment
 
@@ -76,3 +77,23 @@ def started_cluster(hosts: int, duration_s: float, **cluster):
 def at(fleet, t: float, action) -> None:
     """Run ``action()`` at time ``t`` (and everything scheduled before it)."""
     fleet.ctx.call_later(t - fleet.ctx.now, lambda _: action())
+
+
+def variants_experiment_file(tmp_path) -> Path:
+    """A short two-variant experiment file (``base`` and a slower ``slower``) on the quickstart topology."""
+    topology = Path(__file__).resolve().parent.parent / "topologies" / "two_az_basic.yaml"
+    exp = Path(tmp_path) / "v.yaml"
+    exp.write_text(f"""
+name: variants-demo
+topology: {topology}
+workload:
+  rate_schedule: [{{at_s: 0, rate_per_s: 300}}]
+duration_s: 6
+warmup_s: 1
+seed: 3
+variants:
+  base: {{}}
+  slower:
+    topology.services.api.service_time_s: {{dist: lognormal, median: 0.024, p99: 0.12}}
+""")
+    return exp

@@ -30,6 +30,8 @@ from sim.config import load_experiment
 from sim.runner.estimate import DEFAULT_MAX_EVENTS, available_memory, estimate_run, estimate_size
 from sim.runner.progress import Progress
 
+from .fleet_builders import variants_experiment_file
+
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ROOT / "experiments" / "quickstart.yaml"
 TOPO = ROOT / "topologies" / "two_az_basic.yaml"
@@ -557,22 +559,7 @@ def test_progress_reports_time_left_from_the_speed_so_far():
 # ----------------------------------------------------- report of variants
 
 
-def _variants(tmp_path: Path) -> Path:
-    exp = tmp_path / "v.yaml"
-    exp.write_text(f"""
-name: variants-demo
-topology: {TOPO}
-workload:
-  rate_schedule: [{{at_s: 0, rate_per_s: 300}}]
-duration_s: 6
-warmup_s: 1
-seed: 3
-variants:
-  base: {{}}
-  slower:
-    topology.services.api.service_time_s: {{dist: lognormal, median: 0.024, p99: 0.12}}
-""")
-    return exp
+_variants = variants_experiment_file
 
 
 def test_report_accepts_the_folder_a_variants_run_prints(tmp_path, capsys):

@@ -7,25 +7,12 @@ from pathlib import Path
 
 from sim.cli import main
 
+from .fleet_builders import variants_experiment_file
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _experiment(tmp_path: Path) -> Path:
-    exp = tmp_path / "v.yaml"
-    exp.write_text(f"""
-name: variants-demo
-topology: {ROOT / 'topologies' / 'two_az_basic.yaml'}
-workload:
-  rate_schedule: [{{at_s: 0, rate_per_s: 300}}]
-duration_s: 6
-warmup_s: 1
-seed: 3
-variants:
-  base: {{}}
-  slower:
-    topology.services.api.service_time_s: {{dist: lognormal, median: 0.024, p99: 0.12}}
-""")
-    return exp
+_experiment = variants_experiment_file
 
 
 def test_variants_run_side_by_side_share_arrivals_and_write_one_comparison(tmp_path, capsys):
