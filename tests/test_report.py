@@ -643,8 +643,21 @@ def _storm_timeseries(path: pathlib.Path, *, after_goodput=120.0, recover_at=Non
                             1000 * factor, 1000 - good, 0])
 
 
+#: The rules summary.json records with a verdict (sim.metrics.recovery.RECOVERY_RULES).
+RULES = {"threshold": 0.9, "baseline_s": 30.0, "hold_s": 5.0, "smooth_s": 3}
+
+#: The evidence of a metastable verdict: 20 s follow the fault, the tail is their last 10 s.
+METASTABLE_EVIDENCE = {"tail_s": 10.0, "goodput_tail_rps": 120.0, "goodput_trend_rps_per_s": 0.0,
+                       "backlog_trend_per_s": 2.5, "target_rps": 900.0}
+
+
 def _storm_summary(name="storm", *, metastable=True, recovery_s=None, amplification=6.96,
-                   after=120.0, faults=True, **overrides):
+                   after=120.0, faults=True, verdict=None, evidence=None, **overrides):
+    """A summary of the storm run with the recovery record as sim.metrics writes it.
+
+    ``verdict`` defaults to metastable or recovered (from ``metastable``);
+    ``evidence`` replaces the tail fields of a verdict other than recovered.
+    """
     s = _summary(experiment=name, description="A retry storm.", replications=1,
                  simulated_s=float(STORM_SECONDS), warmup_s=10.0)
     del s["ci95"]
@@ -665,15 +678,33 @@ def _storm_summary(name="storm", *, metastable=True, recovery_s=None, amplificat
                     "gateway_retries": 711946,
                     "by_reason": {"backend_overflow": 613819, "per_try_timeout": 98127},
                     "overflow": {"max_requests": 33, "retries": 321493}}
-    s["recovery"] = {"fault_start_s": FAULT_AT, "fault_end_s": FAULT_END,
+    verdict = verdict or ("metastable" if metastable else "recovered")
+    s["recovery"] = {"verdict": verdict, "fault_start_s": FAULT_AT, "fault_end_s": FAULT_END,
                      "goodput_before_rps": 1000.0, "goodput_during_rps": 20.0,
-                     "goodput_after_rps": after, "recovered": not metastable,
-                     "recovery_s": recovery_s, "metastable": metastable}
+                     "goodput_after_rps": after, "recovered": verdict == "recovered",
+                     "recovery_s": recovery_s, "metastable": verdict == "metastable",
+                     "baseline_success_ratio": 1.0, "baseline_degraded": False,
+                     "tail_s": None, "goodput_tail_rps": None, "goodput_trend_rps_per_s": None,
+                     "backlog_trend_per_s": None, "target_rps": 900.0}
+    if verdict != "recovered":
+        s["recovery"].update(evidence or METASTABLE_EVIDENCE)
+    s["recovery_rules"] = dict(RULES)
     if faults:
         s["faults"] = [{"kind": "backend_slowdown", "at_s": FAULT_AT, "for_s": FAULT_FOR,
                         "targets": ["api-use1-az1-0", "api-use1-az2-0"]}]
     s.update(overrides)
     return s
+
+
+def _old_format(summary):
+    """``summary`` as fleetsim wrote it before verdicts and recorded rules: the booleans only."""
+    summary = json.loads(json.dumps(summary))
+    summary.pop("recovery_rules", None)
+    for key in ("verdict", "by_replication", "baseline_success_ratio", "baseline_degraded",
+                "tail_s", "goodput_tail_rps", "goodput_trend_rps_per_s", "backlog_trend_per_s",
+                "target_rps"):
+        summary["recovery"].pop(key, None)
+    return summary
 
 
 def make_storm_run(path: pathlib.Path, summary=None, *, config=STORM_CONFIG, **ts_kwargs):
@@ -717,14 +748,26 @@ def test_resilience_panels_render(tmp_path):
 
     # Recovery: goodput before/during/after, verdict in plain words, rule, chart
     recovery = page[page.index('id="recovery"'):page.index('id="retries"')]
-    assert "Metastable." in recovery
-    assert "did not come back to 90 % of its pre-fault level after the slowdown ended" in recovery
-    assert "12 % of the pre-fault level at the end" in recovery
-    for text in ("1,000.0", "20.0", "120.0", "2 %", "12 %", "did not recover"):
+    assert '<p class="verdict metastable">' in recovery
+    assert ("Metastable:</strong> goodput 120.0 req/s at the end against a target of 900.0 "
+            "req/s, trend ~0 req/s per s, backlog growing (+2.50 calls in flight per s). "
+            "Goodput was still degraded long after the slowdown ended (at 40.0 s)") in recovery
+    assert "the run&#x27;s last 10 s" in recovery
+    for text in ("1,000.0", "20.0", "120.0", "2 %", "12 %", "did not recover",
+                 "Goodput, last 10 s", "900.0", "90 % of pre-fault", "~0", "+2.50",
+                 "growing", "100 %"):
         assert text in recovery, text
+    assert "already failing" not in recovery.split('class="note"')[0]
+    # the rules come from the summary's recovery_rules, in words
     assert "smoothed over 3 s" in recovery and "hold there for 5 s" in recovery
+    assert "over the 30 s before the first fault" in recovery
+    assert "<em>not recovered within the run</em>" in recovery
     assert 'id="fig-recovery"' in recovery
-    assert "90 % of pre-fault" in _unescape_json(recovery)
+    fig = _unescape_json(_figures(page)["fig-recovery"])
+    assert "target: 90 % of pre-fault" in fig and '"name":"goodput, 3 s mean"' in fig
+    # the tail's trend: flat at 120 req/s over seconds 50..59
+    assert '"name":"trend over the last 10 s"' in fig
+    assert '"x":[50.0,59.0],"y":[120.0,120.0]' in fig
 
     # Retries: amplification, tries per call, by reason, breakers, timeouts, wasted work
     retries = page[page.index('id="retries"'):page.index('id="backend"')]
@@ -798,22 +841,168 @@ def test_recovered_run_states_recovery_time(tmp_path):
     run = make_storm_run(tmp_path / "run", summary, recover_at=FAULT_END + 8)
     page = _read(write_report(run))
     recovery = page[page.index('id="recovery"'):page.index('id="retries"')]
-    assert "Recovered." in recovery
-    assert "8.0 s after the slowdown ended (at 40.0 s)" in recovery
+    assert '<p class="verdict recovered">' in recovery
+    assert "Recovered in 8.0 s.</strong> Goodput came back to 90 % of its pre-fault level " \
+        "8.0 s after the slowdown ended (at 40.0 s) and stayed there." in recovery
     assert "s after the fault ended" in recovery
+    assert "trend" not in recovery.split('class="note"')[0]  # no evidence for a recovery
     fig = _unescape_json(_figures(page)["fig-recovery"])
     assert '"text":"recovered"' in fig and '"x0":48.0' in fig
+    assert "trend over the last" not in fig
+
+
+def test_rules_are_read_from_the_summary(tmp_path):
+    summary = _storm_summary(metastable=False, recovery_s=8.0, after=900.0)
+    summary["recovery_rules"] = {"threshold": 0.8, "baseline_s": 20.0, "hold_s": 7.0,
+                                 "smooth_s": 4}
+    summary["recovery"]["target_rps"] = 800.0
+    page = _read(write_report(make_storm_run(tmp_path / "run", summary,
+                                             recover_at=FAULT_END + 8)))
+    recovery = _panel(page, "recovery")
+    assert "came back to 80 % of its pre-fault level" in recovery
+    for text in ("smoothed over 4 s", "hold there for 7 s", "over the 20 s before the first fault",
+                 "fewer than 80 % of the calls"):
+        assert text in recovery, text
+    for text in ("90 % of its", "90 % of the calls", "over 3 s", "for 5 s", "the 30 s"):
+        assert text not in recovery, text
+    fig = _unescape_json(_figures(page)["fig-recovery"])
+    assert "target: 80 % of pre-fault" in fig and '"name":"goodput, 4 s mean"' in fig
+    assert '"y0":800.0' in fig
+
+
+def _recovery_of(summary):
+    from sim.report import resilience
+
+    return resilience.parse_recovery(summary)
+
+
+def test_not_recovered_within_run(tmp_path):
+    climbing = {"tail_s": 10.0, "goodput_tail_rps": 600.0, "goodput_trend_rps_per_s": 25.0,
+                "backlog_trend_per_s": -3.0, "target_rps": 900.0}
+    summary = _storm_summary(verdict="not_recovered_within_run", evidence=climbing)
+    run = make_storm_run(tmp_path / "run", summary)
+    page = _read(write_report(run))
+    recovery = _panel(page, "recovery")
+    assert '<p class="verdict not_recovered_within_run">' in recovery
+    assert ("Not recovered within the run:</strong> still climbing (+25.0 req/s per s) — run "
+            "longer. Goodput had not yet come back to 90 % of its pre-fault level when the run "
+            "ended, 20 s after the slowdown ended (at 40.0 s), but it was not stuck either") \
+        in recovery
+    assert ("Over its last 10 s goodput averaged 600.0 req/s against a target of 900.0 req/s "
+            "(trend +25.0 req/s per s, backlog draining (−3.00 calls in flight per s))") in recovery
+    assert "— (not within the run)" in recovery and "Metastable" not in recovery
+    fig = _unescape_json(_figures(page)["fig-recovery"])
+    assert '"x":[50.0,59.0],"y":[487.5,712.5]' in fig  # 600 ± 25 x 4.5 s
+
+    # each reason the run is inconclusive, in words
+    def phrase(evidence, **overrides):
+        from sim.report import resilience
+
+        s = _storm_summary(verdict="not_recovered_within_run", evidence=evidence, **overrides)
+        return resilience.verdict_phrase(_recovery_of(s), 1, "the slowdown")
+
+    assert phrase(climbing) == ("not recovered within the run: still climbing "
+                                "(+25.0 req/s per s) — run longer")
+    assert phrase(dict(climbing, goodput_tail_rps=950.0)) == (
+        "not recovered within the run: goodput 950.0 req/s at the end was back at the target "
+        "of 900.0 req/s but had not yet held it for 5 s — run longer")
+    assert phrase(dict(climbing, goodput_trend_rps_per_s=-1.0)) == (
+        "not recovered within the run: backlog still draining (−3.00 calls in flight per s) "
+        "— run longer")
+    assert phrase(climbing, simulated_s=50.0) == (
+        "not recovered within the run: only 10 s of the run followed the slowdown, too little "
+        "to tell — run longer")
+    assert phrase(dict(climbing, goodput_trend_rps_per_s=0.0, backlog_trend_per_s=None)) == (
+        "not recovered within the run: recovery still under way when the run ended — run longer")
+
+
+def _mixed_summary(**overrides):
+    summary = _storm_summary(replications=3, **overrides)
+    summary["recovery"].update(
+        verdict="mixed", recovered=1 / 3, metastable=1 / 3, recovery_s=None,
+        by_replication=[
+            {"verdict": "recovered", "recovery_s": 8.0, "baseline_degraded": False},
+            {"verdict": "metastable", "recovery_s": None, "baseline_degraded": False},
+            {"verdict": "not_recovered_within_run", "recovery_s": None,
+             "baseline_degraded": False}])
+    for key in METASTABLE_EVIDENCE:  # the replications' means are not all numbers
+        summary["recovery"][key] = None
+    return summary
 
 
 def test_recovery_disagreeing_replications(tmp_path):
-    summary = _storm_summary(replications=3)
-    summary["recovery"].update(recovered=2 / 3, metastable=1 / 3, recovery_s=None)
-    run = make_storm_run(tmp_path / "run", summary)
+    run = make_storm_run(tmp_path / "run", _mixed_summary())
     page = _read(write_report(run))
-    recovery = page[page.index('id="recovery"'):page.index('id="retries"')]
+    recovery = _panel(page, "recovery")
+    assert '<p class="verdict mixed">' in recovery
+    assert ("Mixed:</strong> the replications disagree after the slowdown ended (at 40.0 s): "
+            "replication 1 recovered in 8.0 s, replication 2 metastable, replication 3 not "
+            "recovered within the run.") in recovery
+    # each replication's verdict and time, not a fraction and a null mean
+    assert "of 3 replications" not in recovery and "mean recovery time" not in recovery
+    table = recovery[recovery.index('class="kpi replications"'):]
+    table = table[:table.index("</table>")]
+    rows = [re.findall(r"<td>(.*?)</td>", row) for row in table.split("<tr>")[2:]]
+    assert [re.sub(r"<[^>]+>", "", cell) for row in rows for cell in row[:3]] == [
+        "1", "recovered", "8.0", "2", "metastable", "—", "3", "not recovered within the run", "—"]
+    assert "— (by replication, below)" in recovery
+
+
+def test_baseline_already_failing(tmp_path):
+    summary = _storm_summary()
+    summary["recovery"].update(baseline_success_ratio=0.853, baseline_degraded=True)
+    page = _read(write_report(make_storm_run(tmp_path / "run", summary)))
+    recovery = _panel(page, "recovery")
+    assert ("⚠ The fleet was already failing before the fault (85 % of calls succeeded): read "
+            "the verdict against that.") in recovery
+    assert "already failing" in recovery.split("<table")[2]  # in the outcome table too
+
+    # a ratio that rounds to the threshold keeps the decimals that show it is below
+    rec = _recovery_of(dict(summary, recovery=dict(summary["recovery"],
+                                                   baseline_success_ratio=0.8996)))
+    from sim.report import resilience
+
+    assert resilience.baseline_flag(rec) == ("the fleet was already failing before the fault "
+                                             "(89.96 % of calls succeeded)")
+    # only some replications were failing: they are named
+    mixed = _mixed_summary()
+    mixed["recovery"]["by_replication"][1]["baseline_degraded"] = True
+    mixed["recovery"].update(baseline_success_ratio=0.93, baseline_degraded=1 / 3)
+    assert resilience.baseline_flag(_recovery_of(mixed), 3) == (
+        "in replication 2 the fleet was already failing before the fault (93 % of calls "
+        "succeeded on average over all replications)")
+    # a healthy baseline raises no flag
+    assert resilience.baseline_flag(_recovery_of(_storm_summary())) == ""
+
+
+def test_old_summary_without_verdict(tmp_path):
+    """A summary from before verdicts (and recorded rules) renders from its booleans."""
+    run = make_storm_run(tmp_path / "a", _old_format(_storm_summary()))
+    page = _read(write_report(run))
+    assert "could not be rendered" not in page
+    recovery = _panel(page, "recovery")
+    assert '<p class="verdict metastable">' in recovery
+    assert ("Metastable.</strong> Goodput did not come back to its recovery target after the "
+            "slowdown ended (at 40.0 s); it stayed collapsed until the end of the run (12 % of "
+            "the pre-fault level at the end).") in recovery
+    assert "does not record the rules its recovery verdict was judged by" in recovery
+    assert "90 %" not in recovery  # not restated from memory
+    fig = _unescape_json(_figures(page)["fig-recovery"])
+    assert "target" not in fig and "trend over" not in fig and '"name":"goodput"' in fig
+
+    recovered = _old_format(_storm_summary(metastable=False, recovery_s=8.0, after=900.0))
+    page = _read(write_report(make_storm_run(tmp_path / "b", recovered,
+                                             recover_at=FAULT_END + 8)))
+    assert "Recovered in 8.0 s.</strong> Goodput came back to its recovery target 8.0 s after " \
+        "the slowdown ended" in _panel(page, "recovery")
+
+    # replications that disagreed: the fraction is all an old summary has
+    summary = _old_format(_storm_summary(replications=3))
+    summary["recovery"].update(recovered=2 / 3, metastable=1 / 3, recovery_s=None)
+    page = _read(write_report(make_storm_run(tmp_path / "c", summary)))
+    recovery = _panel(page, "recovery")
     assert "Mixed." in recovery
-    assert "recovered in 2 of 3 replications" in recovery
-    assert "in 1 of 3 replications" in recovery  # metastable
+    assert "mixed: recovered in 2 of 3 replications" in recovery
 
 
 def test_faults_from_config_and_recovery_fallback(tmp_path):
@@ -916,19 +1105,22 @@ def test_comparison_report(tmp_path):
 
     # headline generated from the data, at the top
     head = page[page.index('class="headline"'):page.index("</header>")]
-    assert "<strong>naive</strong>: metastable (goodput 12 % of baseline at the end, " \
-           "9.0 backend tries per call after the fault)" in head
-    assert "<strong>budget</strong>: recovered 8.0 s after the slowdown ended " \
+    assert "<strong>naive</strong>: metastable: goodput 120.0 req/s at the end against a " \
+           "target of 900.0 req/s, trend ~0 req/s per s, backlog growing (+2.50 calls in " \
+           "flight per s); 9.0 backend tries per call after the fault" in head
+    assert "<strong>budget</strong>: recovered in 8.0 s after the slowdown ended " \
            "(1.2 backend tries per call after the fault)" in head
-    assert "stayed collapsed sent 9.0 backend tries per client call; those that " \
+    assert "the metastable variant sent 9.0 backend tries per client call; those that " \
            "recovered sent 1.2" in head
+    assert "already failing" not in head
     assert page.index('class="headline"') < page.index('id="summary"')
 
     # one row per variant, in order, with the values of its summary
     assert page.index("<strong>naive</strong>", page.index('id="summary"')) < \
         page.index("<strong>budget</strong>", page.index('id="summary"'))
     naive, budget = _row(page, "naive"), _row(page, "budget")
-    assert "metastable" in naive and "never" in naive
+    assert '<span class="badge metastable">metastable</span>' in naive
+    assert "not recovered" in naive
     for text in ("1,000.0", "20.0", "2 %", "120.0", "12 %", "6.96", "9.00", "2.32", "94.9",
                  "118,180", "backend overflow 102,087", "per try timeout 16,093"):
         assert text in naive, text
@@ -957,6 +1149,73 @@ def test_comparison_report(tmp_path):
     assert "90 % of pre-fault goodput" in figures["fig-cmp-goodput"]
     # overrides listed
     assert "workload.client.max_attempts" in page and "budget_percent" in page
+
+
+def test_comparison_shows_each_verdict(tmp_path):
+    climbing = {"tail_s": 10.0, "goodput_tail_rps": 600.0, "goodput_trend_rps_per_s": 25.0,
+                "backlog_trend_per_s": -3.0, "target_rps": 900.0}
+    degraded = _storm_summary()
+    degraded["recovery"].update(baseline_success_ratio=0.853, baseline_degraded=True)
+    variants = [
+        ("climbing", _storm_summary(verdict="not_recovered_within_run", evidence=climbing),
+         {}, {}),
+        ("split", _mixed_summary(), {"replications": 3}, {}),
+        ("overloaded", degraded, {}, {}),
+        ("old", _old_format(_storm_summary()), {}, {}),
+    ]
+    page = _read(write_comparison(make_comparison(tmp_path, variants)))
+    assert "could not be rendered" not in page
+    head = page[page.index('class="headline"'):page.index("</header>")]
+    assert '<span class="v-not_recovered_within_run"><strong>climbing</strong>: not recovered ' \
+           "within the run: still climbing (+25.0 req/s per s) — run longer; 3.0 backend " \
+           "tries per call after the fault</span>" in head
+    assert '<span class="v-mixed"><strong>split</strong>: mixed: replication 1 recovered in ' \
+           "8.0 s, replication 2 metastable, replication 3 not recovered within the run; " in head
+    assert "<strong>overloaded</strong>: metastable: goodput 120.0 req/s at the end against a " \
+           "target of 900.0 req/s, trend ~0 req/s per s, backlog growing (+2.50 calls in " \
+           "flight per s); 3.0 backend tries per call after the fault; the fleet was already " \
+           "failing before the fault (85 % of calls succeeded)" in head
+    # a summary from before verdicts: from the booleans, with the goodput at the end
+    assert "<strong>old</strong>: metastable (goodput 12 % of baseline at the end, 3.0 " \
+           "backend tries per call after the fault)" in head
+    assert "2 of 3" not in head and "1 of 3" not in head
+
+    climbing_row = _row(page, "climbing")
+    assert '<span class="badge not_recovered_within_run">not recovered within the run</span>' \
+        in climbing_row
+    assert "not yet" in climbing_row and "run longer" in climbing_row
+    split = _row(page, "split")
+    assert '<span class="badge mixed">mixed</span>' in split
+    for text in ("replication 1: recovered in 8.0 s", "replication 2: metastable",
+                 "replication 3: not recovered within the run", "replication 1: 8.0"):
+        assert text in split, text
+    assert "metastable in" not in split  # no fraction
+    overloaded = _row(page, "overloaded")
+    assert '<span class="badge metastable">metastable</span>' in overloaded
+    assert "already failing before the fault</span>" in overloaded
+    assert "85 % of calls succeeded" in overloaded
+    assert '<span class="badge metastable">metastable</span>' in _row(page, "old")
+    # the rules, from the summaries that record them
+    summary = _panel(page, "summary")
+    assert "smoothed over 3 s" in summary and "hold there for 5 s" in summary
+    assert "do not all record the same rules" in summary  # the old variant records none
+    assert "90 % of pre-fault goodput" in _unescape_json(_figures(page)["fig-cmp-goodput"])
+
+
+def test_comparison_of_old_summaries(tmp_path):
+    """Summaries from before verdicts and recorded rules: the booleans, no threshold line."""
+    variants = [
+        ("naive", _old_format(_storm_summary()), {}, {}),
+        ("budget", _old_format(_storm_summary(metastable=False, recovery_s=8.0, after=950.0)),
+         {"recover_at": FAULT_END + 8}, {}),
+    ]
+    page = _read(write_comparison(make_comparison(tmp_path, variants)))
+    assert "could not be rendered" not in page
+    head = page[page.index('class="headline"'):page.index("</header>")]
+    assert "<strong>naive</strong>: metastable (goodput 12 % of baseline at the end" in head
+    assert "<strong>budget</strong>: recovered in 8.0 s after the slowdown ended" in head
+    assert "does not record the rules" in _panel(page, "summary")
+    assert "pre-fault goodput" not in _unescape_json(_figures(page)["fig-cmp-goodput"])
 
 
 def test_comparison_escaping(tmp_path):

@@ -75,14 +75,6 @@ ERROR_COLOURS = ("#d55e00", "#e69f00", "#cc79a7", "#56b4e9", "#f0e442", "#000000
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
-#: How recovery after a fault is judged (``sim.metrics.recovery`` with the
-#: rules of ``sim.metrics.recovery.RECOVERY_RULES``).  The report states the rule and draws the
-#: threshold; it never imports the simulator, so the numbers are repeated here.
-RECOVERY_THRESHOLD = 0.9
-RECOVERY_SMOOTH_S = 3
-RECOVERY_HOLD_S = 5.0
-RECOVERY_BASELINE_S = 30.0
-
 
 # --------------------------------------------------------------------------
 # Data model
@@ -758,7 +750,8 @@ footer.page dd { margin:0; }
            background:#f5f7fa; border-left:4px solid var(--muted); }
 .verdict.recovered { background:#eef8f3; border-left-color:#009e73; }
 .verdict.metastable { background:#fdf0e9; border-left-color:#d55e00; }
-.verdict.mixed { background:#fdf6e3; border-left-color:#e69f00; }
+.verdict.mixed, .verdict.not_recovered_within_run { background:#fdf6e3;
+                                                 border-left-color:#e69f00; }
 .ok { color:#007a5a; font-weight:650; }
 .bad { color:#b44d00; font-weight:650; }
 .warnbg { color:#8a5a00; font-weight:650; }
@@ -771,6 +764,9 @@ table.faults th:nth-child(n+3):nth-child(-n+5),
 table.faults td:nth-child(n+3):nth-child(-n+5) { text-align:right; }
 table.faults td:last-child { font-size:12px; }
 table.settings th, table.settings td { text-align:left; }
+table.replications { margin-top:12px; }
+table.replications th:nth-child(2), table.replications td:nth-child(2),
+table.replications th:last-child, table.replications td:last-child { text-align:left; }
 table.settings td:first-child, table.settings td:last-child { white-space:nowrap; }
 details.inline { display:inline; }
 details.inline[open] summary { display:none; }

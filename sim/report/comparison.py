@@ -8,10 +8,12 @@ A comparison folder (written by ``sim.runner.run_variants``) holds
 
 and one complete run folder per variant.  :func:`write_comparison` reads every
 variant with :func:`sim.report.common.load_run` and writes
-``<folder>/report.html``: a headline generated from the data (which variant
-stayed collapsed after the fault, which recovered and when, how many backend
-tries each sent per client call, and the cross-AZ bytes and mean latency when
-those differ), a summary table (resilience, latency, cross-AZ bytes,
+``<folder>/report.html``: a headline generated from the data (each variant's
+recovery verdict: recovered and when, metastable with its evidence, not
+recovered within the run (run longer), or each replication's when they
+disagree; a fleet already failing before the fault; how many backend tries
+each sent per client call, and the cross-AZ bytes and mean latency when those
+differ), a summary table (resilience, latency, cross-AZ bytes,
 failures), goodput and amplification over time with every variant overlaid,
 offered load against backend attempts per variant, and relative links to
 each variant's own report.  It also (re)writes those variant reports; all the
@@ -36,7 +38,6 @@ from sim.report.common import (
     C_OFFERED,
     COMPARISON_FILE,
     EXTERNAL_ENDPOINTS,
-    RECOVERY_THRESHOLD,
     REPORT_FILE,
     Column,
     Fault,
@@ -69,18 +70,25 @@ from sim.report.common import (
 from sim.report.html import write_run_page
 from sim.report.resilience import (
     END_WINDOW_S,
+    MIXED,
+    VERDICT_LABELS,
     Recovery,
+    RecoveryRules,
     amplification_per_s,
+    baseline_flag,
     client_tries_per_call,
     end_share,
     fault_noun,
     fmt_pct,
     fmt_seconds,
+    metastable_detail,
     mixed_phrase,
     parse_recovery,
     ratio_over,
     recovery_rule,
     replication_count,
+    replication_phrase,
+    verdict_phrase,
 )
 
 log = logging.getLogger(__name__)
@@ -203,7 +211,13 @@ def _amplification_phrase(v: Variant) -> str:
 
 
 def variant_outcome(v: Variant) -> str:
-    """``recovered``, ``metastable``, ``mixed``, ``no-fault``, ``unknown`` or ``error``."""
+    """The variant's recovery verdict, or what stands in for one.
+
+    ``recovered``, ``metastable``, ``not_recovered_within_run`` (inconclusive:
+    run longer), ``mixed`` (replications disagree), ``no-fault``, ``unknown``
+    or ``error``.  A summary from before verdicts were recorded gives
+    ``recovered``, ``metastable`` or ``mixed`` from its booleans.
+    """
     if v.data is None:
         return "error"
     rec = v.recovery
@@ -213,8 +227,13 @@ def variant_outcome(v: Variant) -> str:
 def variant_phrase(v: Variant) -> str:
     """One variant's outcome as plain text, for the headline.
 
-    For example "metastable (goodput 0 % of baseline at the end, 9.3 backend
-    tries per call after the fault)".
+    For example "metastable: goodput 0.0 req/s at the end against a target of
+    899.7 req/s, trend ~0 req/s per s, backlog growing (+0.9 calls in flight
+    per s); 9.3 backend tries per call after the fault", "recovered in 8.0 s
+    after the slowdown ended (1.2 backend tries per call after the fault)" or
+    "not recovered within the run: still climbing (+12.0 req/s per s) — run
+    longer", then "; the fleet was already failing before the fault (85 % of
+    calls succeeded)" when it was.
     """
     if v.data is None:
         return "could not be read"
@@ -228,23 +247,22 @@ def variant_phrase(v: Variant) -> str:
         return text
     noun = fault_noun(v.data.faults)
     outcome = rec.outcome
-    if outcome == "recovered":
-        text = (f"recovered {fmt_seconds(rec.recovery_s)} s after {noun} ended"
-                if rec.recovery_s is not None else f"recovered after {noun} ended")
-        return text + (f" ({amp})" if amp else "")
+    replications = replication_count(v.data)
     details = []
-    if outcome == "metastable":
+    text = verdict_phrase(rec, replications, noun)
+    if outcome == "recovered":
+        text += f" after {noun} ended"
+    elif outcome == "metastable" and not metastable_detail(rec):
+        # A summary from before verdicts were recorded: no evidence but the goodput at the end.
         share, where = end_share(v.data, rec)
         if share is not None:
             details.append(f"goodput {fmt_pct(share)} of baseline {where}")
-        text = "metastable"
-    elif outcome == "mixed":
-        text = mixed_phrase(rec, replication_count(v.data))
-    else:
-        text = "outcome not recorded"
     if amp:
         details.append(amp)
-    return text + (f" ({', '.join(details)})" if details else "")
+    if details:
+        text += f"; {', '.join(details)}" if ":" in text else f" ({', '.join(details)})"
+    flag = baseline_flag(rec, replications)
+    return text + (f"; {flag}" if flag else "")
 
 
 def headline_html(variants: Sequence[Variant]) -> str:
@@ -254,18 +272,18 @@ def headline_html(variants: Sequence[Variant]) -> str:
     parts = [f'<span class="v-{esc(variant_outcome(v))}"><strong>{esc(v.name)}</strong>: '
              f"{esc(variant_phrase(v))}</span>" for v in variants]
     html = f'<p class="headline">{"; ".join(parts)}.</p>'
-    collapsed = [v for v in variants if variant_outcome(v) == "metastable"]
+    stuck = [v for v in variants if variant_outcome(v) == "metastable"]
     recovered = [v for v in variants if variant_outcome(v) == "recovered"]
-    amp = {v.name: v.amplification_after() for v in collapsed + recovered}
-    if collapsed and recovered and all(a is not None for a in amp.values()):
+    amp = {v.name: v.amplification_after() for v in stuck + recovered}
+    if stuck and recovered and all(a is not None for a in amp.values()):
         def span(group: list[Variant]) -> str:
             lo, hi = min(amp[v.name] for v in group), max(amp[v.name] for v in group)
             return _fmt_ratio(lo) if _fmt_ratio(lo) == _fmt_ratio(hi) else \
                 f"{_fmt_ratio(lo)}–{_fmt_ratio(hi)}"
-        why = (f"After the fault, the variants that stayed collapsed sent "
-               f"{span(collapsed)} backend tries per client call; those that recovered sent "
-               f"{span(recovered)}.")
-        if min(amp[v.name] for v in collapsed) > max(amp[v.name] for v in recovered):
+        what = "the metastable variant" if len(stuck) == 1 else "the metastable variants"
+        why = (f"After the fault, {what} sent {span(stuck)} backend tries per client call; "
+               f"those that recovered sent {span(recovered)}.")
+        if min(amp[v.name] for v in stuck) > max(amp[v.name] for v in recovered):
             why += " The extra tries (retries) kept the backends saturated after the trigger was gone."
         html += f'<p class="headline-why">{esc(why)}</p>'
     traffic = traffic_sentence(variants)
@@ -328,13 +346,30 @@ def _name_cell(v: Variant, link: bool = False) -> str:
 
 
 def _outcome_cell(v: Variant) -> str:
+    """The verdict badge, each replication's verdict when they disagree, and the baseline flag."""
     outcome = variant_outcome(v)
     rec = v.recovery
-    label = {"recovered": "recovered", "metastable": "metastable", "no-fault": "no fault",
-             "error": "unreadable", "unknown": "—"}.get(outcome)
-    if outcome == "mixed" and rec is not None and v.data is not None:
-        label = mixed_phrase(rec, replication_count(v.data))
-    return f'<span class="badge {esc(outcome)}">{esc(label)}</span>'
+    label = {"no-fault": "no fault", "error": "unreadable", "unknown": "—"}.get(
+        outcome, VERDICT_LABELS.get(outcome, outcome))
+    lines = []
+    if outcome == MIXED and rec is not None and v.data is not None:
+        if rec.by_replication:
+            lines = [f"replication {r.number}: {replication_phrase(r)}" for r in rec.by_replication]
+        else:  # a summary from before verdicts were recorded
+            label = mixed_phrase(rec, replication_count(v.data))
+    cell = f'<span class="badge {esc(outcome)}">{esc(label)}</span>'
+    cell += "".join(f'<br><span class="cause">{esc(line)}</span>' for line in lines)
+    if rec is not None and v.data is not None and rec.degraded_before:
+        flag = baseline_flag(rec, replication_count(v.data))
+        cell += f'<br><span class="badge flag" title="{esc(flag)}">already failing before the fault</span>'
+        if rec.baseline_success_ratio is not None:
+            cell += f'<br><span class="cause">{esc(_flag_detail(flag))}</span>'
+    return cell
+
+
+def _flag_detail(flag: str) -> str:
+    """The part of a baseline flag in brackets ("85 % of calls succeeded"), or the flag."""
+    return flag[flag.rindex("(") + 1:-1] if flag.endswith(")") and "(" in flag else flag
 
 
 def _flag_text(value: bool | float | None, replications: int | None) -> str:
@@ -430,13 +465,21 @@ def summary_panel(variants: Sequence[Variant]) -> Panel:
     faulty = any(r is not None for r in recs)
 
     def rec_time(v: Variant, rec: Recovery | None) -> str:
+        outcome = rec.outcome if rec is not None else None
+        if rec is not None and outcome == MIXED and rec.by_replication:
+            times = [f"replication {r.number}: {fmt_seconds(r.recovery_s)}"
+                     for r in rec.by_replication if r.recovery_s is not None]
+            return "<br>".join(esc(t) for t in times) if times else "—"
         if rec is not None and rec.recovery_s is not None:
             text = esc(fmt_seconds(rec.recovery_s))
-        elif rec is not None and rec.outcome == "metastable":
-            text = '<span class="bad">never</span>'
+        elif outcome == "metastable":
+            text = '<span class="bad">not recovered</span>'
+        elif outcome == "not_recovered_within_run":
+            text = ('<span class="warnbg">not yet</span><br>'
+                    '<span class="muted">run longer</span>')
         else:
             text = "—"
-        if rec is not None and isinstance(rec.metastable, float):
+        if rec is not None and not rec.by_replication and isinstance(rec.metastable, float):
             text += (f'<br><span class="muted">metastable in '
                      f"{esc(_flag_text(rec.metastable, replication_count(v.data)))}</span>")
         return text
@@ -526,8 +569,24 @@ def summary_panel(variants: Sequence[Variant]) -> Panel:
                      "replications; ± values are 95 % confidence-interval half-widths.")
     body = ('<div class="scroll">' + table(headers, rows, cls="kpi compare") + "</div>"
             f'<p class="note">{esc(" ".join(notes))}'
-            + (f" {recovery_rule()}" if faulty else "") + "</p>")
+            + (f" {_rules_note(loaded)}" if faulty else "") + "</p>")
     return Panel("Summary", body, "summary")
+
+
+def _rules_of(variants: Sequence[Variant]) -> list[RecoveryRules | None]:
+    """The recovery rules of each variant with a recovery verdict (None: not recorded)."""
+    return [rec.rules for v in variants if (rec := v.recovery) is not None]
+
+
+def _rules_note(variants: Sequence[Variant]) -> str:
+    """The recovery rules the variants were judged by, from their summaries (trusted HTML)."""
+    rules = _rules_of(variants)
+    known = [r for r in rules if r is not None]
+    note = recovery_rule(known[0] if known else None)
+    if len(set(rules)) > 1:
+        note += (" The variants' summaries do not all record the same rules; each variant's "
+                 "own report states the rules it was judged by.")
+    return note
 
 
 def _faults_of(variants: Sequence[Variant]) -> list[Fault]:
@@ -562,20 +621,22 @@ def goodput_panel(variants: Sequence[Variant]) -> Panel | None:
         fig.add_trace(go.Scatter(x=ts.t, y=ts.columns["goodput"], name=esc(v.name), mode="lines",
                                  line={"color": v.colour, "width": 2},
                                  hovertemplate="%{y:,.1f} req/s"))
-    baselines = [r.before for r in (v.recovery for v in shown) if r is not None and r.before]
+    recs = [r for r in (v.recovery for v in shown) if r is not None]
+    targets = [r.target for r in recs if r.target is not None]
+    thresholds = {r.rules.threshold for r in recs if r.rules is not None}
     note = ""
-    if baselines:
-        lo, hi = min(baselines), max(baselines)
-        base = sum(baselines) / len(baselines)
-        fig.add_hline(y=RECOVERY_THRESHOLD * base,
-                      line={"color": "#52606d", "width": 1.5, "dash": "dash"},
-                      annotation_text=f"{fmt_pct(RECOVERY_THRESHOLD)} of pre-fault goodput",
-                      annotation_position="bottom left",
+    if targets:
+        lo, hi = min(targets), max(targets)
+        target = sum(targets) / len(targets)
+        label = (f"{fmt_pct(next(iter(thresholds)))} of pre-fault goodput"
+                 if len(thresholds) == 1 else "recovery target")
+        fig.add_hline(y=target, line={"color": "#52606d", "width": 1.5, "dash": "dash"},
+                      annotation_text=label, annotation_position="bottom left",
                       annotation_font={"size": 11, "color": "#52606d"})
         if hi - lo > 0.02 * hi:
-            note = (f" The dashed line is {fmt_pct(RECOVERY_THRESHOLD)} of the mean pre-fault "
-                    f"goodput ({fmt_value(base)} req/s); the variants' own baselines range "
-                    f"from {fmt_value(lo)} to {fmt_value(hi)} req/s.")
+            note = (f" The dashed line is the mean of the variants' recovery targets "
+                    f"({fmt_value(target)} req/s, {label}); their own targets range from "
+                    f"{fmt_value(lo)} to {fmt_value(hi)} req/s.")
     shade_time(fig, _warmup_of(variants), _faults_of(variants))
     fig.update_xaxes(title_text="simulated time (s)")
     fig.update_yaxes(title_text="goodput (req/s)", rangemode="tozero")
@@ -686,12 +747,13 @@ main, header.page, footer.page { max-width:1360px; }
 .headline-why { margin:0 0 14px; color:var(--fg); }
 .v-metastable strong, .v-error strong { color:#b44d00; }
 .v-recovered strong { color:#007a5a; }
-.v-mixed strong { color:#8a5a00; }
+.v-mixed strong, .v-not_recovered_within_run strong { color:#8a5a00; }
 .badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px;
          font-weight:600; white-space:nowrap; background:#e4e7eb; color:#3e4c59; }
 .badge.recovered { background:#d7f0e5; color:#006647; }
 .badge.metastable, .badge.error { background:#fbe0d0; color:#9a3f00; }
-.badge.mixed { background:#fcefc7; color:#7a5200; }
+.badge.mixed, .badge.not_recovered_within_run { background:#fcefc7; color:#7a5200; }
+.badge.flag { background:#fbe0d0; color:#9a3f00; font-weight:500; margin-top:3px; }
 table.compare { font-size:13px; }
 table.compare th:nth-child(2), table.compare td:nth-child(2) { text-align:left; }
 table.compare td { white-space:nowrap; padding:6px 8px; }

@@ -1,7 +1,9 @@
 """Report panels about faults and what they did: the timeline, the recovery, the retries.
 
-The panels show the fault timeline, the recovery afterwards, and the retries
-(how much extra load they added).
+The panels show the fault timeline, the recovery afterwards (the verdict of
+``summary.json`` ``recovery``, its evidence and the rules it was judged by,
+read from ``recovery_rules``), and the retries (how much extra load they
+added).
 
 Also the small computations the comparison report shares with these panels:
 per-second amplification, the smoothed goodput, verdicts in plain words.
@@ -9,6 +11,7 @@ per-second amplification, the smoothed goodput, verdicts in plain words.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +23,6 @@ from sim.report.common import (
     C_CLIENT_TRIES,
     C_GOODPUT,
     C_OFFERED,
-    RECOVERY_BASELINE_S,
-    RECOVERY_HOLD_S,
-    RECOVERY_SMOOTH_S,
-    RECOVERY_THRESHOLD,
     Column,
     Fault,
     Panel,
@@ -121,12 +120,73 @@ def ratio_over(data: RunData, num: str, den: str, start_s: float,
     return a / b if a is not None and b else None
 
 
+#: The verdicts ``summary.json`` ``recovery.verdict`` can hold (``sim.metrics.recovery``), and
+#: "mixed" for replications that disagree.
+VERDICTS = ("recovered", "metastable", "not_recovered_within_run")
+MIXED = "mixed"
+
+#: Each verdict as a user reads it.
+VERDICT_LABELS = {"recovered": "recovered", "metastable": "metastable",
+                  "not_recovered_within_run": "not recovered within the run",
+                  MIXED: "mixed", "unknown": "outcome not recorded"}
+
+
+@dataclass(frozen=True)
+class RecoveryRules:
+    """``summary.json`` ``recovery_rules``: the rules the verdict was judged by.
+
+    The report reads them from the summary (the simulator records them with
+    every verdict) rather than keeping a copy of its own.
+    """
+
+    threshold: float
+    baseline_s: float | None = None
+    hold_s: float | None = None
+    smooth_s: int | None = None
+
+
+def parse_rules(summary: Mapping[str, Any]) -> RecoveryRules | None:
+    """``summary.json`` ``recovery_rules``; None when absent (a summary from before they were recorded)."""
+    rules = summary.get("recovery_rules")
+    if not isinstance(rules, Mapping):
+        return None
+    threshold = as_number(rules.get("threshold"))
+    if threshold is None or threshold <= 0:
+        return None
+    smooth = as_number(rules.get("smooth_s"))
+
+    def positive(key: str) -> float | None:
+        v = as_number(rules.get(key))
+        return v if v is not None and v > 0 else None
+
+    return RecoveryRules(threshold=threshold, baseline_s=positive("baseline_s"),
+                         hold_s=positive("hold_s"),
+                         smooth_s=int(smooth) if smooth is not None and smooth >= 1
+                         and smooth == int(smooth) else None)
+
+
+@dataclass(frozen=True)
+class ReplicationVerdict:
+    """One replication's entry of ``recovery.by_replication`` (replications that disagree)."""
+
+    number: int
+    verdict: str
+    recovery_s: float | None
+    baseline_degraded: bool
+
+
 @dataclass(frozen=True)
 class Recovery:
     """``summary.json`` ``recovery``, validated.
 
-    ``recovered`` and ``metastable`` are a bool when every replication agreed,
-    else the fraction of replications that said yes (``None`` if absent).
+    ``verdict`` is ``recovered``, ``metastable``, ``not_recovered_within_run``
+    or ``mixed`` (None in a summary from before verdicts were recorded: then
+    :attr:`outcome` falls back to the booleans).  ``recovered``,
+    ``metastable`` and ``baseline_degraded`` are a bool when every replication
+    agreed, else the fraction of replications that said yes (``None`` if
+    absent).  The tail fields are the evidence of a verdict other than
+    recovered: the run's last ``tail_s`` seconds, their mean goodput and its
+    trend, the backlog's trend, against ``target_rps``.
     """
 
     fault_start_s: float | None
@@ -137,21 +197,41 @@ class Recovery:
     recovered: bool | float | None
     metastable: bool | float | None
     recovery_s: float | None
+    verdict: str | None = None
+    by_replication: tuple[ReplicationVerdict, ...] = ()
+    baseline_success_ratio: float | None = None
+    baseline_degraded: bool | float | None = None
+    tail_s: float | None = None
+    tail_goodput: float | None = None
+    goodput_trend: float | None = None
+    backlog_trend: float | None = None
+    target_rps: float | None = None
+    rules: RecoveryRules | None = None
+    #: Whole seconds of the run after the fault ended (None without the run's length).
+    run_after_s: float | None = None
 
     @property
     def outcome(self) -> str:
-        """``"recovered"``, ``"metastable"``, ``"mixed"`` or ``"unknown"``."""
+        """The verdict, or from the booleans of an older summary: ``recovered``, ``metastable``, ``mixed``, ``unknown``.
+
+        The verdicts are ``recovered``, ``metastable``, ``not_recovered_within_run``
+        and ``mixed``.
+        """
+        if self.verdict in VERDICTS or self.verdict == MIXED:
+            return self.verdict
         if self.recovered is True or (self.recovered is None and self.metastable is False):
             return "recovered"
         if self.metastable is True or (self.metastable is None and self.recovered is False):
             return "metastable"
         if isinstance(self.recovered, float) or isinstance(self.metastable, float):
-            return "mixed"
+            return MIXED
         return "unknown"
 
     @property
     def recovered_fraction(self) -> float | None:
         """Share of replications that recovered: ``recovered``, else 1 - ``metastable``; None if neither."""
+        if self.by_replication:
+            return sum(r.verdict == "recovered" for r in self.by_replication) / len(self.by_replication)
         if isinstance(self.recovered, bool):
             return float(self.recovered)
         if as_number(self.recovered) is not None:
@@ -159,6 +239,21 @@ class Recovery:
         if as_number(self.metastable) is not None:
             return 1.0 - float(self.metastable)
         return None
+
+    @property
+    def target(self) -> float | None:
+        """The goodput recovery is judged against (req/s): ``target_rps``, else threshold x baseline."""
+        if self.target_rps is not None:
+            return self.target_rps
+        if self.rules is not None and self.before is not None:
+            return self.rules.threshold * self.before
+        return None
+
+    @property
+    def degraded_before(self) -> bool:
+        """The fleet was already failing before the fault, in any replication."""
+        flag = self.baseline_degraded
+        return bool(flag) or any(r.baseline_degraded for r in self.by_replication)
 
     def share(self, value: float | None) -> float | None:
         """``value`` as a fraction of the pre-fault goodput."""
@@ -172,18 +267,48 @@ def _flag(value: Any) -> bool | float | None:
     return None if v is None else min(1.0, max(0.0, v))
 
 
+def _by_replication(items: Any) -> tuple[ReplicationVerdict, ...]:
+    if not isinstance(items, list):
+        return ()
+    out = []
+    for i, item in enumerate(items, 1):
+        if not isinstance(item, Mapping):
+            return ()
+        verdict = item.get("verdict")
+        out.append(ReplicationVerdict(
+            number=i, verdict=verdict if verdict in VERDICTS else "unknown",
+            recovery_s=as_number(item.get("recovery_s")),
+            baseline_degraded=item.get("baseline_degraded") is True))
+    return tuple(out)
+
+
 def parse_recovery(summary: Mapping[str, Any]) -> Recovery | None:
     """The ``recovery`` section of a ``summary.json`` (goodput in req/s, times in s); None without one."""
     rec = summary.get("recovery")
     if not isinstance(rec, Mapping):
         return None
+    verdict = rec.get("verdict")
+    fault_end = as_number(rec.get("fault_end_s"))
+    duration = as_number(summary.get("simulated_s"))
     return Recovery(
         fault_start_s=as_number(rec.get("fault_start_s")),
-        fault_end_s=as_number(rec.get("fault_end_s")),
+        fault_end_s=fault_end,
         before=as_number(rec.get("goodput_before_rps")),
         during=as_number(rec.get("goodput_during_rps")),
         after=as_number(rec.get("goodput_after_rps")), recovered=_flag(rec.get("recovered")),
-        metastable=_flag(rec.get("metastable")), recovery_s=as_number(rec.get("recovery_s")))
+        metastable=_flag(rec.get("metastable")), recovery_s=as_number(rec.get("recovery_s")),
+        verdict=verdict if isinstance(verdict, str) else None,
+        by_replication=_by_replication(rec.get("by_replication")),
+        baseline_success_ratio=as_number(rec.get("baseline_success_ratio")),
+        baseline_degraded=_flag(rec.get("baseline_degraded")),
+        tail_s=as_number(rec.get("tail_s")),
+        tail_goodput=as_number(rec.get("goodput_tail_rps")),
+        goodput_trend=as_number(rec.get("goodput_trend_rps_per_s")),
+        backlog_trend=as_number(rec.get("backlog_trend_per_s")),
+        target_rps=as_number(rec.get("target_rps")),
+        rules=parse_rules(summary),
+        run_after_s=(math.floor(duration) - fault_end
+                     if duration is not None and fault_end is not None else None))
 
 
 def fault_noun(faults: Sequence[Fault]) -> str:
@@ -240,6 +365,199 @@ def mixed_phrase(rec: Recovery, replications: int | None) -> str:
 
 
 # --------------------------------------------------------------------------
+# Verdicts in words (shared with the comparison report)
+# --------------------------------------------------------------------------
+
+#: A goodput trend that moves goodput by less than this share of the target
+#: over the whole tail reads as "~0".
+FLAT_GOODPUT_SHARE = 0.01
+
+#: A backlog trend that changes the calls in flight by less than this many
+#: calls over the whole tail reads as "flat".
+FLAT_BACKLOG_CALLS = 1.0
+
+
+def _signed(value: float) -> str:
+    """``value`` with its sign: "+1.2", "−3.4" (a true minus sign)."""
+    return ("−" if value < 0 else "+") + fmt_value(abs(value))
+
+
+def _secs(value: float) -> str:
+    """A length of time from the rules or the run: "5", "12.5"."""
+    return f"{value:,g}"
+
+
+def _rates(*values: float) -> list[str]:
+    """Goodput figures printed side by side, with one precision for all."""
+    column = Column.of(values)
+    return [column(v) for v in values]
+
+
+def goodput_trend_text(rec: Recovery) -> str | None:
+    """The goodput trend over the tail, req/s per s: "~0", "+1.2" or "−3.4"; None if unknown."""
+    trend = rec.goodput_trend
+    if trend is None:
+        return None
+    target = rec.target
+    if trend == 0 or (target and abs(trend) * (rec.tail_s or 1.0) < FLAT_GOODPUT_SHARE * target):
+        return "~0"
+    return _signed(trend)
+
+
+def backlog_state(rec: Recovery) -> str | None:
+    """``growing``, ``flat`` or ``draining`` over the tail; None when the backlog was not recorded."""
+    trend = rec.backlog_trend
+    if trend is None:
+        return None
+    if abs(trend) * (rec.tail_s or 1.0) < FLAT_BACKLOG_CALLS:
+        return "flat"
+    return "growing" if trend > 0 else "draining"
+
+
+def backlog_text(rec: Recovery, draining: str = "draining") -> str | None:
+    """"backlog growing (+0.9 calls in flight per s)", "backlog flat", ...; None if unknown."""
+    state = backlog_state(rec)
+    if state is None:
+        return None
+    if state == "flat":
+        return "backlog flat"
+    word = draining if state == "draining" else state
+    return f"backlog {word} ({_signed(rec.backlog_trend)} calls in flight per s)"
+
+
+def metastable_detail(rec: Recovery) -> str:
+    """The evidence of a metastable verdict in words; "" without it (an older summary).
+
+    For example "goodput 0.0 req/s at the end against a target of 899.7
+    req/s, trend ~0 req/s per s, backlog growing (+0.945 calls in flight per
+    s)".
+    """
+    parts = []
+    if rec.tail_goodput is not None and rec.target is not None:
+        tail, target = _rates(rec.tail_goodput, rec.target)
+        parts.append(f"goodput {tail} req/s at the end against a target of {target} req/s")
+    trend = goodput_trend_text(rec)
+    if trend is not None:
+        parts.append(f"trend {trend} req/s per s")
+    backlog = backlog_text(rec, draining="draining too slowly")
+    if backlog is not None:
+        parts.append(backlog)
+    return ", ".join(parts)
+
+
+def not_recovered_detail(rec: Recovery, noun: str = "the fault") -> str:
+    """Why a run that did not recover is inconclusive, and what to do: "still climbing (...) — run longer".
+
+    The reasons are those of the verdict (``sim.metrics.recovery``, rule 7),
+    told from the summary's evidence: too little of the run after the fault,
+    goodput back at the target without the hold yet, goodput still climbing,
+    or the backlog still draining.
+    """
+    rules = rec.rules
+    needed = (2 * (rules.hold_s + rules.smooth_s)
+              if rules is not None and rules.hold_s and rules.smooth_s else None)
+    target = rec.target
+    if rec.run_after_s is not None and needed is not None and rec.run_after_s < needed:
+        why = f"only {_secs(rec.run_after_s)} s of the run followed {noun}, too little to tell"
+    elif rec.tail_goodput is not None and target is not None \
+            and rec.tail_goodput >= target * (1 - 1e-9):
+        tail, target_txt = _rates(rec.tail_goodput, target)
+        held = (f"held it for {_secs(rules.hold_s)} s" if rules is not None and rules.hold_s
+                else "held it long enough")
+        why = (f"goodput {tail} req/s at the end was back at the target of {target_txt} req/s "
+               f"but had not yet {held}")
+    elif rec.goodput_trend is not None and rec.goodput_trend > 0:
+        why = f"still climbing ({_signed(rec.goodput_trend)} req/s per s)"
+    elif rec.backlog_trend is not None and rec.backlog_trend < 0:
+        why = f"backlog still draining ({_signed(rec.backlog_trend)} calls in flight per s)"
+    else:
+        why = "recovery still under way when the run ended"
+    return f"{why} — run longer"
+
+
+def replication_phrase(r: ReplicationVerdict) -> str:
+    """One replication's verdict: "recovered in 8.0 s", "metastable", ..."""
+    if r.verdict == "recovered" and r.recovery_s is not None:
+        return f"recovered in {fmt_seconds(r.recovery_s)} s"
+    return VERDICT_LABELS.get(r.verdict, VERDICT_LABELS["unknown"])
+
+
+def mixed_detail(rec: Recovery, replications: int | None) -> str:
+    """Replications that disagree: each one's verdict, or (an older summary) the share that recovered."""
+    if rec.by_replication:
+        return ", ".join(f"replication {r.number} {replication_phrase(r)}"
+                         for r in rec.by_replication)
+    return mixed_phrase(rec, replications)
+
+
+def verdict_phrase(rec: Recovery, replications: int | None = None,
+                   noun: str = "the fault") -> str:
+    """The verdict as a user replaying an incident reads it (plain text).
+
+    "recovered in 8.0 s"; "metastable: goodput 0.0 req/s at the end against a
+    target of 899.7 req/s, trend ~0 req/s per s, backlog growing (+0.9 calls
+    in flight per s)"; "not recovered within the run: still climbing (+12.0
+    req/s per s) — run longer"; "mixed: replication 1 recovered in 8.0 s,
+    replication 2 metastable".
+    """
+    outcome = rec.outcome
+    if outcome == "recovered":
+        return (f"recovered in {fmt_seconds(rec.recovery_s)} s" if rec.recovery_s is not None
+                else "recovered")
+    if outcome == "metastable":
+        detail = metastable_detail(rec)
+        return "metastable" + (f": {detail}" if detail else "")
+    if outcome == "not_recovered_within_run":
+        return f"{VERDICT_LABELS[outcome]}: {not_recovered_detail(rec, noun)}"
+    if outcome == MIXED:
+        return f"mixed: {mixed_detail(rec, replications)}"
+    return VERDICT_LABELS["unknown"]
+
+
+def _pct_below(ratio: float, threshold: float | None) -> str:
+    """``ratio`` as a percentage with the decimals that keep it visibly below ``threshold``."""
+    for digits in (0, 1, 2):
+        text = fmt_pct(ratio, digits)
+        if threshold is None or ratio >= threshold \
+                or round(100 * ratio, digits) < round(100 * threshold, digits):
+            return text
+    return text
+
+
+def _numbers_text(numbers: Sequence[int]) -> str:
+    """"1", "1 and 3", "1, 2 and 4"."""
+    words = [str(n) for n in numbers]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" and {words[-1]}"
+
+
+def baseline_flag(rec: Recovery, replications: int | None = None) -> str:
+    """"the fleet was already failing before the fault (85 % of calls succeeded)"; "" when it was not.
+
+    When only some replications were failing before the fault, it names them
+    (or, in an older summary, says in how many).
+    """
+    if not rec.degraded_before:
+        return ""
+    ratio = rec.baseline_success_ratio
+    threshold = rec.rules.threshold if rec.rules is not None else None
+    text = "the fleet was already failing before the fault"
+    average = ""
+    failing = [r.number for r in rec.by_replication if r.baseline_degraded]
+    if rec.by_replication and len(failing) < len(rec.by_replication):
+        word = "replication" if len(failing) == 1 else "replications"
+        text = f"in {word} {_numbers_text(failing)} {text}"
+        average = " on average over all replications"
+    elif not rec.by_replication and isinstance(rec.baseline_degraded, float):
+        share = rec.baseline_degraded
+        text += (f" in {round(share * replications)} of {replications} replications"
+                 if replications else f" in {fmt_pct(share)} of replications")
+        average = " on average over all replications"
+    if ratio is not None:
+        text += f" ({_pct_below(ratio, threshold)} of calls succeeded{average})"
+    return text
+
+
+# --------------------------------------------------------------------------
 # Faults
 # --------------------------------------------------------------------------
 
@@ -286,41 +604,121 @@ def faults_panel(data: RunData) -> Panel | None:
 # --------------------------------------------------------------------------
 
 
-def recovery_rule() -> str:
-    """The recovery rule in words, with the report's copy of its numbers (trusted HTML)."""
-    return (f"Rule: goodput, smoothed over {RECOVERY_SMOOTH_S} s (trailing mean), must come back "
-            f"to {fmt_pct(RECOVERY_THRESHOLD)} of its pre-fault level and hold there for "
-            f"{RECOVERY_HOLD_S:g} s. The pre-fault level is the mean goodput over the "
-            f"{RECOVERY_BASELINE_S:g} s before the first fault (after the warm-up); the recovery "
-            "time counts from the end of the last fault. A run that never gets there before it "
-            "ends is called <em>metastable</em>: it stayed collapsed after the trigger was gone.")
+def recovery_rule(rules: RecoveryRules | None) -> str:
+    """The recovery rules in words, with the numbers the summary recorded (trusted HTML).
+
+    Args:
+        rules: ``summary.json`` ``recovery_rules``; None (a summary from before
+            they were recorded) says so instead of guessing them.
+    """
+    if rules is None:
+        return ("This summary does not record the rules its recovery verdict was judged by "
+                "(it was written before fleetsim recorded them), so they are not restated here.")
+    pct = fmt_pct(rules.threshold)
+    smooth = (f"smoothed over {rules.smooth_s} s (trailing mean)" if rules.smooth_s
+              else "smoothed")
+    hold = f" and hold there for {_secs(rules.hold_s)} s" if rules.hold_s else " and hold there"
+    base = (f"over the {_secs(rules.baseline_s)} s before the first fault" if rules.baseline_s
+            else "before the first fault")
+    return (f"Rule: goodput, {esc(smooth)}, must come back to {esc(pct)} of its pre-fault "
+            f"level{esc(hold)}. The pre-fault level is the mean goodput {esc(base)} (after the "
+            "warm-up); the recovery time counts from the end of the last fault. A run that has "
+            "not got there by its end is judged on its last part (the tail): "
+            "<em>metastable</em> when goodput there is flat or falling and the backlog of calls "
+            "in flight is not draining (it stayed degraded long after the trigger was gone); "
+            "<em>not recovered within the run</em> when goodput is still climbing, the backlog "
+            "is draining, or too little of the run follows the fault (inconclusive: run "
+            "longer). The fleet was <em>already failing before the fault</em> when fewer than "
+            f"{esc(pct)} of the calls offered before it succeeded.")
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def recovery_verdict(data: RunData, rec: Recovery) -> str:
-    """The outcome in plain words (trusted HTML)."""
+    """The verdict in plain words, its evidence, and the baseline flag (trusted HTML)."""
     noun = fault_noun(data.faults)
     end_txt = (f" (at {fmt_value(rec.fault_end_s)} s)" if rec.fault_end_s is not None else "")
+    ended = f"{noun} ended{end_txt}"
+    rules = rec.rules
+    level = (f"{fmt_pct(rules.threshold)} of its pre-fault level" if rules is not None
+             else "its recovery target")
     outcome = rec.outcome
     if outcome == "recovered":
-        when = (f"{fmt_seconds(rec.recovery_s)} s after {noun} ended{end_txt}"
-                if rec.recovery_s is not None else f"after {noun} ended{end_txt}")
-        return (f'<strong class="ok">Recovered.</strong> Goodput came back to '
-                f"{fmt_pct(RECOVERY_THRESHOLD)} of its pre-fault level {esc(when)} and stayed there.")
-    share, where = end_share(data, rec)
-    if outcome == "metastable":
-        text = (f'<strong class="bad">Metastable.</strong> Goodput did not come back to '
-                f"{fmt_pct(RECOVERY_THRESHOLD)} of its pre-fault level after {esc(noun)} "
-                f"ended{esc(end_txt)}; it stayed collapsed until the end of the run")
-        if share is not None:
-            text += f" ({esc(fmt_pct(share))} of the pre-fault level {esc(where)})"
-        return text + "."
-    if outcome == "mixed":
-        text = (f'<strong class="warnbg">Mixed.</strong> Goodput {esc(mixed_phrase(rec, replication_count(data)))}'
-                f"; the others stayed collapsed after {esc(noun)} ended{esc(end_txt)}")
         if rec.recovery_s is not None:
-            text += f"; mean recovery time {esc(fmt_seconds(rec.recovery_s))} s where recovered"
-        return text + "."
-    return "The recovery outcome was not recorded."
+            title = f"Recovered in {fmt_seconds(rec.recovery_s)} s."
+            when = f"{fmt_seconds(rec.recovery_s)} s after {ended}"
+        else:
+            title, when = "Recovered.", f"after {ended}"
+        text = (f'<strong class="ok">{esc(title)}</strong> Goodput came back to {esc(level)} '
+                f"{esc(when)} and stayed there.")
+    elif outcome == "metastable":
+        detail = metastable_detail(rec)
+        if detail:
+            tail = (f" (the run's last {_secs(rec.tail_s)} s)" if rec.tail_s is not None else "")
+            text = (f'<strong class="bad">Metastable:</strong> {esc(detail)}. Goodput was '
+                    f"still degraded long after {esc(ended)}, and not coming back{esc(tail)}: "
+                    "something (most often retries) kept the fleet down after the trigger was "
+                    "gone.")
+        else:  # a summary from before verdicts were recorded
+            share, where = end_share(data, rec)
+            text = (f'<strong class="bad">Metastable.</strong> Goodput did not come back to '
+                    f"{esc(level)} after {esc(ended)}; it stayed collapsed until the end of the "
+                    "run")
+            if share is not None:
+                text += f" ({esc(fmt_pct(share))} of the pre-fault level {esc(where)})"
+            text += "."
+    elif outcome == "not_recovered_within_run":
+        text = (f'<strong class="warnbg">Not recovered within the run:</strong> '
+                f"{esc(not_recovered_detail(rec, noun))}. Goodput had not yet come back to "
+                f"{esc(level)} when the run ended")
+        if rec.run_after_s is not None:
+            text += f", {esc(_secs(rec.run_after_s))} s after {esc(ended)}"
+        text += (", but it was not stuck either: this run is too short to tell whether and "
+                 "when the fleet recovers.")
+        if rec.tail_goodput is not None and rec.target is not None and rec.tail_s is not None:
+            tail, target = _rates(rec.tail_goodput, rec.target)
+            evidence = [f"trend {t} req/s per s" for t in [goodput_trend_text(rec)] if t]
+            evidence += [b for b in [backlog_text(rec)] if b]
+            text += (f" Over its last {esc(_secs(rec.tail_s))} s goodput averaged {esc(tail)} "
+                     f"req/s against a target of {esc(target)} req/s"
+                     + (f" ({esc(', '.join(evidence))})" if evidence else "") + ".")
+    elif outcome == MIXED:
+        replications = replication_count(data)
+        if rec.by_replication:
+            text = (f'<strong class="warnbg">Mixed:</strong> the replications disagree after '
+                    f"{esc(ended)}: {esc(mixed_detail(rec, replications))}.")
+        else:  # a summary from before verdicts were recorded
+            text = (f'<strong class="warnbg">Mixed.</strong> Goodput '
+                    f"{esc(mixed_phrase(rec, replications))}; the others stayed collapsed after "
+                    f"{esc(ended)}")
+            if rec.recovery_s is not None:
+                text += f"; mean recovery time {esc(fmt_seconds(rec.recovery_s))} s where recovered"
+            text += "."
+    else:
+        text = "The recovery outcome was not recorded."
+    flag = baseline_flag(rec, replication_count(data))
+    if flag:
+        text += (f'<br><span class="warn">⚠ {esc(_capitalised(flag))}: read the verdict '
+                 "against that.</span>")
+    return text
+
+
+def _tail_trend(data: RunData, rec: Recovery) -> tuple[list[float], list[float]] | None:
+    """The least-squares line of goodput over the tail (x = each second's start, y = req/s)."""
+    duration = as_number(data.summary.get("simulated_s"))
+    if rec.outcome not in ("metastable", "not_recovered_within_run") or duration is None \
+            or rec.tail_s is None or rec.tail_goodput is None or rec.goodput_trend is None:
+        return None
+    end = math.floor(duration)
+    first = end - math.floor(rec.tail_s)
+    if first >= end:
+        return None
+    # The fit runs through the mean of the tail's seconds and their mean goodput.
+    middle = (first + end - 1) / 2
+    xs = [float(first), float(end - 1)]
+    return xs, [rec.tail_goodput + rec.goodput_trend * (x - middle) for x in xs]
 
 
 def _recovery_figure(data: RunData, rec: Recovery) -> go.Figure | None:
@@ -328,27 +726,39 @@ def _recovery_figure(data: RunData, rec: Recovery) -> go.Figure | None:
     goodput = ts.get("goodput") if ts else None
     if ts is None or goodput is None:
         return None
+    rules = rec.rules
+    smooth_s = rules.smooth_s if rules is not None else None
     fig = go.Figure()
     if ts.get("offered"):
         fig.add_trace(go.Scatter(x=ts.t, y=ts.columns["offered"], name="offered", mode="lines",
                                  line={"color": C_OFFERED, "width": 1.5, "dash": "dot"},
                                  hovertemplate="%{y:,.1f} req/s"))
     fig.add_trace(go.Scatter(x=ts.t, y=goodput, name="goodput", mode="lines",
-                             line={"color": C_GOODPUT, "width": 1}, opacity=0.45,
+                             line={"color": C_GOODPUT, "width": 1 if smooth_s else 2},
+                             opacity=0.45 if smooth_s else 1.0,
                              hovertemplate="%{y:,.1f} req/s"))
-    fig.add_trace(go.Scatter(x=ts.t, y=trailing_mean(goodput, RECOVERY_SMOOTH_S),
-                             name=f"goodput, {RECOVERY_SMOOTH_S} s mean", mode="lines",
-                             line={"color": C_GOODPUT, "width": 2.5},
-                             hovertemplate="%{y:,.1f} req/s"))
+    if smooth_s:
+        fig.add_trace(go.Scatter(x=ts.t, y=trailing_mean(goodput, smooth_s),
+                                 name=f"goodput, {smooth_s} s mean", mode="lines",
+                                 line={"color": C_GOODPUT, "width": 2.5},
+                                 hovertemplate="%{y:,.1f} req/s"))
+    trend = _tail_trend(data, rec)
+    if trend is not None:
+        fig.add_trace(go.Scatter(x=trend[0], y=trend[1], mode="lines",
+                                 name=f"trend over the last {_secs(rec.tail_s)} s",
+                                 line={"color": C_THRESHOLD, "width": 3},
+                                 hovertemplate="%{y:,.1f} req/s"))
     if rec.before:
-        target = RECOVERY_THRESHOLD * rec.before
         fig.add_hline(y=rec.before, line={"color": "#52606d", "width": 1, "dash": "dot"},
                       annotation_text=f"pre-fault {fmt_value(rec.before)} req/s",
                       annotation_position="bottom right",
                       annotation_font={"size": 11, "color": "#52606d"})
+    target = rec.target
+    if target is not None:
+        label = (f"target: {fmt_pct(rules.threshold)} of pre-fault" if rules is not None
+                 else "recovery target")
         fig.add_hline(y=target, line={"color": C_THRESHOLD, "width": 1.5, "dash": "dash"},
-                      annotation_text=f"{fmt_pct(RECOVERY_THRESHOLD)} of pre-fault",
-                      annotation_position="bottom left",
+                      annotation_text=label, annotation_position="bottom left",
                       annotation_font={"size": 11, "color": C_THRESHOLD})
     if rec.outcome == "recovered" and rec.fault_end_s is not None and rec.recovery_s is not None:
         fig.add_vline(x=rec.fault_end_s + rec.recovery_s,
@@ -361,8 +771,73 @@ def _recovery_figure(data: RunData, rec: Recovery) -> go.Figure | None:
     return fig
 
 
+def _muted(text: str) -> str:
+    return f' <span class="muted">{esc(text)}</span>'
+
+
+def _outcome_rows(data: RunData, rec: Recovery) -> list[list[str]]:
+    """The verdict, the recovery time and the evidence, as rows of the outcome table."""
+    outcome = rec.outcome
+    replications = replication_count(data)
+    if outcome == MIXED:
+        verdict = ("mixed: the replications disagree (below)" if rec.by_replication
+                   else f"mixed: {mixed_phrase(rec, replications)}")
+    else:
+        verdict = VERDICT_LABELS.get(outcome, "—")
+    css = {"recovered": "ok", "metastable": "bad"}.get(outcome, "warnbg")
+    rows = [[esc("Verdict"), f'<span class="{css}">{esc(verdict)}</span>']]
+    if rec.recovery_s is not None:
+        ci = as_number(ci_of(data, ("recovery", "recovery_s")))
+        text = fmt_value(rec.recovery_s, ci) if ci is not None else fmt_seconds(rec.recovery_s)
+        rec_time = esc(text) + unit_html("s after the fault ended")
+    else:
+        rec_time = esc({"metastable": "— (did not recover)",
+                        "not_recovered_within_run": "— (not within the run)",
+                        MIXED: "— (by replication, below)" if rec.by_replication else "—",
+                        }.get(outcome, "—"))
+    rows.append([esc("Recovery time"), rec_time])
+    if outcome in ("metastable", "not_recovered_within_run") and rec.tail_goodput is not None:
+        target = rec.target
+        tail, target_txt = _rates(rec.tail_goodput, target if target is not None else 0.0)
+        label = (f"Goodput, last {_secs(rec.tail_s)} s" if rec.tail_s is not None
+                 else "Goodput at the end")
+        rows.append([esc(label), esc(tail) + unit_html("req/s")])
+        if target is not None:
+            of = (_muted(f"({fmt_pct(rec.rules.threshold)} of pre-fault)")
+                  if rec.rules is not None else "")
+            rows.append([esc("Target"), esc(target_txt) + unit_html("req/s") + of])
+        trend = goodput_trend_text(rec)
+        if trend is not None:
+            rows.append([esc("Goodput trend"), esc(trend) + unit_html("req/s per s")])
+        state = backlog_state(rec)
+        rows.append([esc("Backlog trend"),
+                     esc(_signed(rec.backlog_trend)) + unit_html("calls in flight per s")
+                     + _muted(f"({state})") if state is not None else esc("— (not recorded)")])
+    if rec.baseline_success_ratio is not None:
+        threshold = rec.rules.threshold if rec.rules is not None else None
+        text = esc(_pct_below(rec.baseline_success_ratio, threshold)) + unit_html("of calls")
+        if rec.degraded_before:
+            text = f'<span class="warn">{text}</span>' + _muted("(already failing)")
+        rows.append([esc("Succeeded before the fault"), text])
+    return rows
+
+
+def _replications_table(rec: Recovery) -> str:
+    """Each replication's verdict and recovery time, when the replications disagree."""
+    rows = []
+    for r in rec.by_replication:
+        css = {"recovered": "ok", "metastable": "bad"}.get(r.verdict, "warnbg")
+        rows.append([esc(r.number),
+                     f'<span class="{css}">{esc(VERDICT_LABELS.get(r.verdict, "—"))}</span>',
+                     esc(fmt_seconds(r.recovery_s)),
+                     '<span class="warn">already failing</span>' if r.baseline_degraded
+                     else '<span class="muted">—</span>'])
+    return table(["Replication", "Verdict", header_cell("Recovery time", "s after the fault"),
+                  "Before the fault"], rows, cls="kpi replications")
+
+
 def recovery_panel(data: RunData) -> Panel | None:
-    """Goodput before, during and after the faults; recovered or metastable, and when."""
+    """Goodput before, during and after the faults; the verdict, its evidence, and when."""
     rec = parse_recovery(data.summary)
     if rec is None:
         return None
@@ -393,41 +868,22 @@ def recovery_panel(data: RunData) -> Panel | None:
                       if end_value is not None else "—"),
                      f'<span class="muted">{esc(fmt_pct(share))}</span>'])
     goodput_table = table(["Goodput", "mean", "of baseline"], rows)
-
+    outcome_table = table(["Outcome", ""], _outcome_rows(data, rec))
     outcome = rec.outcome
-    replications = replication_count(data)
-    if outcome == "mixed":
-        recovered_txt = mixed_phrase(rec, replications)
-    else:
-        recovered_txt = {"recovered": "yes", "metastable": "no"}.get(outcome, "—")
-    metastable = rec.metastable
-    if isinstance(metastable, bool):
-        metastable_txt = "yes" if metastable else "no"
-    elif metastable is not None:
-        metastable_txt = (f"in {round(metastable * replications)} of {replications} replications"
-                          if replications else f"in {fmt_pct(metastable)} of replications")
-    else:
-        metastable_txt = "—"
-    if rec.recovery_s is not None:
-        ci = as_number(ci_of(data, ("recovery", "recovery_s")))
-        text = fmt_value(rec.recovery_s, ci) if ci is not None else fmt_seconds(rec.recovery_s)
-        rec_time = esc(text) + unit_html("s after the fault ended")
-    else:
-        rec_time = esc("— (did not recover)" if outcome == "metastable" else "—")
-    outcome_table = table(["Outcome", ""], [
-        [esc("Recovered"), esc(recovered_txt)],
-        [esc("Metastable"), esc(metastable_txt)],
-        [esc("Recovery time"), rec_time],
-    ])
     body = (f'<p class="verdict {esc(outcome)}">{recovery_verdict(data, rec)}</p>'
             f'<div class="grid2"><div>{goodput_table}</div><div>{outcome_table}</div></div>')
+    if outcome == MIXED and rec.by_replication:
+        body += _replications_table(rec)
     fig = _recovery_figure(data, rec)
     if fig is not None:
         body += figure_html(fig, "fig-recovery", 380)
-    notes = [recovery_rule()]
+    notes = [recovery_rule(rec.rules)]
+    replications = replication_count(data)
     if replications and replications > 1:
         notes.append(f"Recovery is judged in each of the {replications} replications; the chart "
-                     "shows their mean goodput per second.")
+                     "shows their mean goodput per second"
+                     + (", the evidence figures are means over the replications."
+                        if outcome in ("metastable", "not_recovered_within_run") else "."))
     body += f'<p class="note">{" ".join(notes)}</p>'
     return Panel("Recovery", body, "recovery")
 
