@@ -417,6 +417,75 @@ class GatewayInstance:
             raise RuntimeError(f"gateway {self.name} is not down")
         self.up = True
 
+    def check_limits(self) -> None:
+        """Raise if a worker or circuit-breaker limit is exceeded now, or a count disagrees with the tries.
+
+        For tests, which call it at many instants of a run; nothing in a run
+        calls it. Checked, from the requests this instance holds (in CPU,
+        waiting for it, routed and not answered, in a retry back-off):
+
+        - workers: ``busy`` is the requests in CPU, at most ``workers``, and
+          none waits while a worker is free;
+        - per cluster, ``max_requests``: the tries in flight (Envoy's
+          upstream_rq_active), which are the live tries' own count, per host
+          as in total;
+        - retries in flight or in back-off are the live retries plus the
+          back-offs scheduled, within ``max_retries``, or with a retry budget
+          within its allowance at ``max_requests`` active requests (a budget
+          is checked when a retry is admitted, as Envoy does: retries
+          admitted stay when active requests later drop, so at an arbitrary
+          instant this is the bound that must hold);
+        - the cluster's connection pool (:meth:`ConnectionPool.check_limits`).
+
+        Raises:
+            RuntimeError: naming the gateway, the cluster, the time and each problem.
+        """
+        now = self.env._now
+        problems = []
+        in_cpu = sum(1 for _, r in self.ctx.pending(self._cpu_done) if r.outcome is None)
+        if not 0 <= self.busy <= self.workers or self.busy != in_cpu:
+            problems.append(f"{self.busy} workers busy ({in_cpu} requests in CPU), of {self.workers}")
+        if self.queue and self.busy < self.workers:
+            problems.append(f"{len(self.queue)} requests wait for CPU while {self.workers - self.busy} workers are free")
+        tries: dict[str, list[Attempt]] = {svc: [] for svc in self.clusters}
+        for req in self._timers.items():
+            if req.outcome is None and req.attempt is not None:
+                tries[req.attempt.cluster.service].append(req.attempt)
+        backing_off = dict.fromkeys(self.clusters, 0)
+        for _, req in self.ctx.pending(self._retry):
+            backing_off[req.cluster.service] += 1
+        breakers = self.config.cluster.circuit_breakers
+        budget = breakers.retry_budget
+        if budget is None:
+            max_retries = breakers.max_retries
+        else:
+            max_retries = max(budget.min_retry_concurrency,
+                              int(budget.budget_percent / 100.0 * breakers.max_requests))
+        for svc, c in self.clusters.items():
+            live = tries[svc]
+            where = f"cluster {svc}: "
+            if not 0 <= c.rq_active <= c.max_requests:
+                problems.append(f"{where}{c.rq_active} requests active, limit max_requests {c.max_requests}")
+            per_host = [0] * len(c.hosts)
+            for a in live:
+                per_host[a.host] += 1
+            if c.rq_active != len(live) or c.active != per_host:
+                problems.append(f"{where}{c.rq_active} active ({c.active} per host) but {len(live)} tries in "
+                                f"flight ({per_host})")
+            retries = sum(1 for a in live if a.is_retry) + backing_off[svc]
+            if c.retries_active != retries:
+                problems.append(f"{where}{c.retries_active} retries active but {retries} retries in flight "
+                                "or in back-off")
+            if not 0 <= c.retries_active <= max_retries:
+                problems.append(f"{where}{c.retries_active} retries active, limit "
+                                f"{'max_retries' if budget is None else 'the retry budget'} {max_retries}")
+            try:
+                c.pool.check_limits(self.ctx, live)
+            except RuntimeError as e:
+                problems.append(f"{where}{e}")
+        if problems:
+            raise RuntimeError(f"gateway {self.name} at t={now!r}: " + "; ".join(problems))
+
     def results(self) -> dict:
         """Result hook: this instance's counters with its clusters' and connection pools' summed.
 

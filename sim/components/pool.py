@@ -86,6 +86,51 @@ class ConnectionPool:
         return {"connects": self.connects, "connect_timeouts": self.connect_timeouts,
                 "cx_overflow": self.cx_overflow, "pending_overflow": self.pending_overflow}
 
+    def check_limits(self, ctx, tries: list[Attempt]) -> None:
+        """Raise if a breaker's limit is exceeded now, or a count disagrees with the tries it serves.
+
+        For tests, which call it at many instants of a run; nothing in a run
+        calls it. Checked: ``max_connections`` (connections open and being
+        opened, Envoy's upstream_cx_active plus those connecting),
+        ``max_pending_requests`` (tries waiting for a connection); each
+        host's requests (HTTP/1.1) or streams (HTTP/2) in use within what its
+        open connections carry; and that these counts are the tries' own:
+        ``pending`` is the tries waiting or connecting, each host's in-use
+        count its tries on a connection, and ``cx_total`` the open
+        connections plus the connects under way.
+
+        Args:
+            ctx: the simulation context (its scheduled calls show the connects under way).
+            tries: every try of this pool's cluster in flight now (sent and not released).
+
+        Raises:
+            RuntimeError: naming each limit exceeded or count that disagrees.
+        """
+        problems = []
+        if not 0 <= self.cx_total <= self.max_connections:
+            problems.append(f"{self.cx_total} connections, limit max_connections {self.max_connections}")
+        if not 0 <= self.pending <= self.max_pending:
+            problems.append(f"{self.pending} pending tries, limit max_pending_requests {self.max_pending}")
+        opening = sum(1 for callback in (self._connected, self._connect_timed_out)
+                      for _, item in ctx.pending(callback) if item[2] == self._epoch)
+        if self.cx_total != sum(self.conns) + opening:
+            problems.append(f"cx_total {self.cx_total} != {sum(self.conns)} open + {opening} connecting")
+        waiting = sum(1 for a in tries if a.conn in (PENDING, CONNECTING))
+        if self.pending != waiting:
+            problems.append(f"pending {self.pending} != {waiting} tries waiting for a connection")
+        on_connection = [0] * len(self.conns)
+        for a in tries:
+            if a.conn == ON_CONNECTION:
+                on_connection[a.host] += 1
+            elif a.conn not in (PENDING, CONNECTING):
+                problems.append(f"a try in flight to host {a.host} has no connection state ({a.conn!r})")
+        for i, (busy, conns) in enumerate(zip(self.busy, self.conns, strict=True)):
+            if conns < 0 or busy != on_connection[i] or busy > conns * self.streams_per_conn:
+                problems.append(f"host {i}: {busy} in use ({on_connection[i]} tries on a connection) over "
+                                f"{conns} connections of {self.streams_per_conn} streams")
+        if problems:
+            raise RuntimeError("connection pool: " + "; ".join(problems))
+
     def close_all(self) -> None:
         """Every connection is gone (the gateway crashed), those being opened too.
 
