@@ -307,6 +307,8 @@ def describe_verdict(rec: dict) -> str:
         evidence += ")"
     if verdict == "metastable":
         return "METASTABLE: still degraded long after the trigger ended" + evidence
+    if verdict == "no_baseline":
+        return "not judged: no call succeeded before the fault, so there is no level to recover to"
     return "not recovered within the run: inconclusive, run longer" + evidence
 
 

@@ -168,10 +168,13 @@ def test_a_partial_last_second_is_not_judged():
         analyse_recovery(series(58, 100), [(40, 50)], warmup_s=10, duration_s=57.9)
 
 
-def test_a_zero_baseline_is_refused():
+def test_a_zero_baseline_is_no_baseline_and_judges_nothing():
     g = series(100, 0, (50, 100, 100))
-    with pytest.raises(ValueError, match=r"baseline goodput before the fault at 40 s is 0"):
-        analyse_recovery(g, [(40, 50)], warmup_s=10, duration_s=100)
+    r = analyse_recovery(g, [(40, 50)], warmup_s=10, duration_s=100)
+    assert r.verdict == "no_baseline"
+    assert (r.recovered, r.metastable, r.recovery_s, r.goodput_before_rps) == (False, False, None, 0.0)
+    assert r.goodput_during_rps == 0.0 and r.goodput_after_rps == 100.0
+    assert r.target_rps is None and r.tail_s is None
 
 
 def test_baseline_window_is_the_last_baseline_s_seconds_after_warmup():

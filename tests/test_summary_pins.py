@@ -54,3 +54,24 @@ def test_summary_matches_its_pin_key_for_key(path, sets, variant, pin):
     assert sorted(flat_got) == sorted(flat_want), "summary keys changed"
     moved = {k: (flat_want[k], flat_got[k]) for k in flat_want if flat_got[k] != flat_want[k]}
     assert moved == {}, f"values moved (pinned, now): {moved}"
+
+
+def repin() -> None:
+    """Rewrite every pin from the current code, printing what moved (``python -m tests.test_summary_pins``)."""
+    from sim.files import atomic_write_text
+
+    for path, sets, variant, pin in CASES:
+        loaded = load_experiment(ROOT / path, sets)
+        exp = loaded.variants[variant] if variant else loaded.config
+        text = dumps(Fleet(exp, 0).run()["summary"])
+        file = PINS / f"{pin}.summary.json"
+        old = _flatten(json.loads(file.read_text(encoding="utf-8")))
+        new = _flatten(json.loads(text))
+        moved = {k: (old.get(k), new.get(k)) for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+        print(f"{pin}: {len(moved)} values moved", *(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in sorted(moved.items())),
+              sep="\n")
+        atomic_write_text(file, text)
+
+
+if __name__ == "__main__":
+    repin()

@@ -199,7 +199,7 @@ class DirectEntry:
     try goes to one of them, uniformly at random (among those up), over the
     internet hop to the gateway's AZ; the answer comes back the same way. It
     stands where a balancer node stands for the client (``up``, ``link_in``,
-    ``accept`` through ``link_in.send_after``) and for the gateway
+    ``accept`` through ``link_in.send_at``) and for the gateway
     (``respond``), and adds no hop of its own. If no target is up, the try
     fails with ``gateway_reset`` after the client's round trip (nobody
     answers the connection).
@@ -213,6 +213,7 @@ class DirectEntry:
             raise ValueError(f"{name}: no gateway to send to")
         self.ctx = ctx
         self._later = ctx.call_later
+        self._at = ctx.call_at
         self.name = name
         self.az = INTERNET
         self.up = True  # DNS always answers; a gateway that is down refuses the connection
@@ -221,7 +222,7 @@ class DirectEntry:
         self.uniform = UniformStream(ctx.rng(f"{name}.pick"))
         self.links_in = [network.link(INTERNET, g.az) for g in targets]
         self.links_out = [network.link(g.az, INTERNET) for g in targets]
-        self.link_in = self  # the client sends through send_after below
+        self.link_in = self  # the client sends through send_at below
         self.refused = 0
         self.reset()
 
@@ -234,8 +235,8 @@ class DirectEntry:
         """Result hook: connections handed to the gateways, tries that found none up."""
         return {"connections": sum(self.connections), "no_healthy": self.no_healthy, "refused": self.refused}
 
-    def send_after(self, wait_s: float, nbytes: float, _accept, req: Request) -> None:
-        """The client's try leaves in ``wait_s`` seconds: pick its gateway and put it on the wire."""
+    def send_at(self, t: float, nbytes: float, _accept, req: Request) -> None:
+        """The client's try leaves at time ``t``: pick its gateway and put it on the wire."""
         i = int(self.uniform() * self.n)
         if not self.targets[i].up:
             ups = [j for j in range(self.n) if self.targets[j].up]
@@ -245,16 +246,16 @@ class DirectEntry:
                 req.outcome = GATEWAY_RESET
                 req.resp_bytes = 0.0
                 link = self.links_in[i]
-                self._later(wait_s + 2 * link.draw(), self._answered, req)
+                self._at(t + 2 * link.draw(), self._answered, req)
                 return
             i = ups[int(self.uniform() * len(ups))]
         self.connections[i] += 1
         req.lb_node = self
         req.lb_index = i
-        self.links_in[i].send_after(wait_s, nbytes, self.targets[i].accept, req)
+        self.links_in[i].send_at(t, nbytes, self.targets[i].accept, req)
 
     def accept(self, req: Request) -> None:
-        """Never called: :meth:`send_after` hands each try to its gateway (clients pass it as the callback)."""
+        """Never called: :meth:`send_at` hands each try to its gateway (clients pass it as the callback)."""
         raise RuntimeError(f"{self.name}: a try reached the direct entry itself")
 
     def respond(self, req: Request) -> None:

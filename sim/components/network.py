@@ -28,11 +28,12 @@ class Link:
         messages: messages sent since the end of the warm-up.
     """
 
-    __slots__ = ("env", "later", "key", "relation", "draw", "bytes", "messages")
+    __slots__ = ("env", "later", "at", "key", "relation", "draw", "bytes", "messages")
 
     def __init__(self, ctx: SimContext, key: str, relation: str, sampler: Sampler):
         self.env = ctx.env
         self.later = ctx.call_later
+        self.at = ctx.call_at
         self.key = key
         self.relation = relation
         self.draw = sampler.draw
@@ -45,11 +46,11 @@ class Link:
         self.messages += 1
         self.later(self.draw(), callback, value)
 
-    def send_after(self, wait_s: float, nbytes: float, callback: Callable, value) -> None:
-        """Like :meth:`send`, for a message that leaves ``wait_s`` from now."""
+    def send_at(self, t: float, nbytes: float, callback: Callable, value) -> None:
+        """Like :meth:`send`, for a message that leaves at time ``t`` (>= now): it arrives at ``t`` + latency."""
         self.bytes += nbytes
         self.messages += 1
-        self.later(wait_s + self.draw(), callback, value)
+        self.at(t + self.draw(), callback, value)
 
     def reset(self) -> None:
         """Start the measurement window of ``bytes`` and ``messages`` now."""

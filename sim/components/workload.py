@@ -56,6 +56,9 @@ class RateFunction:
         pts = rate_breakpoints(schedule)
         self.times = [t for t, _ in pts]
         self.rates = [r * scale for _, r in pts]
+        # A spike by 1 changes no rate; cutting the schedule at its window would still move
+        # arrival times by a rounding (a ramp integrated in two pieces), so it cuts nothing.
+        spikes = [s for s in spikes if s[2] != 1.0]
         if spikes:
             self._apply_spikes(spikes)
 
@@ -233,6 +236,7 @@ class ClientPopulation:
         self.ctx = ctx
         self.env = ctx.env
         self._later = ctx.call_later
+        self._at = ctx.call_at
         self.name = name
         self.region = region
         self.rate = rate
@@ -334,7 +338,7 @@ class ClientPopulation:
             nodes = self.nodes
             node = nodes[0] if len(nodes) == 1 else nodes[int(u() * len(nodes))]
             if node.up:  # (inlined from _send for performance reasons)
-                node.link_in.send_after(t - now, req.req_bytes, node.accept, req)
+                node.link_in.send_at(t, req.req_bytes, node.accept, req)
             else:
                 self._send(req, t, now)
             return
@@ -379,7 +383,7 @@ class ClientPopulation:
         self.live_tries.add(req)
         self.recorder.try_sent(t)
         if self.policy.timeout_s is not None:
-            self._later(t - now + self.policy.timeout_s, self._timed_out, req)
+            self._at(t + self.policy.timeout_s, self._timed_out, req)
         self._send(req, t, now)
 
     def _send(self, req: Request, t: float, now: float) -> None:
@@ -391,7 +395,7 @@ class ClientPopulation:
             up = [n for n in nodes if n.up]
             if up:
                 node = up[0] if len(up) == 1 else up[int(self._uniform() * len(up))]
-        node.link_in.send_after(t - now, req.req_bytes, node.accept, req)
+        node.link_in.send_at(t, req.req_bytes, node.accept, req)
 
     def on_response(self, req: Request) -> None:
         """A try's answer reached the client."""
@@ -412,8 +416,12 @@ class ClientPopulation:
         self.answered += 1
         call = req.call
         if call.outcome is not None:  # a late answer of a call already over
-            if call.counted:
-                self.counted["backend_tries"] += req.backend_tries
+            if call.counted and req.backend_tries:
+                c = self.counted
+                c["backend_tries"] += req.backend_tries
+                if not call.backend_tries:  # the call did reach a backend: it joins the denominator now
+                    c["answered_with_backend_tries"] += 1
+            call.backend_tries += req.backend_tries
             return
         call.backend_tries += req.backend_tries
         if call.current is not req:

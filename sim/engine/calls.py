@@ -37,3 +37,20 @@ def make_call_later(env) -> Callable[[float, Callable, Any], None]:
         _push(queue, (env._now + delay, _normal, next(eid), callback, value))
 
     return schedule
+
+
+def make_call_at(env) -> Callable[[float, Callable, Any], None]:
+    """Like :func:`make_call_later`, at an absolute time ``when`` (>= now).
+
+    For a message that leaves at a time computed ahead (a client's batch):
+    ``at(t + latency)`` is the time it would have had had it been sent at
+    ``t``, where ``later((t - now) + latency)`` can differ in the last bit.
+    """
+    queue = env._queue
+    eid = env._eid
+
+    def schedule_at(when: float, callback: Callable[[Any], None], value: Any = None,
+                    _push=heappush, _normal=NORMAL) -> None:
+        _push(queue, (when, _normal, next(eid), callback, value))
+
+    return schedule_at

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from .calls import make_call_later
+from .calls import make_call_at, make_call_later
 
 
 def name_key(name: str) -> tuple[int, int]:
@@ -48,6 +48,8 @@ class SimContext:
         self.env = simpy.Environment()
         #: ``call_later(delay_s, callback, value)``: the hot path's way to schedule.
         self.call_later = make_call_later(self.env)
+        #: ``call_at(time_s, callback, value)``: the same at an absolute time (>= now).
+        self.call_at = make_call_at(self.env)
         self.seed = seed
         self.replication = replication
         self.warmup_s = warmup_s

@@ -28,6 +28,8 @@ a pool's backend groups by service (topology order) then AZ (sorted).
 
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 
 from sim.components.network import INTERNET
@@ -129,18 +131,31 @@ def plan(exp: Experiment) -> nx.DiGraph:
 
 
 def _check_fault_windows(exp: Experiment) -> None:
+    """Refuse a fault timeline whose recovery cannot be judged (the rules of :mod:`sim.metrics.recovery`).
+
+    Recovery is judged over whole seconds: the run's ``floor(duration_s)``
+    must leave ``hold_s + smooth_s`` after the last fault ends, and at least
+    one whole second (second 0 is ``[0, 1)``) must precede the first fault to
+    take the baseline from.
+    """
     if not exp.faults or faults_reach_the_end(exp):
         return
     rules = RECOVERY_RULES
     end = max(f.at_s + f.for_s for f in exp.faults)
     need = end + rules["hold_s"] + rules["smooth_s"]
-    if exp.duration_s < need:
-        raise FleetError(("duration_s",), f"must be at least {need:g} s: recovery is judged over "
-                         f"{rules['hold_s'] + rules['smooth_s']:g} s after the last fault ends at {end:g} s")
+    if math.floor(exp.duration_s) < need:
+        raise FleetError(("duration_s",), f"must be at least {math.ceil(need):g} s: recovery is judged over "
+                         f"{rules['hold_s'] + rules['smooth_s']:g} whole seconds after the last fault ends at "
+                         f"{end:g} s")
     start = min(f.at_s for f in exp.faults)
     if start < exp.warmup_s:
         raise FleetError(("faults",), f"the first fault starts at {start:g} s, inside the warm-up "
                          f"({exp.warmup_s:g} s): there is no baseline to recover to")
+    if start < 1:
+        first = min(range(len(exp.faults)), key=lambda i: exp.faults[i].at_s)
+        raise FleetError(("faults", first, "at_s"), f"the first fault starts at {start:g} s, before the first whole second "
+                         "of the run ends: recovery needs at least one whole second before the fault as its "
+                         "baseline; start it at 1 s or later")
 
 
 def _check_reach(exp: Experiment, g: nx.DiGraph) -> None:

@@ -29,8 +29,9 @@ see :func:`goodput_mean_over`):
    holds no whole second (the fault starts at or too soon after the end of
    warm-up), the mean over ``[0, fault_start_s)`` is used instead; if that is
    empty too (the fault starts before second 1), ValueError. A baseline of 0
-   (no traffic before the fault) is a ValueError: recovery to a fraction of
-   nothing means nothing.
+   (no successful call before the fault: every call failing, or no traffic
+   yet) cannot be recovered to: the verdict is ``no_baseline`` (recovered and
+   metastable both False), and nothing else is judged.
 3. ``goodput_during_rps``: mean over ``[fault_start_s, fault_end_s)``, NaN if
    the fault covers no whole second. ``goodput_after_rps``: mean over
    ``[fault_end_s, floor(duration_s))``.
@@ -107,7 +108,8 @@ class Recovery:
     """How goodput behaved around the fault span (rates in successful responses per second).
 
     Attributes:
-        verdict: ``recovered``, ``metastable`` or ``not_recovered_within_run`` (rule 7).
+        verdict: ``recovered``, ``metastable`` or ``not_recovered_within_run`` (rule 7), or
+            ``no_baseline`` (rule 2: no successful call before the fault to recover to).
         fault_start_s: start of the fault span (earliest window start), seconds.
         fault_end_s: end of the fault span (latest window end), seconds.
         goodput_before_rps: the baseline (rule 2 of the module docstring).
@@ -249,8 +251,8 @@ def analyse_recovery(
         A :class:`Recovery`, or None if there is no fault window.
 
     Raises:
-        ValueError: bad arguments, no whole second before the fault, a zero
-            baseline, or a run that ends too soon after the fault.
+        ValueError: bad arguments, no whole second before the fault, or a run
+            that ends too soon after the fault.
     """
     if not fault_windows:
         return None
@@ -304,10 +306,11 @@ def analyse_recovery(
             f"baseline; start the fault at 1 s or later (after warm-up at {warmup_s:g} s)"
         )
     if baseline == 0:
-        raise ValueError(
-            f"baseline goodput before the fault at {fault_start:g} s is 0: no successful "
-            "traffic to recover to"
-        )
+        during = goodput_mean_over(values, fault_start, fault_end)
+        return Recovery(verdict="no_baseline", fault_start_s=fault_start, fault_end_s=fault_end,
+                        goodput_before_rps=0.0, goodput_during_rps=during,
+                        goodput_after_rps=goodput_mean_over(values, fault_end, n),
+                        recovered=False, recovery_s=None, metastable=False)
 
     during = goodput_mean_over(values, fault_start, fault_end)
     after = goodput_mean_over(values, fault_end, n)

@@ -122,12 +122,13 @@ def ratio_over(data: RunData, num: str, den: str, start_s: float,
 
 #: The verdicts ``summary.json`` ``recovery.verdict`` can hold (``sim.metrics.recovery``), and
 #: "mixed" for replications that disagree.
-VERDICTS = ("recovered", "metastable", "not_recovered_within_run")
+VERDICTS = ("recovered", "metastable", "not_recovered_within_run", "no_baseline")
 MIXED = "mixed"
 
 #: Each verdict as a user reads it.
 VERDICT_LABELS = {"recovered": "recovered", "metastable": "metastable",
                   "not_recovered_within_run": "not recovered within the run",
+                  "no_baseline": "not judged: no successful call before the fault",
                   MIXED: "mixed", "unknown": "outcome not recorded"}
 
 
@@ -511,7 +512,7 @@ def verdict_phrase(rec: Recovery, replications: int | None = None,
         return f"{VERDICT_LABELS[outcome]}: {not_recovered_detail(rec, noun)}"
     if outcome == MIXED:
         return f"mixed: {mixed_detail(rec, replications)}"
-    return VERDICT_LABELS["unknown"]
+    return VERDICT_LABELS.get(outcome, VERDICT_LABELS["unknown"])
 
 
 def _pct_below(ratio: float, threshold: float | None) -> str:
@@ -696,6 +697,9 @@ def recovery_verdict(data: RunData, rec: Recovery) -> str:
             if rec.recovery_s is not None:
                 text += f"; mean recovery time {esc(fmt_seconds(rec.recovery_s))} s where recovered"
             text += "."
+    elif outcome == "no_baseline":
+        text = ('<strong class="warnbg">Not judged:</strong> no call succeeded before the fault '
+                "(every call failing, or no traffic yet), so there is no level to recover to.")
     else:
         text = "The recovery outcome was not recorded."
     flag = baseline_flag(rec, replication_count(data))

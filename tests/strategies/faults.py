@@ -9,12 +9,11 @@ names:
   anywhere, from t=0): recovery is not judged, so any start is accepted,
   the warm-up included;
 - ``judged``: every fault ends at least 8 s (``hold_s + smooth_s``) before
-  the end of a run of whole seconds and starts after the warm-up and after
-  second 1 (tests/test_property_regressions.py has the known bugs of the
-  other placements);
+  the end of the run's whole seconds (``floor(duration_s)``) and starts
+  after the warm-up and at 1 s or later;
 - ``refused``: a timeline the fleet must refuse with an error naming the
-  path at fault: a fault inside the warm-up, a run too short to judge the
-  recovery, a fault past the end, a target that matches nothing, a load
+  path at fault: a fault inside the warm-up, one starting before second 1, a
+  run too short to judge the recovery, a fault past the end, a target that matches nothing, a load
   spike targeting a service, an AZ outage with a target.
 
 Times are multiples of 1/8 s (so a window ending at ``duration_s`` does so
@@ -22,6 +21,8 @@ exactly) or any float.
 """
 
 from __future__ import annotations
+
+import math
 
 from hypothesis import strategies as st
 
@@ -91,9 +92,10 @@ def timelines(draw, plan: Plan, opts: Options) -> list[dict]:
     """1-3 faults placed in one of the modes ``opts`` allows (see the module docstring)."""
     dur, warm = plan.duration_s, plan.warmup_s
     modes = [m for m in opts.fault_modes if m != "none"]
-    # Judged recovery needs a whole-second run with 8 s after the faults, starting at 1 s at the earliest.
+    # Judged recovery needs 8 whole seconds after the faults, and a whole second before them.
     lo = max(1.0, warm)
-    if dur != int(dur) or dur - JUDGE_S < lo + 1 / 8:
+    judged_end = math.floor(dur) - JUDGE_S
+    if judged_end < lo + 1 / 8:
         modes = [m for m in modes if m != "judged"]
     mode = draw(st.sampled_from(modes))
     n = draw(st.integers(min_value=1, max_value=3))
@@ -109,20 +111,26 @@ def timelines(draw, plan: Plan, opts: Options) -> list[dict]:
             out.append(draw(faults(plan, opts, *window)))
         return out
     if mode == "judged":
-        return [draw(faults(plan, opts, *draw(windows(lo, dur - JUDGE_S)))) for _ in range(n)]
+        return [draw(faults(plan, opts, *draw(windows(lo, judged_end)))) for _ in range(n)]
     # refused: one fault that must be refused, among valid ones reaching the end.
     out = [draw(faults(plan, opts, *draw(windows(0.0, dur)))) for _ in range(n - 1)]
     problems = ["too_short", "past_the_end", "no_match", "spike_target", "outage_target"]
     if warm >= 1 / 8:
         problems.append("in_warmup")
+    elif dur >= 1 + JUDGE_S:
+        problems.append("before_second_one")
     problem = draw(st.sampled_from(problems))
     if problem == "in_warmup":  # ends before the run does, so recovery would be judged
         at = draw(times(0.0, warm - 1 / 8))
         bad = draw(faults(plan, opts, at, 1 / 8))
         if dur < at + 1 / 8 + JUDGE_S:
             problem = "too_short"
+    if problem == "before_second_one":  # no warm-up: judged, but no whole second before it
+        at = draw(times(0.0, 1 - 1 / 8))
+        bad = draw(faults(plan, opts, at, 1 / 8))
     elif problem == "too_short":
-        at, length = draw(windows(max(0.0, dur - JUDGE_S), dur - 1 / 8)) if dur > 1 else (0.0, dur / 2)
+        lo_short = max(0.0, math.floor(dur) - JUDGE_S - 1 / 8 + 1e-9)
+        at, length = draw(windows(lo_short, dur - 1 / 8)) if dur - 1 / 8 > lo_short + 1 / 8 else (0.0, dur / 2)
         bad = draw(faults(plan, opts, at, length))
     elif problem == "past_the_end":
         at = draw(times(0.0, dur - 1 / 8))
