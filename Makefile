@@ -32,8 +32,11 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/fleetsim run experiments/quickstart.yaml
 
+# Two passes: everything that only computes, on both cores (pytest-xdist); then the
+# tests that start the real fleet and time it, alone (marker realfleet).
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 -m "not realfleet"
+	$(BIN)/python -m pytest -q -m realfleet
 
 bench: setup
 	$(BIN)/python bench/bench_engine.py

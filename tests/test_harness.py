@@ -66,6 +66,9 @@ from reference_gateway.measure import (
 )
 from sim.config.models import Balancer, Constant, GatewayPool, Service
 
+#: Real servers, timed: `make test` runs these alone, after the rest (pyproject.toml markers).
+pytestmark = pytest.mark.realfleet
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 

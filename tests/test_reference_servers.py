@@ -34,6 +34,9 @@ from scipy import stats
 from reference_gateway.backend import load_spec
 from reference_gateway.loadgen import load_result, run_load
 
+#: Real servers, timed: `make test` runs these alone, after the rest (pyproject.toml markers).
+pytestmark = pytest.mark.realfleet
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 #: Two-sided 99.9% standard normal quantile.

@@ -159,6 +159,7 @@ def _listening_ports() -> set[int]:
     return {port for _addr, port in listening()}
 
 
+@pytest.mark.realfleet
 def test_quick_validation_on_the_real_fleet(tmp_path):
     """Calibrate, run every scenario on the real fleet and in the simulator, gate the result."""
     before = _listening_ports()
@@ -187,6 +188,7 @@ def test_quick_validation_on_the_real_fleet(tmp_path):
     assert not failing, "\n".join(failing)
 
 
+@pytest.mark.realfleet
 def test_a_dead_server_is_one_clear_error_and_nothing_is_left(tmp_path):
     """Kill the backends under a running fleet: the next run names them; closing leaves nothing listening."""
     import signal
@@ -209,6 +211,7 @@ def test_a_dead_server_is_one_clear_error_and_nothing_is_left(tmp_path):
     assert not (_listening_ports() - before)
 
 
+@pytest.mark.realfleet
 def test_resume_runs_only_what_is_missing(tmp_path):
     """A validation interrupted after its real runs resumes without starting the real fleet again."""
     from reference_gateway.validate import validate
