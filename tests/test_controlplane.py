@@ -53,7 +53,7 @@ def run_cp(exp) -> dict:
 def test_bytes_of_a_deploy_equal_the_closed_form(mode):
     n, k = 7, 5
     exp = cp_experiment(gateways=n, push={"mode": mode},
-                        events=[{"kind": "deploy", "at_s": 1.0, "services": k}])
+                        events=[{"event": "deploy", "at_s": 1.0, "services": k}])
     cp, _ = run_cp(exp)
     if mode == "sotw":
         # CDS carries all 50 clusters; EDS and RDS only the changed resources.
@@ -72,8 +72,8 @@ def test_bytes_of_endpoint_churn_and_of_a_full_resync(mode):
     n = 4
     exp = cp_experiment(gateways=n, push={"mode": mode, "resync": "full"},
                         reconnect={"initial_s": 1.0, "max_s": 1.0, "jitter": "none"},
-                        events=[{"kind": "endpoint_churn", "at_s": 1.0, "services": 3},
-                                {"kind": "replica_restart", "at_s": 5.0, "down_s": 2.5}])
+                        events=[{"event": "endpoint_churn", "at_s": 1.0, "services": 3},
+                                {"event": "replica_restart", "at_s": 5.0, "down_s": 2.5}])
     cp, _ = run_cp(exp)
     wrap = 25 if mode == "delta" else 0
     churn = 100 + 3 * (CLA + wrap)  # EDS is per resource in both modes
@@ -91,8 +91,8 @@ def test_bytes_of_endpoint_churn_and_of_a_full_resync(mode):
 def test_delta_resync_sends_only_what_the_gateway_lacks():
     exp = cp_experiment(gateways=3, push={"mode": "delta", "resync": "changed"},
                         reconnect={"initial_s": 1.0, "max_s": 1.0, "jitter": "none"},
-                        events=[{"kind": "replica_restart", "at_s": 2.0, "down_s": 5.0},
-                                {"kind": "endpoint_churn", "at_s": 3.0, "services": 2}])
+                        events=[{"event": "replica_restart", "at_s": 2.0, "down_s": 5.0},
+                                {"event": "endpoint_churn", "at_s": 3.0, "services": 2}])
     cp, _ = run_cp(exp)
     # The churn is cut while every gateway is disconnected: nothing is pushed,
     # and each resync carries the two changed endpoints only.
@@ -111,7 +111,7 @@ def test_n_gateways_converge_in_ceil_n_over_t_pushes_of_t(n, throttle):
     t = 0.05  # each push holds a throttle slot for its CPU time; cores never wait
     exp = cp_experiment(gateways=n, cores=max(n, throttle), cpu_per_push_s=t,
                         push={"push_throttle": throttle, "max_requests_per_s": 1000},
-                        events=[{"kind": "endpoint_churn", "at_s": 1.0, "services": 1}])
+                        events=[{"event": "endpoint_churn", "at_s": 1.0, "services": 1}])
     cp, _ = run_cp(exp)
     after = 0.1  # the debounce's quiet period
     assert cp["convergence_s"] == pytest.approx(after + math.ceil(n / throttle) * t, abs=1e-9)
@@ -123,7 +123,7 @@ def test_n_gateways_converge_in_ceil_n_over_t_pushes_of_t(n, throttle):
 def test_cores_below_the_throttle_make_the_cpu_the_bottleneck():
     n, t = 40, 0.05
     exp = cp_experiment(gateways=n, cores=2, cpu_per_push_s=t, push={"push_throttle": 20},
-                        events=[{"kind": "endpoint_churn", "at_s": 1.0, "services": 1}])
+                        events=[{"event": "endpoint_churn", "at_s": 1.0, "services": 1}])
     cp, _ = run_cp(exp)
     assert cp["convergence_s"] == pytest.approx(0.1 + math.ceil(n / 2) * t, abs=1e-9)
     assert cp["cpu_s"] == pytest.approx(n * t)
@@ -135,7 +135,7 @@ def test_debounce_waits_for_quiet_and_at_most_debounce_max():
     # Churn of 100 services over 20 s (one every 0.2 s, inside the 0.5 s quiet period):
     # the version is cut at debounce_max (3 s) after the first change.
     exp = cp_experiment(gateways=5, push={"debounce": {"debounce_after_s": 0.5, "debounce_max_s": 3.0}},
-                        events=[{"kind": "endpoint_churn", "at_s": 2.0, "services": 50, "over_s": 10.0}])
+                        events=[{"event": "endpoint_churn", "at_s": 2.0, "services": 50, "over_s": 10.0}])
     cp, _ = run_cp(exp)
     created = [v["created_s"] for v in cp["versions"].values()]
     assert created[0] == pytest.approx(5.0)
@@ -149,7 +149,7 @@ def test_egress_limit_serialises_pushes():
     per_gateway = (100 + 50 * 400) + (100 + ROUTE) + (100 + 1 * CLA)
     rate = per_gateway * 10.0  # ten pushes a second
     exp = cp_experiment(gateways=n, egress_bytes_per_s=rate,
-                        events=[{"kind": "deploy", "at_s": 1.0, "services": 1}])
+                        events=[{"event": "deploy", "at_s": 1.0, "services": 1}])
     cp, _ = run_cp(exp)
     assert cp["convergence_s"] == pytest.approx(0.1 + n / 10.0, abs=1e-9)
     assert cp["egress_peak_bytes_per_s"] == pytest.approx(rate, rel=1e-9)
@@ -162,7 +162,7 @@ def _reconnect_peak(jitter: str, n: int = 4000) -> dict:
     exp = cp_experiment(duration_s=40.0, gateways=n, replicas=2,
                         push={"max_requests_per_s": 1e6},
                         reconnect={"initial_s": 10.0, "max_s": 30.0, "jitter": jitter},
-                        events=[{"kind": "replica_restart", "at_s": 5.0, "down_s": 30.0, "replica": 0}])
+                        events=[{"event": "replica_restart", "at_s": 5.0, "down_s": 30.0, "replica": 0}])
     cp, _ = run_cp(exp)
     return cp
 
@@ -184,7 +184,7 @@ def test_request_limit_refuses_streams_beyond_a_second_of_tokens():
     n = 100
     exp = cp_experiment(gateways=n, push={"max_requests_per_s": 10.0},
                         reconnect={"initial_s": 1.0, "max_s": 1.0, "jitter": "none"},
-                        events=[{"kind": "replica_restart", "at_s": 2.0, "down_s": 0.5}])
+                        events=[{"event": "replica_restart", "at_s": 2.0, "down_s": 0.5}])
     cp, _ = run_cp(exp)
     # Attempts at 3 s: 11 admitted (tokens at 3.0, 3.1, ..., 4.0: waits up to 1 s), 89 refused;
     # then every second 10 more tokens free up (the bucket is a second ahead).
@@ -200,8 +200,8 @@ def test_request_limit_refuses_streams_beyond_a_second_of_tokens():
 def test_gateways_serve_from_cache_while_the_control_plane_is_down():
     cp_section = {"mode": "data_plane", "replicas": 1, "egress_bytes_per_s": None, "latency_s": 0.0,
                   "resources": RES,
-                  "events": [{"kind": "replica_restart", "at_s": 2.0, "down_s": 20.0},
-                             {"kind": "deploy", "at_s": 5.0, "services": 2}]}
+                  "events": [{"event": "replica_restart", "at_s": 2.0, "down_s": 20.0},
+                             {"event": "deploy", "at_s": 5.0, "services": 2}]}
     exp = experiment(duration_s=30.0, control_plane=cp_section,
                      workload={"arrivals": "deterministic", "rate_schedule": [{"at_s": 0, "rate_per_s": 50.0}]})
     res = Fleet(exp).run()
@@ -219,7 +219,7 @@ def test_gateways_serve_from_cache_while_the_control_plane_is_down():
 def test_config_apply_takes_a_worker_from_requests():
     cp_section = {"mode": "data_plane", "egress_bytes_per_s": None, "latency_s": 0.0, "resources": RES,
                   "subscribers": {"apply_cpu_base_s": 0.5, "apply_cpu_per_resource_s": 0.0},
-                  "events": [{"kind": "deploy", "at_s": 1.0, "services": 1}]}
+                  "events": [{"event": "deploy", "at_s": 1.0, "services": 1}]}
     exp = experiment(duration_s=4.0, control_plane=cp_section, topology__services__api__queue_limit=1000,
                      workload={"arrivals": "deterministic", "rate_schedule": [{"at_s": 0, "rate_per_s": 100.0}]})
     fleet = Fleet(exp)
@@ -236,7 +236,7 @@ def test_leaking_applies_oom_kill_the_gateway_which_restarts_and_reconnects():
     exp = cp_experiment(gateways=2, reconnect={"initial_s": 1.0, "max_s": 1.0, "jitter": "none"},
                         subscribers={"apply_cpu_base_s": 0.0, "memory_bytes": 60e6, "memory_limit_bytes": 200e6,
                                      "apply_leak_bytes": 50e6, "restart_s": 2.0},
-                        events=[{"kind": "endpoint_churn", "at_s": t, "services": 1} for t in (1, 2, 3)])
+                        events=[{"event": "endpoint_churn", "at_s": t, "services": 1} for t in (1, 2, 3)])
     cp, _ = run_cp(exp)
     assert cp["oom_kills"] == 2
     assert cp["resyncs"] == 2  # each restarts after 2 s and reconnects at once
@@ -246,7 +246,7 @@ def test_leaking_applies_oom_kill_the_gateway_which_restarts_and_reconnects():
 def test_nack_rolls_back_and_every_gateway_keeps_its_config():
     n = 20
     exp = cp_experiment(gateways=n, push={"rollback": {"nack_threshold": 3}},
-                        events=[{"kind": "deploy", "at_s": 1.0, "services": 2, "bad": "nack"}])
+                        events=[{"event": "deploy", "at_s": 1.0, "services": 2, "bad": "nack"}])
     cp, _ = run_cp(exp)
     assert cp["rollbacks"] == 1
     assert cp["versions"]["v1"]["nacks"] == n  # every push was already out when the third NACK came
@@ -256,7 +256,7 @@ def test_nack_rolls_back_and_every_gateway_keeps_its_config():
 
 
 def test_a_nacked_version_without_rollback_never_converges():
-    exp = cp_experiment(gateways=5, events=[{"kind": "deploy", "at_s": 1.0, "services": 2, "bad": "nack"}])
+    exp = cp_experiment(gateways=5, events=[{"event": "deploy", "at_s": 1.0, "services": 2, "bad": "nack"}])
     cp, _ = run_cp(exp)
     assert cp["convergence_s"] is None and cp["unconverged_versions"] == 1
     assert cp["staleness_gateway_s"] == pytest.approx(5 * (60.0 - 1.1))
@@ -269,7 +269,7 @@ def test_canary_limits_a_bad_version_to_a_fraction(canary):
     if canary:
         push["canary"] = canary
     exp = cp_experiment(duration_s=100.0, gateways=n, push=push,
-                        events=[{"kind": "deploy", "at_s": 1.0, "services": 2, "bad": "errors"}])
+                        events=[{"event": "deploy", "at_s": 1.0, "services": 2, "bad": "errors"}])
     cp, _ = run_cp(exp)
     exposed = 5 if canary else n
     assert cp["rollbacks"] == 1
@@ -297,7 +297,7 @@ def test_istio_auto_throttle_from_cores():
 
 def test_checks_name_the_path():
     exp = experiment(control_plane={"mode": "control_plane_only", "replicas": 2,
-                                    "events": [{"kind": "replica_restart", "at_s": 1.0, "down_s": 1.0,
+                                    "events": [{"event": "replica_restart", "at_s": 1.0, "down_s": 1.0,
                                                 "replica": 2}]})
     problems = dict(check_experiment(exp))
     assert ("control_plane", "gateways") in problems

@@ -161,17 +161,17 @@ def _check_control_plane(exp: Experiment) -> list[Problem]:
     for i, ev in enumerate(cp.events):
         if ev.at_s >= exp.duration_s:
             out.append((C + ("events", i, "at_s"), f"at {ev.at_s:g} s, not within the run ({exp.duration_s:g} s)"))
-        if ev.kind == "replica_restart" and ev.replica is not None and ev.replica >= cp.replicas:
+        if ev.event == "replica_restart" and ev.replica is not None and ev.replica >= cp.replicas:
             out.append((C + ("events", i, "replica"), f"no replica {ev.replica} (replicas 0 to {cp.replicas - 1})"))
-        if ev.kind == "deploy" and not ev.add and ev.services > cp.resources.services:
+        if ev.event == "deploy" and not ev.add and ev.services > cp.resources.services:
             out.append((C + ("events", i, "services"),
                         f"{ev.services} services to change, but the configuration has {cp.resources.services}"))
-        if ev.kind == "endpoint_churn" and ev.services > cp.resources.services:
+        if ev.event == "endpoint_churn" and ev.services > cp.resources.services:
             out.append((C + ("events", i, "services"),
                         f"{ev.services} services to change, but the configuration has {cp.resources.services}"))
-        if ev.kind == "deploy" and ev.over_s > 0:
+        if ev.event == "deploy" and ev.over_s > 0:
             out.append((C + ("events", i, "over_s"), "only for kind endpoint_churn (a deploy is one change)"))
-        if ev.kind == "endpoint_churn" and (ev.add or ev.bad != "none"):
+        if ev.event == "endpoint_churn" and (ev.add or ev.bad != "none"):
             out.append((C + ("events", i, "add" if ev.add else "bad"), "only for kind deploy"))
     return out
 

@@ -144,7 +144,7 @@ class ConfigChange(StrictModel):
     Services are taken in turn, from service 0.
     """
 
-    kind: Literal["endpoint_churn", "deploy"]
+    event: Literal["endpoint_churn", "deploy"]
     at_s: float = Field(ge=0)
     services: int = Field(ge=1)
     over_s: float = Field(default=0.0, ge=0)
@@ -155,13 +155,13 @@ class ConfigChange(StrictModel):
 class ReplicaRestart(StrictModel):
     """Replica ``replica`` (null: every replica) dies at ``at_s`` and is back ``down_s`` later."""
 
-    kind: Literal["replica_restart"]
+    event: Literal["replica_restart"]
     at_s: float = Field(ge=0)
     down_s: float = Field(gt=0)
     replica: int | None = Field(default=None, ge=0)
 
 
-CpEvent = Annotated[ConfigChange | ReplicaRestart, Field(discriminator="kind")]
+CpEvent = Annotated[ConfigChange | ReplicaRestart, Field(discriminator="event")]
 
 
 class ControlPlane(StrictModel):

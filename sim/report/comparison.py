@@ -67,6 +67,7 @@ from sim.report.common import (
     write_atomic,
     write_plotly_js,
 )
+from sim.report.controlplane import control_plane_comparison_panel
 from sim.report.html import write_run_page
 from sim.report.resilience import (
     END_WINDOW_S,
@@ -805,7 +806,8 @@ def render_comparison(meta: Mapping[str, Any], variants: Sequence[Variant],
     inlines plotly.js.
     """
     panels = [summary_panel(variants),
-              *run_builders((goodput_panel, amplification_panel, load_panel, variants_panel), variants)]
+              *run_builders((goodput_panel, amplification_panel, load_panel, control_plane_comparison_panel,
+                             variants_panel), variants)]
     title = f"{meta.get('experiment') or run_dir.name} — fleetsim comparison"
     return page_html(title, _header(meta, variants, run_dir), panels_html(panels),
                      _footer(run_dir), COMPARISON_CSS, plotly_src=plotly_src)

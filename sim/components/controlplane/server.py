@@ -241,12 +241,12 @@ class ControlPlane:
             sub.connected = True
         self.n_connected = self.n
         for ev in self.cfg.events:
-            if ev.kind == "replica_restart":
+            if ev.event == "replica_restart":
                 targets = range(len(self.replicas)) if ev.replica is None else [ev.replica]
                 for r in targets:
                     self.at(ev.at_s, self._replica_down, r)
                     self.at(ev.at_s + ev.down_s, self._replica_up, r)
-            elif ev.kind == "endpoint_churn" and ev.over_s > 0 and ev.services > 1:
+            elif ev.event == "endpoint_churn" and ev.over_s > 0 and ev.services > 1:
                 step = ev.over_s / ev.services
                 for k in range(ev.services):
                     self.at(ev.at_s + k * step, self._change, (ev, 1))
@@ -272,7 +272,7 @@ class ControlPlane:
     def _change(self, item) -> None:
         ev, k = item
         p = self._pending
-        if ev.kind == "endpoint_churn":
+        if ev.event == "endpoint_churn":
             p.setdefault("endpoint", set()).update(self._take_services(k))
         else:
             if ev.add:
