@@ -41,15 +41,15 @@ class XdsResources(StrictModel):
 
     services: int = Field(default=100, ge=1)
     listeners: int = Field(default=2, ge=1)
-    listener_bytes: int = Field(default=1500, ge=1)
-    route_base_bytes: int = Field(default=200, ge=0)
-    route_bytes_per_service: int = Field(default=150, ge=0)
-    cluster_bytes: int = Field(default=600, ge=1)
-    cla_base_bytes: int = Field(default=60, ge=1)
+    listener_bytes: float = Field(default=1500.0, gt=0)
+    route_base_bytes: float = Field(default=200.0, ge=0)
+    route_bytes_per_service: float = Field(default=150.0, ge=0)
+    cluster_bytes: float = Field(default=600.0, gt=0)
+    cla_base_bytes: float = Field(default=60.0, gt=0)
     endpoints_per_service: int = Field(default=3, ge=0)
-    endpoint_bytes: int = Field(default=50, ge=0)
-    response_overhead_bytes: int = Field(default=120, ge=0)
-    delta_resource_overhead_bytes: int = Field(default=30, ge=0)
+    endpoint_bytes: float = Field(default=50.0, ge=0)
+    response_overhead_bytes: float = Field(default=120.0, ge=0)
+    delta_resource_overhead_bytes: float = Field(default=30.0, ge=0)
 
 
 class Debounce(StrictModel):

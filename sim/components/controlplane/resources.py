@@ -101,7 +101,7 @@ def sizes(res: XdsResources, services: int) -> dict[str, int]:
             "route": res.route_base_bytes + res.route_bytes_per_service * services}
 
 
-def response(res: XdsResources, mode: str, services: int, diff: dict[str, frozenset] | None) -> tuple[int, int]:
+def response(res: XdsResources, mode: str, services: int, diff: dict[str, frozenset] | None) -> tuple[float, int]:
     """(bytes, resources) of what one gateway is sent for ``diff`` (None: the whole configuration).
 
     One response per type touched; ``mode`` ``sotw`` or ``delta``.
