@@ -305,3 +305,65 @@ def test_checks_name_the_path():
     assert ("control_plane", "events", 0, "replica") in problems
     exp = experiment(control_plane={"gateways": 5})
     assert ("control_plane", "gateways") in dict(check_experiment(exp))
+
+
+# ------------------------------------------------------------------ invariants on drawn runs
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def _cp_runs(draw):
+    n = draw(st.integers(min_value=1, max_value=40))
+    replicas = draw(st.integers(min_value=1, max_value=3))
+    events = []
+    for _ in range(draw(st.integers(min_value=0, max_value=6))):
+        kind = draw(st.sampled_from(["endpoint_churn", "deploy", "replica_restart"]))
+        at = draw(st.floats(min_value=0.0, max_value=25.0))
+        if kind == "replica_restart":
+            ev = {"event": kind, "at_s": at, "down_s": draw(st.floats(min_value=0.01, max_value=8.0))}
+            if draw(st.booleans()):
+                ev["replica"] = draw(st.integers(min_value=0, max_value=replicas - 1))
+        elif kind == "endpoint_churn":
+            ev = {"event": kind, "at_s": at, "services": draw(st.integers(min_value=1, max_value=50)),
+                  "over_s": draw(st.sampled_from([0.0, 2.0]))}
+        else:
+            ev = {"event": kind, "at_s": at, "services": draw(st.integers(min_value=1, max_value=10)),
+                  "add": draw(st.booleans()), "bad": draw(st.sampled_from(["none", "nack", "errors"]))}
+        events.append(ev)
+    push = {"mode": draw(st.sampled_from(["sotw", "delta"])), "resync": draw(st.sampled_from(["full", "changed"])),
+            "push_throttle": draw(st.integers(min_value=1, max_value=10)),
+            "max_requests_per_s": draw(st.sampled_from([1.0, 10.0, 1000.0]))}
+    if draw(st.booleans()):
+        push["canary"] = {"fraction": 0.2, "hold_s": draw(st.sampled_from([0.5, 5.0]))}
+    if draw(st.booleans()):
+        push["rollback"] = {"nack_threshold": draw(st.integers(min_value=1, max_value=3)), "error_detect_s": 1.0}
+    return cp_experiment(
+        duration_s=30.0, gateways=n, replicas=replicas, cores=draw(st.integers(min_value=1, max_value=3)),
+        cpu_per_push_s=draw(st.sampled_from([0.0, 0.01])), egress_bytes_per_s=draw(st.sampled_from([None, 1e6])),
+        latency_s=draw(st.sampled_from([0.0, 0.001])), push=push,
+        reconnect={"initial_s": 0.2, "max_s": 4.0, "jitter": draw(st.sampled_from(["full", "none"]))},
+        subscribers={"apply_cpu_base_s": draw(st.sampled_from([0.0, 0.05])), "memory_bytes": 60e6,
+                     "memory_limit_bytes": 100e6, "apply_leak_bytes": draw(st.sampled_from([0.0, 15e6])),
+                     "restart_s": 1.0, "local_cache": draw(st.booleans())},
+        events=events)
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(exp=_cp_runs())
+def test_gateway_counts_and_throttle_hold_at_every_instant(exp):
+    fleet = Fleet(exp)
+    cp = fleet.control_plane
+
+    def check(_v=None):
+        cp.check()
+        if fleet.ctx.env._now + 0.25 < exp.duration_s:
+            fleet.ctx.call_later(0.25, check)
+
+    fleet.ctx.call_later(0.0, check)
+    out = fleet.run()["summary"]["control_plane"]
+    cp.check()
+    assert 0 <= out["staleness_gateway_s"] <= exp.control_plane.gateways * exp.duration_s + 1e-6
+    assert out["pushes"] + out["resyncs"] >= 0 and out["egress_bytes"] >= 0
+    assert out["reconnect_attempts"] >= out["reconnect_failed"] + out["reconnect_refused"]

@@ -45,9 +45,12 @@ def control_planes(draw, plan: Plan):
     initial = draw(st.sampled_from([0.05, 0.5]))
     after = draw(st.sampled_from([0.0, 0.1]))
     push = {"mode": draw(st.sampled_from(["sotw", "delta"])), "resync": draw(st.sampled_from(["full", "changed"])),
-            "debounce": {"debounce_after_s": after, "debounce_max_s": after + draw(st.sampled_from([0.0, 1.0]))},
-            "push_throttle": draw(st.one_of(st.none(), st.integers(min_value=1, max_value=5))),
-            "max_requests_per_s": draw(st.one_of(st.none(), st.sampled_from([2.0, 100.0])))}
+            "debounce": {"debounce_after_s": after, "debounce_max_s": after + draw(st.sampled_from([0.0, 1.0]))}}
+    # Left out, throttle and request limit resolve from the cores (Istio's rule).
+    if draw(st.booleans()):
+        push["push_throttle"] = draw(st.integers(min_value=1, max_value=5))
+    if draw(st.booleans()):
+        push["max_requests_per_s"] = draw(st.sampled_from([2.0, 100.0]))
     if draw(st.booleans()):
         push["canary"] = {"fraction": draw(st.sampled_from([0.3, 0.5])), "hold_s": draw(st.sampled_from([0.2, 1.0]))}
     if draw(st.booleans()):

@@ -59,7 +59,7 @@ class _Sub:
     """One subscribed gateway's xDS state."""
 
     __slots__ = ("i", "replica", "gen", "have", "connected", "attempt", "in_flight", "pending", "memory",
-                 "up", "gw", "crashed", "outage", "admitting")
+                 "up", "gw", "crashed", "outage", "admitting", "chain")
 
     def __init__(self, i: int, memory: float, gw=None):
         self.i = i
@@ -75,7 +75,8 @@ class _Sub:
         self.gw = gw
         self.crashed = False  # crashed by this control plane (OOM, or no config)
         self.outage: dict | None = None
-        self.admitting = False
+        self.admitting = False  # an admission by a replica's request limit is scheduled
+        self.chain = 0  # the reconnect loop's generation: a timer of an older loop is ignored
 
 
 class _Replica:
@@ -580,7 +581,8 @@ class ControlPlane:
             sub.gw.restart()
             sub.crashed = False
         sub.attempt = 0
-        self._attempt(sub)
+        sub.chain += 1
+        self._attempt((sub, sub.chain))
 
     # ------------------------------------------------------------------ streams
     def _lose_stream(self, sub: _Sub) -> None:
@@ -597,10 +599,11 @@ class ControlPlane:
         bound = backoff_bound_s(self.cfg.reconnect, sub.attempt)
         delay = bound * self._jitter() if self.cfg.reconnect.jitter == "full" else bound
         sub.attempt += 1
-        self.later(delay, self._attempt, sub)
+        self.later(delay, self._attempt, (sub, sub.chain))
 
-    def _attempt(self, sub: _Sub) -> None:
-        if not sub.up or sub.connected:
+    def _attempt(self, item) -> None:
+        sub, chain = item
+        if chain != sub.chain or not sub.up or sub.connected or sub.admitting:
             return
         now = self.env._now
         self.attempts += 1
@@ -617,10 +620,12 @@ class ControlPlane:
             self._backoff(sub)
             return
         rep.next_token = t_ok + self.token_s
+        sub.admitting = True
         self.at(t_ok, self._admitted, (sub, rep, rep.epoch, sub.gen))
 
     def _admitted(self, item) -> None:
         sub, rep, epoch, gen = item
+        sub.admitting = False
         if rep.epoch != epoch or not rep.up or sub.gen != gen or not sub.up:
             self.attempts_failed += 1
             if sub.up and not sub.connected and sub.gen == gen:
@@ -657,12 +662,35 @@ class ControlPlane:
             self._lose_stream(sub)
             sub.outage = outage
             sub.attempt = 0
+            sub.chain += 1
             self._backoff(sub)
 
     def _replica_up(self, r: int) -> None:
         rep = self.replicas[r]
         rep.up = True
         rep.next_token = self.env._now
+
+    def check(self) -> None:
+        """Raise if a gateway count disagrees with the gateways' own state (for tests)."""
+        connected = sum(1 for s in self.subs if s.connected)
+        latest = self.store.latest.index
+        current = sum(1 for s in self.subs if s.have == latest)
+        unconfigured = sum(1 for s in self.subs if s.have is None)
+        bad = sum(1 for s in self.subs if s.have is not None and self.store.versions[s.have].bad == "errors")
+        in_flight = [sum(1 for s in self.subs if s.in_flight and s.connected and s.replica == r.i)
+                     for r in self.replicas]
+        problems = []
+        kept = (self.n_connected, self.n_current, self.n_unconfigured, self.n_bad)
+        seen = (connected, current, unconfigured, bad)
+        if kept != seen:
+            problems.append(f"counts (connected, current, unconfigured, bad) are {kept}, the gateways say {seen}")
+        for r in self.replicas:
+            if not 0 <= r.in_flight <= self.throttle:
+                problems.append(f"replica {r.i}: {r.in_flight} pushes in progress, throttle {self.throttle}")
+            if not r.up and (r.queue or in_flight[r.i]):
+                problems.append(f"replica {r.i} is down but serves {len(r.queue)} queued, {in_flight[r.i]} in flight")
+        if problems:
+            raise RuntimeError(f"{self.name} at t={self.env._now!r}: " + "; ".join(problems))
 
     # ------------------------------------------------------------------ results
     def results(self) -> dict:
