@@ -339,7 +339,7 @@ def compare(scenario_label: str, metric: str, real: list[Observation], sim: list
         row.update(measured=_r(m_mean), simulated=_r(s_mean), measured_spread=_r(m_sd), simulated_ci95=_r(s_hw))
         if goal.kind == "rel":
             diff = abs(s_mean - m_mean)
-            error = diff / abs(m_mean) if m_mean else math.inf
+            error = diff / abs(m_mean) if m_mean else (0.0 if diff == 0 else math.inf)
             bound = goal.value
             if diff <= goal.floor:
                 error = min(error, bound)  # inside the absolute floor
