@@ -27,7 +27,8 @@ ROUTE = 100 + 10 * 50  # the route configuration at 50 services
 def cp_experiment(duration_s: float = 60.0, **cp) -> object:
     """A control-plane-only experiment with exact costs; ``cp`` overrides the control_plane section."""
     section = {"mode": "control_plane_only", "gateways": 10, "replicas": 1, "cores": 4,
-               "cpu_per_push_s": 0.0, "cpu_per_resource_s": 0.0, "egress_bytes_per_s": None, "latency_s": 0.0,
+               "cpu_per_push_s": 0.0, "cpu_per_resource_s": 0.0, "cpu_per_stream_s": 0.0,
+               "egress_bytes_per_s": None, "latency_s": 0.0,
                "resources": RES,
                "push": {"mode": "sotw", "debounce": {"debounce_after_s": 0.1, "debounce_max_s": 10.0}},
                "subscribers": {"apply_cpu_base_s": 0.0, "apply_cpu_per_resource_s": 0.0},
@@ -192,6 +193,21 @@ def test_request_limit_refuses_streams_beyond_a_second_of_tokens():
     first_wave_admitted = n - cp["reconnect_refused"] if cp["reconnect_attempts"] == n else None
     assert first_wave_admitted in (None, 11)
     assert cp["outages"]["0"]["synced_s"] is not None
+
+
+def test_every_stream_attempt_costs_its_handshake_admitted_or_refused():
+    n, per_stream = 300, 0.002
+    exp = cp_experiment(gateways=n, cores=1, cpu_per_stream_s=per_stream, push={"max_requests_per_s": 10.0},
+                        reconnect={"initial_s": 1.0, "max_s": 1.0, "jitter": "none"},
+                        events=[{"event": "replica_restart", "at_s": 2.0, "down_s": 0.5}])
+    cp, _ = run_cp(exp)
+    # Every attempt (at 3 s, then each second) finds the replica up; 10 a second are admitted
+    # (11 in the first second: the bucket's wait is up to 1 s), the rest refused and retried.
+    assert cp["reconnect_failed"] == 0
+    assert cp["reconnect_attempts"] == cp["reconnect_refused"] + n
+    assert cp["cpu_s"] == pytest.approx(per_stream * cp["reconnect_attempts"], rel=1e-9)
+    # 300 handshakes at once on one core: 0.6 s of it in the first second.
+    assert cp["cpu_cores_peak"] == pytest.approx(n * per_stream, rel=1e-9)
 
 
 # ------------------------------------------------------------------ cache, data plane, OOM, rollback, canary

@@ -173,8 +173,9 @@ class ControlPlane(StrictModel):
     requests: for thousands of gateways, when only the control plane's
     traffic is asked about; the workload's rates must then be 0).
 
-    Each replica has ``cores`` cores; a response costs ``cpu_per_push_s``
-    plus ``cpu_per_resource_s`` per resource serialised, then leaves through
+    Each replica has ``cores`` cores; a stream attempt costs ``cpu_per_stream_s``
+    (refused or not), a response ``cpu_per_push_s`` plus
+    ``cpu_per_resource_s`` per resource serialised, then leaves through
     the replica's egress at ``egress_bytes_per_s`` (null: unlimited) and
     reaches the gateway ``latency_s`` later (ACKs take as long back).
     """
@@ -187,6 +188,9 @@ class ControlPlane(StrictModel):
     cores: int = Field(default=2, ge=1)
     cpu_per_push_s: float = Field(default=0.0005, ge=0)
     cpu_per_resource_s: float = Field(default=20e-6, ge=0)
+    cpu_per_stream_s: float = Field(default=0.001, ge=0, description=(
+        "CPU for each stream a gateway opens on an up replica (the mTLS handshake, authentication, "
+        "gRPC set-up), whether the request limit then admits it or not."))
     egress_bytes_per_s: float | None = Field(default=125e6, gt=0)
     latency_s: float = Field(default=0.0005, ge=0)
     resources: XdsResources = XdsResources()

@@ -60,6 +60,7 @@ def control_planes(draw, plan: Plan):
         "mode": "data_plane", "replicas": replicas, "cores": draw(st.integers(min_value=1, max_value=4)),
         "cpu_per_push_s": draw(st.sampled_from([0.0, 0.001])),
         "cpu_per_resource_s": draw(st.sampled_from([0.0, 1e-5])),
+        "cpu_per_stream_s": draw(st.sampled_from([0.0, 0.001])),
         "egress_bytes_per_s": draw(st.sampled_from([None, 1e6])),
         "latency_s": draw(st.sampled_from([0.0, 0.001])),
         "resources": {"services": services, "listeners": draw(st.integers(min_value=1, max_value=3)),

@@ -1,7 +1,8 @@
 """An xDS control plane (Istio-like replicas) and the gateways subscribed to it.
 
 Each replica has ``cores`` CPU servers (FIFO) and one egress link (FIFO at
-``egress_bytes_per_s``). Every response a gateway receives is a job: CPU
+``egress_bytes_per_s``). Every stream a gateway opens costs
+``cpu_per_stream_s`` (refused or admitted). Every response it receives is a job: CPU
 (``cpu_per_push_s`` + ``cpu_per_resource_s`` per resource serialised), then
 its bytes on the egress link, then ``latency_s`` to the gateway, which
 applies it (CPU on the gateway) and ACKs or NACKs it.
@@ -418,6 +419,8 @@ class ControlPlane:
             self._start_cpu(rep.cpu_q.pop(0))
         else:
             rep.cores_free += 1
+        if job.kind == "stream":
+            return
         now = self.env._now
         rate = self.cfg.egress_bytes_per_s
         if rate is None or job.bytes == 0:
@@ -614,6 +617,9 @@ class ControlPlane:
             self._backoff(sub)
             return
         rep = up[int(self._pick() * len(up))] if len(up) > 1 else up[0]
+        if self.cfg.cpu_per_stream_s > 0:
+            # The handshake is done before the request limit is consulted.
+            self._cpu(_Job(sub, rep, "stream", None, 0, 0, self.cfg.cpu_per_stream_s))
         t_ok = max(now, rep.next_token)
         if t_ok - now > REQUEST_LIMIT_WAIT_S:
             self.attempts_refused += 1
