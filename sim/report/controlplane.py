@@ -154,4 +154,31 @@ def control_plane_comparison_panel(variants: Sequence[Any]) -> Panel | None:
     return Panel("Control plane side by side", body, "control-plane")
 
 
-__all__ = ["FIGURES", "control_plane_comparison_panel", "control_plane_panel"]
+
+
+def control_plane_only(variants: Sequence[Any]) -> bool:
+    """Whether every loaded variant ran the control plane alone (no requests to compare)."""
+    loaded = [v for v in variants if v.data is not None]
+    return bool(loaded) and all((_cp(v.data.summary) or {}).get("mode") == "control_plane_only" for v in loaded)
+
+
+def control_plane_headline(variants: Sequence[Any]) -> str:
+    """The comparison's opening sentence for control-plane-only variants: peak load and time to resync."""
+    parts = []
+    for v in variants:
+        cp = _cp(v.data.summary) if v.data is not None else None
+        if cp is None:
+            parts.append(f"<strong>{esc(v.name)}</strong>: no result")
+            continue
+        resync = cp.get("resync_s")
+        back = ("every gateway resynced " + _fmt(resync, "s") + " after the failure" if resync is not None
+                else "not every gateway resynced within the run")
+        parts.append(f"<strong>{esc(v.name)}</strong>: CPU peak {_fmt(cp.get('cpu_cores_peak'), 'cores')}, "
+                     f"egress peak {_fmt(cp.get('egress_peak_bytes_per_s'), 'B/s')}, {esc(back)}")
+    return (f'<p class="headline">{"; ".join(parts)}.</p>'
+            '<p class="headline-why">Control plane only: the gateways are lightweight subscribers and no '
+            "requests were simulated, so the request panels are left out.</p>")
+
+
+__all__ = ["FIGURES", "control_plane_comparison_panel", "control_plane_headline", "control_plane_only",
+           "control_plane_panel"]
