@@ -383,3 +383,33 @@ def test_gateway_counts_and_throttle_hold_at_every_instant(exp):
     assert 0 <= out["staleness_gateway_s"] <= exp.control_plane.gateways * exp.duration_s + 1e-6
     assert out["pushes"] + out["resyncs"] >= 0 and out["egress_bytes"] >= 0
     assert out["reconnect_attempts"] >= out["reconnect_failed"] + out["reconnect_refused"]
+
+
+# ------------------------------------------------------------------ the run folder and the reports
+
+
+def test_run_folder_and_reports_of_control_plane_variants(tmp_path):
+    import csv
+    import json
+    from pathlib import Path
+
+    from sim.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    exp = (root / "experiments" / "thundering_herd.yaml").read_text()
+    exp = exp.replace("../topologies/", f"{root}/topologies/")
+    (tmp_path / "herd.yaml").write_text(exp)
+    args = ["--set", "duration_s=60", "--set", "replications=1",
+            "--set", "control_plane.events.1.at_s=40", "--set", "control_plane.events.2.at_s=50"]
+    assert main(["run", str(tmp_path / "herd.yaml"), *args, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    run_dir = next((tmp_path / "out" / "thundering_herd").iterdir())
+    page = (run_dir / "report.html").read_text()
+    assert "Control plane side by side" in page and "CPU peak" in page
+    assert "Goodput over time" not in page  # no requests ran: the request panels are left out
+    variant = run_dir / "variants" / "delta_jitter_500"
+    summary = json.loads((variant / "summary.json").read_text())
+    assert summary["control_plane"]["gateways"] == 500 and summary["control_plane"]["push_mode"] == "delta"
+    with open(variant / "timeseries.csv") as f:
+        header = next(csv.reader(f))
+    assert {"cp_cpu_cores", "cp_egress_bytes", "cp_push_queue", "cp_reconnect_attempts"} <= set(header)
+    assert 'id="control-plane"' in (variant / "report.html").read_text()
