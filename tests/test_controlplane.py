@@ -294,6 +294,39 @@ def test_canary_limits_a_bad_version_to_a_fraction(canary):
     assert cp["versions"]["v2"]["rollback_of"] == 1
 
 
+def _bad_deploy_run(rollback: bool, p: float = 1.0):
+    push = {"rollback": {"error_detect_s": 3.0}} if rollback else {}
+    cp_section = {"mode": "data_plane", "egress_bytes_per_s": None, "latency_s": 0.0, "resources": RES,
+                  "cpu_per_push_s": 0.0, "cpu_per_resource_s": 0.0, "push": push,
+                  "subscribers": {"apply_cpu_base_s": 0.0, "apply_cpu_per_resource_s": 0.0,
+                                  "bad_version_error_probability": p},
+                  "events": [{"event": "deploy", "at_s": 2.0, "services": 1, "bad": "errors"}]}
+    exp = experiment(duration_s=10.0, control_plane=cp_section, topology__services__api__queue_limit=1000,
+                     workload={"arrivals": "deterministic", "rate_schedule": [{"at_s": 0, "rate_per_s": 100.0}]})
+    fleet = Fleet(exp)
+    return fleet.run()["summary"], fleet
+
+
+def test_a_version_that_raises_errors_fails_requests_until_its_rollback():
+    s, fleet = _bad_deploy_run(rollback=True)
+    # The gateway runs the bad version from 2.1 s (debounce) to 5.1 s (3 s to detect):
+    # 300 calls at 100 per second fail with 503 bad_config, every other one succeeds.
+    assert s["requests"]["failed"] == {"bad_config": pytest.approx(300, abs=1)}
+    assert s["control_plane"]["rollbacks"] == 1
+    assert s["control_plane"]["bad_version_gateway_s"] == pytest.approx(3.0)
+    assert "accept" not in vars(fleet.all_gateways()[0])  # the gateway's own accept is back
+    s, _ = _bad_deploy_run(rollback=False)
+    # Without a rollback, every call from 2.1 s on fails (the last few are still on their way at the end).
+    assert s["requests"]["failed"]["bad_config"] + s["requests"]["in_flight"] == pytest.approx(790, abs=1)
+
+
+def test_a_bad_version_fails_its_share_of_requests():
+    s, _ = _bad_deploy_run(rollback=False, p=0.25)
+    n = 100 * (10.0 - 2.1)
+    # Binomial(790, 0.25): mean 197.5, sd 12.2; 5 sd either side.
+    assert abs(s["requests"]["failed"]["bad_config"] - 0.25 * n) <= 5 * math.sqrt(n * 0.25 * 0.75)
+
+
 # ------------------------------------------------------------------ configuration, default off
 
 

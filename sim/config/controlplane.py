@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .models import StrictModel
+from .models import Probability, StrictModel
 from .models import _fill as fill
 
 
@@ -130,6 +130,9 @@ class Subscribers(StrictModel):
     apply_leak_bytes: float = Field(default=0.0, ge=0)
     restart_s: float = Field(default=5.0, gt=0)
     local_cache: bool = True
+    bad_version_error_probability: Probability = Field(default=1.0, description=(
+        "In mode data_plane, the share of requests a gateway fails (503 bad_config) while it runs a "
+        "version marked 'errors'."))
 
 
 class ConfigChange(StrictModel):

@@ -75,6 +75,7 @@ def control_planes(draw, plan: Plan):
                         "apply_cpu_per_resource_s": draw(st.sampled_from([0.0, 1e-5])),
                         "memory_bytes": 60e6, "memory_limit_bytes": draw(st.sampled_from([70e6, 512e6])),
                         "apply_leak_bytes": draw(st.sampled_from([0.0, 4e6])),
+                        "bad_version_error_probability": draw(st.sampled_from([0.0, 0.5, 1.0])),
                         "restart_s": draw(st.sampled_from([0.1, 1.0])), "local_cache": draw(st.booleans())},
         "events": draw(_events(plan, replicas, services)),
     }

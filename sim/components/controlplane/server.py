@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 
+from sim.components.request import BAD_CONFIG, LOCAL_REPLY_BYTES
 from sim.config.controlplane import ControlPlane as ControlPlaneConfig
 from sim.config.controlplane import backoff_bound_s
 from sim.engine import SimContext, UniformStream
@@ -173,6 +174,7 @@ class ControlPlane:
         self.replicas = [_Replica(i, c.cores) for i in range(c.replicas)]
         self._pick = UniformStream(ctx.rng(f"{name}.replica"))
         self._jitter = UniformStream(ctx.rng(f"{name}.backoff"))
+        self._bad_draw = UniformStream(ctx.rng(f"{name}.bad_config")) if gateways is not None else None
         self.services = c.resources.services
         self._cursor = 0  # services are changed in turn
         # Debounce state.
@@ -503,10 +505,12 @@ class ControlPlane:
                 sub.crashed = False
         elif versions[sub.have].bad == "errors":
             self.n_bad -= 1
+            self._bad_config(sub, False)
         sub.have = target
         v = versions[target]
         if v.bad == "errors":
             self.n_bad += 1
+            self._bad_config(sub, True)
             if v.index not in self.errors_seen:
                 self.errors_seen.add(v.index)
                 rb = self.cfg.push.rollback
@@ -528,6 +532,31 @@ class ControlPlane:
                 o["synced_99_s"] = now
             if o["remaining"] == 0:
                 o["synced_s"] = now
+
+    def _bad_config(self, sub: _Sub, bad: bool) -> None:
+        """In the data-plane mode, make gateway ``sub`` fail requests (or stop failing them).
+
+        An instance attribute ``accept`` stands in front of the class's method
+        while the gateway runs a bad version, so a fleet without one pays nothing.
+        """
+        gw = sub.gw
+        if gw is None:
+            return
+        if not bad:
+            gw.__dict__.pop("accept", None)
+            return
+        p = self.cfg.subscribers.bad_version_error_probability
+        draw = self._bad_draw
+        accept = type(gw).accept.__get__(gw)
+
+        def failing(req, _p=p, _draw=draw, _accept=accept, _gw=gw):
+            if _draw() < _p and _gw.up:
+                req.gateway = _gw
+                _gw._answer(req, BAD_CONFIG, LOCAL_REPLY_BYTES)
+            else:
+                _accept(req)
+
+        gw.accept = failing
 
     def _check_episodes(self) -> None:
         need99 = math.ceil(0.99 * self.n)
@@ -576,6 +605,7 @@ class ControlPlane:
         if not self.cfg.subscribers.local_cache and sub.have is not None:
             if self.store.versions[sub.have].bad == "errors":
                 self.n_bad -= 1
+                self._bad_config(sub, False)
             if sub.have == self.store.latest.index:
                 self.n_current -= 1
             sub.have = None
