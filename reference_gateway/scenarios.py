@@ -152,7 +152,7 @@ SCENARIOS = {s.key: s for s in (
              ("duration_s=17", "warmup_s=1", "faults.0.at_s=5", "faults.0.for_s=4")),
     Scenario("g", "Control-plane push and restart, state of the world and delta", "g_control_plane.yaml",
              ("push_bytes", "resync_bytes", "pushes", "resync_s"),
-             ("control_plane.gateways=8",), runner="control_plane"),
+             ("control_plane.gateways=6", "control_plane.events.1.down_s=1.0"), runner="control_plane"),
 )}
 
 

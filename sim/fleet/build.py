@@ -123,7 +123,8 @@ class Fleet:
         cp = exp.control_plane
         if cp is not None:
             subscribers = self.all_gateways() if cp.mode == "data_plane" else None
-            self.control_plane = ControlPlane(ctx, "control_plane", cp, subscribers)
+            self.control_plane = ControlPlane(ctx, "control_plane", cp, subscribers,
+                                              down=self.faults.go_down, up=self.faults.come_up)
 
     def all_gateways(self) -> list[GatewayInstance]:
         """Every gateway instance, pool by pool."""

@@ -152,15 +152,22 @@ class ControlPlane:
             config applies as worker CPU through ``apply_config`` and is crashed
             and restarted on an OOM kill); None in the control-plane-only mode,
             where ``config.gateways`` lightweight subscribers stand for them.
+        down, up: take a gateway down and bring it back for an OOM kill (or a
+            restart without configuration); the fleet passes its fault
+            timeline's, which counts causes so an OOM kill and a fault compose.
+            Default: the gateway's own ``crash`` and ``restart``.
     """
 
-    def __init__(self, ctx: SimContext, name: str, config: ControlPlaneConfig, gateways: list | None = None):
+    def __init__(self, ctx: SimContext, name: str, config: ControlPlaneConfig, gateways: list | None = None,
+                 down=None, up=None):
         self.ctx = ctx
         self.env = ctx.env
         self.later = ctx.call_later
         self.at = ctx.call_at
         self.name = name
         self.cfg = c = config
+        self._down = down or (lambda gw: gw.crash())
+        self._up = up or (lambda gw: gw.restart())
         self.store = ConfigStore(c.resources)
         self.mode = c.push.mode
         self.throttle = c.push.push_throttle
@@ -501,7 +508,7 @@ class ControlPlane:
         if sub.have is None:
             self.n_unconfigured -= 1
             if sub.crashed and sub.gw is not None:
-                sub.gw.restart()
+                self._up(sub.gw)
                 sub.crashed = False
         elif versions[sub.have].bad == "errors":
             self.n_bad -= 1
@@ -593,8 +600,8 @@ class ControlPlane:
         self.oom_kills += 1
         self._lose_stream(sub)
         sub.up = False
-        if sub.gw is not None and sub.gw.up:
-            sub.gw.crash()
+        if sub.gw is not None and not sub.crashed:
+            self._down(sub.gw)
             sub.crashed = True
         self.later(self.cfg.subscribers.restart_s, self._restart, sub)
 
@@ -611,7 +618,7 @@ class ControlPlane:
             sub.have = None
             self.n_unconfigured += 1
         if sub.have is not None and sub.crashed:
-            sub.gw.restart()
+            self._up(sub.gw)
             sub.crashed = False
         sub.attempt = 0
         sub.chain += 1
