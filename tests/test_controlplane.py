@@ -259,6 +259,27 @@ def test_leaking_applies_oom_kill_the_gateway_which_restarts_and_reconnects():
     assert cp["gateway_applies"] == 3 * 2 + 2
 
 
+def test_an_oom_kill_and_a_crash_fault_compose():
+    # The second apply (at 2.6 s) kills the gateway until 7.6 s; a crash fault holds it down from 3 to 9 s.
+    cp_section = {"mode": "data_plane", "egress_bytes_per_s": None, "latency_s": 0.0, "resources": RES,
+                  "reconnect": {"initial_s": 0.1, "max_s": 0.1, "jitter": "none"},
+                  "subscribers": {"apply_cpu_base_s": 0.0, "memory_bytes": 60e6, "memory_limit_bytes": 150e6,
+                                  "apply_leak_bytes": 50e6, "restart_s": 5.0},
+                  "events": [{"event": "deploy", "at_s": 2.0, "services": 1},
+                             {"event": "deploy", "at_s": 2.5, "services": 1}]}
+    exp = experiment(duration_s=20.0, control_plane=cp_section,
+                     faults=[{"kind": "instance_crash", "at_s": 3.0, "for_s": 6.0, "target": {"instance": "gw-0"}}],
+                     workload={"arrivals": "deterministic", "rate_schedule": [{"at_s": 0, "rate_per_s": 10.0}]})
+    fleet = Fleet(exp)
+    gw = fleet.all_gateways()[0]
+    seen = {}
+    for t in (2.55, 2.8, 8.0, 10.0):
+        fleet.ctx.call_at(t, lambda _v, t=t: seen.__setitem__(t, gw.up))
+    s = fleet.run()["summary"]
+    assert s["control_plane"]["oom_kills"] == 1
+    assert seen == {2.55: True, 2.8: False, 8.0: False, 10.0: True}  # down while either cause holds it
+
+
 def test_nack_rolls_back_and_every_gateway_keeps_its_config():
     n = 20
     exp = cp_experiment(gateways=n, push={"rollback": {"nack_threshold": 3}},
