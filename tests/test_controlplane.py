@@ -467,3 +467,16 @@ def test_run_folder_and_reports_of_control_plane_variants(tmp_path):
         header = next(csv.reader(f))
     assert {"cp_cpu_cores", "cp_egress_bytes", "cp_push_queue", "cp_reconnect_attempts"} <= set(header)
     assert 'id="control-plane"' in (variant / "report.html").read_text()
+
+
+def test_a_change_during_a_resync_is_pushed_after_it():
+    # The gateway reconnects at 3 s; its resync takes 1 s of CPU; a deploy is cut at 3.6 s, while
+    # the resync is in progress: the push waits for the resync, then goes out at once.
+    exp = cp_experiment(gateways=1, cpu_per_push_s=1.0, push={"debounce": {"debounce_after_s": 0.1}},
+                        reconnect={"initial_s": 1.0, "max_s": 1.0, "jitter": "none"},
+                        events=[{"event": "replica_restart", "at_s": 2.0, "down_s": 0.5},
+                                {"event": "deploy", "at_s": 3.5, "services": 1}])
+    cp, _ = run_cp(exp)
+    assert cp["resyncs"] == 1 and cp["pushes"] == 1
+    # Cut at 3.6 s; resync done at 4 s; the push's CPU from 4 to 5 s.
+    assert cp["versions"]["v1"]["converged_s"] == pytest.approx(5.0 - 3.5)

@@ -455,6 +455,7 @@ class ControlPlane:
         else:
             self.resyncs += 1
             self.resync_bytes += job.bytes
+        requeued = False
         if job.gen == sub.gen:
             sub.in_flight = False
             if job.resources:
@@ -464,7 +465,8 @@ class ControlPlane:
             if sub.pending and sub.connected:
                 sub.pending = False
                 self._enqueue(sub)
-        if job.kind == "push" or sub.pending:
+                requeued = True
+        if job.kind == "push" or requeued:
             self._pump(rep)
 
     # ------------------------------------------------------------------ the gateway side
