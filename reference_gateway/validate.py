@@ -167,6 +167,12 @@ def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path =
         done = json.loads(store.read_text()) if store.exists() else {}
         real: dict[str, list[Observation]] = {label: [Observation(**o) for o in done.get(label, [])]
                                               for label, _ in pts}
+        if sc.runner == "control_plane":
+            rows += _control_plane_rows(sc, pts, real, real_dir, store, repetitions, reps, quick, log)
+            manifest["durations_s"][key] = round(time.time() - t0, 1)
+            atomic_write_json(run_dir / VALIDATION_JSON, rows)
+            atomic_write_json(run_dir / "manifest.json", manifest)
+            continue
         if any(len(real[label]) < repetitions for label, _ in pts):
             with RealFleet(pts[0][1], real_dir, pin=pin) as fleet:
                 for label, exp in pts:
@@ -191,6 +197,24 @@ def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path =
     atomic_write_json(run_dir / "manifest.json", manifest)
     write_validation_html(run_dir, rows, manifest, {k: SCENARIOS[k] for k in keys})
     return run_dir
+
+
+def _control_plane_rows(sc: Scenario, pts, real: dict, real_dir: Path, store: Path, repetitions: int, reps: int,
+                        quick: bool, log: Callable[[str], None]) -> list[dict]:
+    """Scenario g: real runs of the reference control plane, then the simulator (reference_gateway.cp_validate)."""
+    from . import cp_validate
+
+    rows = []
+    for label, exp in pts:
+        for rep in range(len(real[label]), repetitions):
+            log(f"validate {label}: real run {rep + 1}/{repetitions} ({exp.control_plane.gateways} Envoys)")
+            real[label].append(cp_validate.real_observation(exp, real_dir / f"{label.replace(':', '-')}-{rep}"))
+            atomic_write_json(store, {k: [asdict(o) for o in v] for k, v in real.items()})
+        log(f"validate {label}: {reps} simulated replications")
+        sim = cp_validate.simulate(exp, real[label], reps)
+        for metric in cp_validate.METRICS:
+            rows.append(compare(label, metric, real[label], sim, quick=quick))
+    return rows
 
 
 def failures(rows: list[dict], quick: bool) -> list[dict]:

@@ -29,6 +29,8 @@ PLACES = {
     "dist": ("topo", "{dist: lognormal,", "{{dist: {tag},", "topology.services.api.service_time_s.dist"),
     "kind": ("exp", "seed: 7\n", "seed: 7\nfaults:\n  - {{kind: {tag}, at_s: 1, for_s: 0.5, az: az2}}\n",
              "faults.0.kind"),
+    "event": ("exp", "seed: 7\n", "seed: 7\ncontrol_plane:\n  events:\n    - {{event: {tag}, at_s: 1, down_s: 1}}\n",
+              "control_plane.events.0.event"),
 }
 
 
@@ -37,6 +39,7 @@ def test_the_schema_has_these_tagged_unions_and_each_has_its_words():
     assert {(u.key, u.tags) for u in unions} == {
         ("dist", ("constant", "empirical", "exponential", "gamma", "lognormal", "uniform")),
         ("kind", ("az_outage", "backend_slowdown", "error_burst", "instance_crash", "load_spike")),
+        ("event", ("deploy", "endpoint_churn", "replica_restart")),
     }
     # One union per tag field: messages find a union's values by its tag field's name.
     assert len(TAGGED_UNIONS) == len(unions)

@@ -206,7 +206,7 @@ class GatewayInstance:
     def _cpu_done(self, req: Request) -> None:
         if req.outcome is not None:  # reset by a crash while in CPU; the worker was freed then
             return
-        if self.queue:
+        if self.queue and self.busy <= self.workers:  # fewer workers while a config apply holds one
             self._run_cpu(self.queue.popleft())
         else:
             self.busy -= 1
@@ -365,6 +365,24 @@ class GatewayInstance:
             self._release(attempt)
         self._answer(req, ROUTE_TIMEOUT, LOCAL_REPLY_BYTES)
 
+    # -- config applies (sim.components.controlplane)
+    def apply_config(self, cpu_s: float) -> None:
+        """Apply an xDS response: one worker fewer for requests during ``cpu_s`` seconds.
+
+        Envoy applies configuration on its main thread and hands it to the
+        workers; here the apply takes one of the ``workers`` from requests (a
+        request in CPU finishes first; queued ones wait), so capacity drops
+        briefly. The control plane counts the CPU seconds; ``busy_s`` does not.
+        """
+        self.workers -= 1
+        self._later(cpu_s, self._apply_done, None)
+
+    def _apply_done(self, _value=None) -> None:
+        self.workers += 1
+        while self.queue and self.busy < self.workers and self.up:
+            self.busy += 1
+            self._run_cpu(self.queue.popleft())
+
     def finish(self) -> None:
         """Close the window now: drop CPU time scheduled beyond it."""
         now = self.env._now
@@ -443,8 +461,8 @@ class GatewayInstance:
         now = self.env._now
         problems = []
         in_cpu = sum(1 for _, r in self.ctx.pending(self._cpu_done) if r.outcome is None)
-        if not 0 <= self.busy <= self.workers or self.busy != in_cpu:
-            problems.append(f"{self.busy} workers busy ({in_cpu} requests in CPU), of {self.workers}")
+        if not 0 <= self.busy <= self.config.workers or self.busy != in_cpu:
+            problems.append(f"{self.busy} workers busy ({in_cpu} requests in CPU), of {self.config.workers}")
         if self.queue and self.busy < self.workers:
             problems.append(f"{len(self.queue)} requests wait for CPU while {self.workers - self.busy} workers are free")
         tries: dict[str, list[Attempt]] = {svc: [] for svc in self.clusters}
@@ -498,7 +516,7 @@ class GatewayInstance:
         for c in clusters:
             for k, v in c["retries_by_reason"].items():
                 reasons[k] = reasons.get(k, 0) + v
-        out = {"requests": self.requests, "busy_s": self.busy_s, "workers": self.workers,
+        out = {"requests": self.requests, "busy_s": self.busy_s, "workers": self.config.workers,
                "timeouts": self.timeouts, "resets": self.resets, "up": self.up,
                "queue_len": len(self.queue), "busy": self.busy,
                "active": sum(sum(c.active) for c in self.clusters.values())}

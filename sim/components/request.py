@@ -23,6 +23,7 @@ CLIENT_TIMEOUT = "client_timeout"  # the client stopped waiting for its try
 DROPPED_EXPIRED = "backend_dropped_expired"  # 503: the backend dropped it unserved, its deadline passed
 GATEWAY_RESET = "gateway_reset"  # no status: the client's connection was reset (its gateway or node crashed)
 NO_HEALTHY_UPSTREAM = "no_healthy_upstream"  # 503: the balancer node had no gateway up
+BAD_CONFIG = "bad_config"  # 503: the gateway runs a bad config version (sim.components.controlplane)
 
 
 #: The HTTP status the client sees for each outcome.
@@ -36,12 +37,13 @@ STATUS = {
     OVERFLOW_PENDING: 503,
     DROPPED_EXPIRED: 503,  # the backend shed it unserved: its caller's deadline had passed
     NO_HEALTHY_UPSTREAM: 503,  # the balancer node had no gateway up (never retried by a gateway)
+    BAD_CONFIG: 503,  # the gateway's configuration fails the request (a bad version, before its rollback)
     PER_TRY_TIMEOUT: 504,
     ROUTE_TIMEOUT: 504,
 }
 
 #: Replies the gateway makes itself: no host saw these tries.
-LOCAL_REPLIES = frozenset({OVERFLOW_MAX_REQUESTS, OVERFLOW_PENDING, NO_HEALTHY_UPSTREAM})
+LOCAL_REPLIES = frozenset({OVERFLOW_MAX_REQUESTS, OVERFLOW_PENDING, NO_HEALTHY_UPSTREAM, BAD_CONFIG})
 
 #: The HTTP status the outlier detector sees for each way a try can end at a
 #: host (Envoy without ``split_external_local_origin_errors``: local-origin

@@ -121,9 +121,58 @@ def check_experiment(exp: Experiment) -> list[Problem]:
                         f"step at {cur.at_s:g} s must come after the previous step and its ramp end ({prev.at_s + prev.ramp_s:g} s)"))
 
     out += _check_faults(exp, az_region)
+    out += _check_control_plane(exp)
 
     if exp.warmup_s >= exp.duration_s:
         out.append((("warmup_s",), f"warm-up ({exp.warmup_s:g} s) must be shorter than duration_s ({exp.duration_s:g} s)"))
+    return out
+
+
+def _check_control_plane(exp: Experiment) -> list[Problem]:
+    """The ``control_plane`` section against the rest of the experiment."""
+    cp = exp.control_plane
+    if cp is None:
+        return []
+    out: list[Problem] = []
+    C = ("control_plane",)
+    if cp.mode == "control_plane_only":
+        if cp.gateways is None:
+            out.append((C + ("gateways",), "required in mode control_plane_only (how many gateways subscribe)"))
+        for i, step in enumerate(exp.workload.rate_schedule):
+            if step.rate_per_s != 0:
+                out.append((("workload", "rate_schedule", i, "rate_per_s"),
+                            "control_plane.mode control_plane_only simulates no requests: set every rate to 0, "
+                            "or use mode data_plane"))
+        if exp.faults:
+            out.append((("faults",), "control_plane.mode control_plane_only simulates no data plane to fault; "
+                        "use control_plane.events, or mode data_plane"))
+    elif cp.gateways is not None:
+        out.append((C + ("gateways",), "only for mode control_plane_only; in mode data_plane the topology's gateway "
+                    "instances subscribe"))
+    if cp.reconnect.max_s < cp.reconnect.initial_s:
+        out.append((C + ("reconnect", "max_s"), f"must be at least initial_s ({cp.reconnect.initial_s:g})"))
+    d = cp.push.debounce
+    if d.debounce_max_s < d.debounce_after_s:
+        out.append((C + ("push", "debounce", "debounce_max_s"),
+                    f"must be at least debounce_after_s ({d.debounce_after_s:g})"))
+    if cp.subscribers.memory_limit_bytes <= cp.subscribers.memory_bytes:
+        out.append((C + ("subscribers", "memory_limit_bytes"),
+                    f"must be above memory_bytes ({cp.subscribers.memory_bytes:g}): the gateway could not start"))
+    for i, ev in enumerate(cp.events):
+        if ev.at_s >= exp.duration_s:
+            out.append((C + ("events", i, "at_s"), f"at {ev.at_s:g} s, not within the run ({exp.duration_s:g} s)"))
+        if ev.event == "replica_restart" and ev.replica is not None and ev.replica >= cp.replicas:
+            out.append((C + ("events", i, "replica"), f"no replica {ev.replica} (replicas 0 to {cp.replicas - 1})"))
+        if ev.event == "deploy" and not ev.add and ev.services > cp.resources.services:
+            out.append((C + ("events", i, "services"),
+                        f"{ev.services} services to change, but the configuration has {cp.resources.services}"))
+        if ev.event == "endpoint_churn" and ev.services > cp.resources.services:
+            out.append((C + ("events", i, "services"),
+                        f"{ev.services} services to change, but the configuration has {cp.resources.services}"))
+        if ev.event == "deploy" and ev.over_s > 0:
+            out.append((C + ("events", i, "over_s"), "only for kind endpoint_churn (a deploy is one change)"))
+        if ev.event == "endpoint_churn" and (ev.add or ev.bad != "none"):
+            out.append((C + ("events", i, "add" if ev.add else "bad"), "only for kind deploy"))
     return out
 
 

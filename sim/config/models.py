@@ -665,6 +665,10 @@ class Output(StrictModel):
         "since at hundreds of gateways times hundreds of backends they dominate a run's cost."))
 
 
+# The control plane's schema lives in its own module; it builds on StrictModel above.
+from .controlplane import ControlPlane  # noqa: E402
+
+
 class Experiment(StrictModel):
     """An experiment: a topology, a workload and how long and how often to run."""
 
@@ -687,6 +691,8 @@ class Experiment(StrictModel):
                     "(as --set does) to values. Every variant uses the same seed (common random numbers).",
     )
     output: Output = Field(default=Output(), description="What a run writes beyond the aggregates.")
+    control_plane: ControlPlane | None = Field(default=None, description=(
+        "An xDS control plane and its gateway subscribers (sim.components.controlplane); none by default."))
 
     @model_validator(mode="after")
     def _resolve_service_mix(self) -> Experiment:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from sim.components.backend import BackendInstance
 from sim.components.balancer import DirectEntry, RegionalBalancer
+from sim.components.controlplane import ControlPlane
 from sim.components.gateway import GatewayInstance
 from sim.components.network import Network
 from sim.components.workload import ClientPopulation, RateFunction
@@ -117,6 +118,14 @@ class Fleet:
             nodes=[n for bal in self.balancers.values() for n in bal.nodes.values()],
             populations=self.clients, az_region=self.az_region))
 
+        # The xDS control plane (sim.components.controlplane), when the experiment has one.
+        self.control_plane: ControlPlane | None = None
+        cp = exp.control_plane
+        if cp is not None:
+            subscribers = self.all_gateways() if cp.mode == "data_plane" else None
+            self.control_plane = ControlPlane(ctx, "control_plane", cp, subscribers,
+                                              down=self.faults.go_down, up=self.faults.come_up)
+
     def all_gateways(self) -> list[GatewayInstance]:
         """Every gateway instance, pool by pool."""
         return [g for gws in self.gateways.values() for g in gws]
@@ -153,8 +162,11 @@ class Fleet:
             for cluster in gw.clusters.values():
                 if cluster.health is not None:
                     cluster.health.start()
-        for c in self.clients:
-            c.start()
+        if self.control_plane is not None:
+            self.control_plane.start()
+        if self.exp.control_plane is None or self.exp.control_plane.mode == "data_plane":
+            for c in self.clients:
+                c.start()
         end = self.exp.duration_s
         step = max(1.0, end / 200)
         t = 0.0
@@ -218,6 +230,7 @@ class Fleet:
             bytes_by_az_pair=self.network.bytes_by_pair(),
             faults=self.faults.summary(),
             in_flight=self.check_conservation(),
+            control_plane=self.control_plane.results() if self.control_plane is not None else None,
         )
 
     def traffic_graph(self, instances: bool) -> dict:

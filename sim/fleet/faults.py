@@ -247,6 +247,14 @@ class FaultTimeline:
             else:
                 part.up = True
 
+    def go_down(self, part) -> None:
+        """Take ``part`` down for a cause of its own (a control plane's OOM kill); faults count with it."""
+        self._go_down(part)
+
+    def come_up(self, part) -> None:
+        """End the cause :meth:`go_down` started; ``part`` is up once no fault holds it down either."""
+        self._come_up(part)
+
     # -- results
     def summary(self) -> list[dict]:
         """Each fault: ``{kind, at_s, for_s, targets}`` (target names)."""

@@ -41,6 +41,7 @@ class FleetResults:
         bytes_by_az_pair: ``Network.results()``'s bytes per AZ pair.
         faults: ``FaultTimeline.summary()``.
         in_flight: counted requests still unanswered at the end.
+        control_plane: ``ControlPlane.results()`` (None without a control plane).
     """
 
     backends: dict[str, list[dict]]
@@ -52,6 +53,7 @@ class FleetResults:
     bytes_by_az_pair: dict[str, float] = field(default_factory=dict)
     faults: list[dict] = field(default_factory=list)
     in_flight: int = 0
+    control_plane: dict | None = None
 
 
 def _sum(rows: list[dict], key: str):
@@ -186,6 +188,13 @@ def health_counters(health: list[dict]) -> dict[str, dict]:
     return out
 
 
+def control_plane_section(cp: dict | None) -> dict:
+    """``control_plane``: the hook's figures without its series (empty without a control plane)."""
+    if cp is None:
+        return {}
+    return {"control_plane": {k: v for k, v in cp.items() if k != "series"}}
+
+
 def recovery_section(recorder: Recorder, exp, judged: bool) -> dict | None:
     """The recovery verdict (:mod:`sim.metrics.recovery`), or None without faults to judge."""
     if not exp.faults or not judged:
@@ -241,6 +250,7 @@ def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: b
         "faults": parts.faults,  # kind, at_s, for_s, targets (names)
         "outlier": outlier,  # {ejections, by_reason, detected, overflow}
         "health_checks": health_checks,  # {probes, probe_rate_per_s, failures, timeouts}
+        **control_plane_section(parts.control_plane),
     }
 
 
@@ -264,6 +274,9 @@ def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
     ts.update(health_timeseries(parts.health, rec.n))
     for svc, series in parts.backend_queue.items():
         ts[f"queue_{svc}"] = series
+    if parts.control_plane is not None:
+        for k, series in parts.control_plane["series"].items():
+            ts[f"cp_{k}"] = series
     return ts
 
 
@@ -303,6 +316,6 @@ def rows_by_name(table: dict[str, list]) -> dict[str, dict]:
     return {name: {k: table[k][i] for k in keys} for i, name in enumerate(table["name"])}
 
 
-__all__ = ["FleetResults", "backend_section", "client_section", "columns", "gateway_section",
+__all__ = ["FleetResults", "backend_section", "client_section", "columns", "control_plane_section", "gateway_section",
            "group_counters", "health_counters", "health_section", "health_timeseries", "merge_counts", "recovery_section",
            "retries_section", "rows_by_name", "summarise", "timeseries"]

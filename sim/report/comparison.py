@@ -67,6 +67,11 @@ from sim.report.common import (
     write_atomic,
     write_plotly_js,
 )
+from sim.report.controlplane import (
+    control_plane_comparison_panel,
+    control_plane_headline,
+    control_plane_only,
+)
 from sim.report.html import write_run_page
 from sim.report.resilience import (
     END_WINDOW_S,
@@ -269,6 +274,8 @@ def headline_html(variants: Sequence[Variant]) -> str:
     """The sentence at the top: every variant's outcome, then what set them apart."""
     if not variants:
         return '<p class="headline">This comparison lists no variants.</p>'
+    if control_plane_only(variants):
+        return control_plane_headline(variants)
     parts = [f'<span class="v-{esc(variant_outcome(v))}"><strong>{esc(v.name)}</strong>: '
              f"{esc(variant_phrase(v))}</span>" for v in variants]
     html = f'<p class="headline">{"; ".join(parts)}.</p>'
@@ -804,8 +811,12 @@ def render_comparison(meta: Mapping[str, Any], variants: Sequence[Variant],
     ``plotly_src`` is the relative URL of a shared ``plotly.min.js``; ``None``
     inlines plotly.js.
     """
-    panels = [summary_panel(variants),
-              *run_builders((goodput_panel, amplification_panel, load_panel, variants_panel), variants)]
+    if control_plane_only(variants):  # no requests ran: the request panels would be empty
+        panels = run_builders((control_plane_comparison_panel, variants_panel), variants)
+    else:
+        panels = [summary_panel(variants),
+                  *run_builders((goodput_panel, amplification_panel, load_panel, control_plane_comparison_panel,
+                                 variants_panel), variants)]
     title = f"{meta.get('experiment') or run_dir.name} — fleetsim comparison"
     return page_html(title, _header(meta, variants, run_dir), panels_html(panels),
                      _footer(run_dir), COMPARISON_CSS, plotly_src=plotly_src)

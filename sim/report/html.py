@@ -100,6 +100,7 @@ from sim.report.common import (  # noqa: F401  (re-exported: the report's public
     write_atomic,
     write_plotly_js,
 )
+from sim.report.controlplane import control_plane_panel
 from sim.report.fleet_graph import (  # noqa: F401  (re-exported: defined here before)
     FleetEdge,
     FleetGraph,
@@ -478,6 +479,7 @@ PANEL_BUILDERS: list[PanelBuilder] = [
     recovery_panel,
     retries_panel,
     host_health_panel,
+    control_plane_panel,
     backend_panel,
     gateway_panel,
     fleet_panel,
