@@ -23,6 +23,8 @@ CLIENT_TIMEOUT = "client_timeout"  # the client stopped waiting for its try
 DROPPED_EXPIRED = "backend_dropped_expired"  # 503: the backend dropped it unserved, its deadline passed
 GATEWAY_RESET = "gateway_reset"  # no status: the client's connection was reset (its gateway or node crashed)
 NO_HEALTHY_UPSTREAM = "no_healthy_upstream"  # 503: the balancer node had no gateway up
+RATE_LIMITED = "rate_limited"  # 429: the gateway's rate-limit filter denied it
+RATE_LIMIT_ERROR = "rate_limit_error"  # 500: the rate-limit call failed and failure_mode_deny is set
 
 
 #: The HTTP status the client sees for each outcome.
@@ -38,10 +40,13 @@ STATUS = {
     NO_HEALTHY_UPSTREAM: 503,  # the balancer node had no gateway up (never retried by a gateway)
     PER_TRY_TIMEOUT: 504,
     ROUTE_TIMEOUT: 504,
+    RATE_LIMITED: 429,
+    RATE_LIMIT_ERROR: 500,  # Envoy's rate-limit filter with failure_mode_deny
 }
 
 #: Replies the gateway makes itself: no host saw these tries.
-LOCAL_REPLIES = frozenset({OVERFLOW_MAX_REQUESTS, OVERFLOW_PENDING, NO_HEALTHY_UPSTREAM})
+LOCAL_REPLIES = frozenset({OVERFLOW_MAX_REQUESTS, OVERFLOW_PENDING, NO_HEALTHY_UPSTREAM, RATE_LIMITED,
+                           RATE_LIMIT_ERROR})
 
 #: The HTTP status the outlier detector sees for each way a try can end at a
 #: host (Envoy without ``split_external_local_origin_errors``: local-origin

@@ -16,7 +16,10 @@ from sim.components.backend import BackendInstance
 from sim.components.balancer import DirectEntry, RegionalBalancer
 from sim.components.gateway import GatewayInstance
 from sim.components.network import Network
+from sim.components.ratelimit import IdealBucket, LocalLimit, RemoteLimit
+from sim.components.redis import RedisServer
 from sim.components.workload import ClientPopulation, RateFunction
+from sim.config.checks import redis_servers
 from sim.config.models import Experiment
 from sim.config.naming import backend_name, gateway_name
 from sim.engine import SimContext
@@ -111,11 +114,41 @@ class Fleet:
         # Each service's backend queue length at the end of every second (sampled while running).
         self.queue_ts = {svc: [0] * self.recorder.n for svc in self.backends}
 
+        # Rate limiting (sim.components.ratelimit, sim.components.redis); nothing without it.
+        self.redis: dict[str, RedisServer] = {}
+        self.rate_limits: list = []
+        self.ideal_bucket = None
+        self.redis_network = None
+        if topo.rate_limit is not None:
+            self._build_rate_limit()
+
         # Faults (sim.fleet.faults): targets resolved before t=0, or FleetError.
         self.faults = FaultTimeline(ctx, exp.faults, FleetParts(
             backends=self.all_backends(), gateways=self.all_gateways(),
             nodes=[n for bal in self.balancers.values() for n in bal.nodes.values()],
-            populations=self.clients, az_region=self.az_region))
+            populations=self.clients, az_region=self.az_region, redis=list(self.redis.values())))
+
+    def _build_rate_limit(self) -> None:
+        """The rate-limit filter of every gateway, the Redis servers it calls and their links."""
+        topo = self.exp.topology
+        rl = topo.rate_limit
+        ctx = self.ctx
+        self.ideal_bucket = IdealBucket(rl.global_limit_per_s, rl.global_burst, self.recorder.n, self.exp.warmup_s)
+        if topo.redis is not None:
+            for name, az in redis_servers(topo).items():
+                self.redis[name] = RedisServer(ctx, name, topo.redis, az)
+            # Its own links (streams redis_network.<src>-><dst>): nobody else's latency draws shift.
+            self.redis_network = Network(ctx, "redis_network", topo.network, self.az_region)
+        for gw in self.all_gateways():
+            name = f"{gw.name}.rate_limit"
+            if rl.kind == "local":
+                filt = LocalLimit(ctx, name, rl, self.ideal_bucket, gw)
+            else:
+                server = self.redis["redis" if topo.redis.placement == "one_az" else f"redis-{gw.az}"]
+                filt = RemoteLimit(ctx, name, rl, self.ideal_bucket, gw, server,
+                                   self.redis_network.link(gw.az, server.az), self.redis_network.link(server.az, gw.az))
+            gw.use_rate_limit(filt)
+            self.rate_limits.append(filt)
 
     def all_gateways(self) -> list[GatewayInstance]:
         """Every gateway instance, pool by pool."""
@@ -141,6 +174,10 @@ class Fleet:
         self.network.reset()
         for part in [*self.all_gateways(), *self.all_backends(), *self.balancers.values(), *self.direct.values()]:
             part.reset()
+        for part in [*self.rate_limits, *self.redis.values()]:
+            part.reset()
+        if self.redis_network is not None:
+            self.redis_network.reset()
 
     def run(self, progress: Callable[[float], None] | None = None) -> dict:
         """Run to ``duration_s`` and return this replication's results."""
@@ -164,7 +201,7 @@ class Fleet:
             if progress:
                 progress(t)
         self._sample_queues()  # the last (perhaps partial) second
-        for part in [*self.all_gateways(), *self.all_backends()]:
+        for part in [*self.all_gateways(), *self.all_backends(), *self.redis.values()]:
             part.finish()
         self.recorder.finish()
         return self.collect()
@@ -215,10 +252,31 @@ class Fleet:
             health=health,
             backend_queue=self.queue_ts,
             service_load=service_load(self.exp),
-            bytes_by_az_pair=self.network.bytes_by_pair(),
+            bytes_by_az_pair=self._bytes_by_az_pair(),
             faults=self.faults.summary(),
             in_flight=self.check_conservation(),
+            rate_limit=self._rate_limit_results(),
         )
+
+    def _bytes_by_az_pair(self) -> dict[str, float]:
+        """Bytes per AZ pair in the window: requests and responses, and calls to Redis when there are any."""
+        out = self.network.bytes_by_pair()
+        if self.redis_network is None:
+            return out
+        redis = self.redis_network.bytes_by_pair()
+        return {k: out.get(k, 0) + redis.get(k, 0) for k in sorted({*out, *redis})}
+
+    def _rate_limit_results(self) -> dict | None:
+        """The filters', the ideal bucket's and the Redis servers' results (None without a rate limit)."""
+        if self.ideal_bucket is None:
+            return None
+        window = self.exp.duration_s - self.exp.warmup_s
+        return {"filters": [f.results() for f in self.rate_limits],
+                "ideal": {"admitted": dict(self.ideal_bucket.admitted),
+                          "admitted_ts": self.ideal_bucket.admitted_ts},
+                "redis": [r.results(window) for r in self.redis.values()],
+                "redis_bytes_by_az_pair": (self.redis_network.bytes_by_pair()
+                                           if self.redis_network is not None else {})}
 
     def traffic_graph(self, instances: bool) -> dict:
         """The fleet with the requests each edge carried in the window.
