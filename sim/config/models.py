@@ -806,8 +806,11 @@ class RedisSlowdown(_Fault):
 
 
 class RedisFailover(_Fault):
-    """Matching Redis servers are down for ``for_s`` (the failover gap); a promoted replica then
-    answers without the keys (asynchronous replication lost them), so buckets start afresh."""
+    """Matching Redis servers are down for ``for_s`` (the failover gap), then come back empty.
+
+    A promoted replica answers without the keys (asynchronous replication
+    lost them), so buckets start afresh.
+    """
 
     kind: Literal["redis_failover"]
 

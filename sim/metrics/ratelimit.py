@@ -8,8 +8,8 @@ Accuracy, per key and over every key: ``admitted`` (allowed, and let
 through on an error) against ``ideal_admitted``, what a perfect fleet-wide
 token bucket at ``global_limit_per_s`` with ``global_burst`` admits of the
 same requests; ``over_admitted`` and ``under_admitted`` are the positive and
-negative parts of the difference, ``accuracy_error`` the difference over the
-ideal count. Per second (whole seconds inside the measurement window):
+negative parts of the difference, ``admitted_ratio`` admitted over the ideal
+count (1: as accurate as a perfect limiter; NaN when the ideal admitted none). Per second (whole seconds inside the measurement window):
 ``max_admitted_per_s`` and ``seconds_over_limit`` (seconds in which a key
 was admitted more than 10% above ``global_limit_per_s``, plus one request
 so that a limit under 10/s is not judged on rounding).
@@ -34,7 +34,8 @@ def rate_limit_section(rl: dict, config, warmup_s: float, duration_s: float) -> 
     Args:
         rl: the fleet's rate-limit results.
         config: the validated ``topology.rate_limit``.
-        warmup_s, duration_s: the measurement window is [warmup_s, duration_s).
+        warmup_s: start of the measurement window (s).
+        duration_s: its end, the run's length (s).
     """
     window = duration_s - warmup_s
     keys: dict[str, dict] = {}
@@ -67,7 +68,7 @@ def rate_limit_section(rl: dict, config, warmup_s: float, duration_s: float) -> 
         acc.update({
             "admitted": admitted, "ideal_admitted": ref,
             "over_admitted": max(0, diff), "under_admitted": max(0, -diff),
-            "accuracy_error": diff / ref if ref else math.nan,
+            "admitted_ratio": admitted / ref if ref else math.nan,
             "admitted_per_s": admitted / window,
             "max_admitted_per_s": max(per_s, default=0),
             "seconds_over_limit": sum(1 for n in per_s if n > 1.1 * limit + 1),
@@ -85,8 +86,7 @@ def rate_limit_section(rl: dict, config, warmup_s: float, duration_s: float) -> 
         "global_burst": config.global_burst,
         **tot,
         "rate_limited_429": tot["denied"],
-        "accuracy_error": ((tot["admitted"] - tot["ideal_admitted"]) / tot["ideal_admitted"]
-                           if tot["ideal_admitted"] else math.nan),
+        "admitted_ratio": tot["admitted"] / tot["ideal_admitted"] if tot["ideal_admitted"] else math.nan,
         "timeouts": timeouts,
         "errors": errors,
         "calls": calls,

@@ -30,6 +30,9 @@ from sim.metrics.recovery import RECOVERY_RULES
 from .distributions import floats
 from .registry import Options, Plan, extension
 
+#: Fault kinds that hit Redis servers, drawn when the topology has Redis.
+REDIS_FAULTS = ("redis_down", "redis_slowdown", "redis_failover")
+
 #: Seconds that must follow the last fault for its recovery to be judged.
 JUDGE_S = RECOVERY_RULES["hold_s"] + RECOVERY_RULES["smooth_s"]
 
@@ -54,10 +57,18 @@ def targets(draw, plan: Plan, kind: str) -> dict:
 
 
 @st.composite
-def faults(draw, plan: Plan, opts: Options, at_s: float, for_s: float) -> dict:
-    """One fault of an allowed kind in the window ``[at_s, at_s + for_s)``."""
-    kind = draw(st.sampled_from(opts.fault_kinds))
+def faults(draw, plan: Plan, opts: Options, at_s: float, for_s: float, redis: tuple[str, ...] = ()) -> dict:
+    """One fault of an allowed kind in the window ``[at_s, at_s + for_s)``; Redis faults when ``redis`` names servers."""
+    # Redis faults only for the whole schema: relations that restrict the kinds keep their own.
+    extra = list(REDIS_FAULTS) if redis and opts.fault_kinds == Options().fault_kinds else []
+    kind = draw(st.sampled_from([*opts.fault_kinds, *extra]))
     f: dict = {"kind": kind, "at_s": at_s, "for_s": for_s}
+    if kind in REDIS_FAULTS:
+        if kind == "redis_slowdown":
+            f["factor"] = draw(st.sampled_from([0.5, 10.0, 1000.0]) | floats(0.1, 100.0))
+        if draw(st.booleans()):
+            f["target"] = {"instance": draw(st.sampled_from(redis))}
+        return f
     if kind == "az_outage":
         f["az"] = draw(st.sampled_from(plan.azs_with_parts))
         if draw(st.booleans()):
@@ -87,8 +98,8 @@ def windows(draw, lo: float, hi: float) -> tuple[float, float]:
 
 
 @st.composite
-def timelines(draw, plan: Plan, opts: Options) -> list[dict]:
-    """1-3 faults placed in one of the modes ``opts`` allows (see the module docstring)."""
+def timelines(draw, plan: Plan, opts: Options, redis: tuple[str, ...] = ()) -> list[dict]:
+    """1-3 faults placed in one of the modes ``opts`` allows (see the module docstring); ``redis``: its servers."""
     dur, warm = plan.duration_s, plan.warmup_s
     modes = [m for m in opts.fault_modes if m != "none"]
     # Judged recovery needs a whole-second run with 8 s after the faults, starting at 1 s at the earliest.
@@ -106,27 +117,27 @@ def timelines(draw, plan: Plan, opts: Options) -> list[dict]:
                 window = (at, dur - at)
             else:
                 window = draw(windows(0.0, dur))
-            out.append(draw(faults(plan, opts, *window)))
+            out.append(draw(faults(plan, opts, *window, redis)))
         return out
     if mode == "judged":
-        return [draw(faults(plan, opts, *draw(windows(lo, dur - JUDGE_S)))) for _ in range(n)]
+        return [draw(faults(plan, opts, *draw(windows(lo, dur - JUDGE_S)), redis)) for _ in range(n)]
     # refused: one fault that must be refused, among valid ones reaching the end.
-    out = [draw(faults(plan, opts, *draw(windows(0.0, dur)))) for _ in range(n - 1)]
+    out = [draw(faults(plan, opts, *draw(windows(0.0, dur)), redis)) for _ in range(n - 1)]
     problems = ["too_short", "past_the_end", "no_match", "spike_target", "outage_target"]
     if warm >= 1 / 8:
         problems.append("in_warmup")
     problem = draw(st.sampled_from(problems))
     if problem == "in_warmup":  # ends before the run does, so recovery would be judged
         at = draw(times(0.0, warm - 1 / 8))
-        bad = draw(faults(plan, opts, at, 1 / 8))
+        bad = draw(faults(plan, opts, at, 1 / 8, redis))
         if dur < at + 1 / 8 + JUDGE_S:
             problem = "too_short"
     elif problem == "too_short":
         at, length = draw(windows(max(0.0, dur - JUDGE_S), dur - 1 / 8)) if dur > 1 else (0.0, dur / 2)
-        bad = draw(faults(plan, opts, at, length))
+        bad = draw(faults(plan, opts, at, length, redis))
     elif problem == "past_the_end":
         at = draw(times(0.0, dur - 1 / 8))
-        bad = draw(faults(plan, opts, at, dur - at + draw(st.sampled_from([1 / 8, 1.0]))))
+        bad = draw(faults(plan, opts, at, dur - at + draw(st.sampled_from([1 / 8, 1.0])), redis))
     elif problem == "no_match":
         bad = {"kind": "instance_crash", "at_s": 0.0, "for_s": dur, "target": {"instance": "nobody-0"}}
     elif problem == "spike_target":
@@ -141,4 +152,11 @@ def timelines(draw, plan: Plan, opts: Options) -> list[dict]:
 
 @extension("experiment", "faults", order=10)
 def _faults(plan: Plan, place, node: dict, opts: Options):
-    return timelines(plan, opts)
+    r = node.get("topology", {}).get("redis")
+    if r is None:
+        servers: tuple[str, ...] = ()
+    elif r.get("placement") == "per_az":
+        servers = tuple(f"redis-{az}" for az in sorted({az for az, _ in plan.pools.values()}))
+    else:
+        servers = ("redis",)
+    return timelines(plan, opts, servers)
