@@ -152,8 +152,9 @@ def test_blocking_call_holds_the_worker():
               "duration_s": 5.0}
     nb = _run(topology__rate_limit=rl, **common)
     bl = _run(topology__rate_limit={**rl, "blocking": True}, **common)
-    # Non-blocking: 11.1 ms of hops and CPU, 4 ms to Redis, 2 x 1 ms to the backend, 5 ms service, 11 ms back.
-    assert nb["latency_ms"]["p99"] < 35.0
+    # Non-blocking: 11.1 ms of hops and CPU, 4 ms to Redis, the backend (the initial burst of 10 queues
+    # at its one worker), 11 ms back: tens of milliseconds.
+    assert nb["latency_ms"]["p99"] < 100.0
     assert nb["rate_limit"]["latency_added_ms"]["p99"] == pytest.approx(4.0, rel=0.01)
     assert bl["latency_ms"]["p99"] > 500.0
     assert bl["rate_limit"]["checked"] < 0.9 * nb["rate_limit"]["checked"]
