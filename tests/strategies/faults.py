@@ -60,14 +60,17 @@ def targets(draw, plan: Plan, kind: str) -> dict:
 def faults(draw, plan: Plan, opts: Options, at_s: float, for_s: float, redis: tuple[str, ...] = ()) -> dict:
     """One fault of an allowed kind in the window ``[at_s, at_s + for_s)``; Redis faults when ``redis`` names servers."""
     # Redis faults only for the whole schema: relations that restrict the kinds keep their own.
-    extra = list(REDIS_FAULTS) if redis and opts.fault_kinds == Options().fault_kinds else []
-    kind = draw(st.sampled_from([*opts.fault_kinds, *extra]))
+    # With Redis in the fleet, half the faults hit it (it is drawn in few fleets).
+    if redis and opts.fault_kinds == Options().fault_kinds and draw(st.booleans()):
+        kind = draw(st.sampled_from(REDIS_FAULTS))
+    else:
+        kind = draw(st.sampled_from(opts.fault_kinds))
     f: dict = {"kind": kind, "at_s": at_s, "for_s": for_s}
     if kind in REDIS_FAULTS:
         if kind == "redis_slowdown":
             f["factor"] = draw(st.sampled_from([0.5, 10.0, 1000.0]) | floats(0.1, 100.0))
-        if draw(st.booleans()):
-            f["target"] = {"instance": draw(st.sampled_from(redis))}
+        # Always a target (an empty one hits every server), so the field is drawn for each kind.
+        f["target"] = draw(st.sampled_from([{}, {"instance": draw(st.sampled_from(redis))}]))
         return f
     if kind == "az_outage":
         f["az"] = draw(st.sampled_from(plan.azs_with_parts))
