@@ -240,7 +240,7 @@ def calibrate(out: str | Path, *, quick: bool = False, work_dir: str | Path | No
 
 
 #: Calls per second at which Redis's script time is measured: about the rate the rate-limit
-#: scenario (g) calls it. Redis takes ~2x longer per call at such rates than back to back
+#: scenario (rl) calls it. Redis takes ~2x longer per call at such rates than back to back
 #: (measured here: ~17 us at 200 calls/s, 9.4 us back to back, 5.6 us pipelined 16 deep).
 REDIS_RATE = 250.0
 

@@ -150,7 +150,7 @@ SCENARIOS = {s.key: s for s in (
     Scenario("f", "Retry storm around a slowdown", "f_storm.yaml",
              ("goodput_curve",),
              ("duration_s=17", "warmup_s=1", "faults.0.at_s=5", "faults.0.for_s=4")),
-    Scenario("g", "Distributed token bucket on Redis, and Redis killed (fail-open)", "g_ratelimit.yaml",
+    Scenario("rl", "Distributed token bucket on Redis, and Redis killed (fail-open)", "rl_ratelimit.yaml",
              ("admitted", "redis_calls_per_s", "redis_usec_per_call", "failure_fraction"),
              ("duration_s=9", "warmup_s=1", "workload.rate_schedule.1.at_s=3", "workload.rate_schedule.2.at_s=6",
               "faults.0.at_s=5", "faults.0.for_s=4")),
