@@ -78,7 +78,11 @@ def rate_limit_section(rl: dict, config, warmup_s: float, duration_s: float) -> 
                                                           "over_admitted", "under_admitted")}
     servers = {r["name"]: {k: v for k, v in r.items() if k != "name"} for r in rl["redis"]}
     redis_calls = sum(r["calls"] for r in rl["redis"])
-    qs = latency.quantiles([0.5, 0.99]) if latency.count else [math.nan, math.nan]
+    if config.kind == "local":  # decided in the gateway: nothing added
+        qs, mean = [0.0, 0.0], 0.0
+    else:
+        qs = latency.quantiles([0.5, 0.99]) if latency.count else [math.nan, math.nan]
+        mean = 1000 * latency.mean if latency.count else math.nan
     return {
         "kind": config.kind,
         "key": config.key,
@@ -90,8 +94,7 @@ def rate_limit_section(rl: dict, config, warmup_s: float, duration_s: float) -> 
         "timeouts": timeouts,
         "errors": errors,
         "calls": calls,
-        "latency_added_ms": {"mean": 1000 * latency.mean if latency.count else math.nan,
-                             "p50": 1000 * qs[0], "p99": 1000 * qs[1]},
+        "latency_added_ms": {"mean": mean, "p50": 1000 * qs[0], "p99": 1000 * qs[1]},
         "keys": keys,
         "redis_calls_per_s": redis_calls / window if rl["redis"] else 0.0,
         "redis": servers,
