@@ -118,8 +118,8 @@ def unsupported(exp: Experiment) -> list[tuple[str, str]]:
             out.append((f"faults.{i}.for_s", "the reference fleet does not restart Redis within a run: "
                                              "let a redis_down last to the end"))
     rl = topo.rate_limit
-    if rl is not None and rl.kind != "redis_token_bucket":
-        out.append(("topology.rate_limit.kind", "the reference fleet's sidecar runs the redis_token_bucket script"))
+    if rl is not None and rl.algorithm != "redis_token_bucket":
+        out.append(("topology.rate_limit.algorithm", "the reference fleet's sidecar runs the redis_token_bucket script"))
     elif rl is not None and rl.key != "global":
         out.append(("topology.rate_limit.key", "the reference fleet's sidecar keeps one global key"))
     return out

@@ -163,7 +163,7 @@ def test_profile_text_is_documented():
 
 def test_profile_fills_redis_script_time_only_where_the_topology_has_redis(tmp_path):
     profile = PROFILE + "redis:\n  evalsha_time_s: {dist: constant, value: 0.000017}\n"
-    with_redis = TOPOLOGY + ("rate_limit: {kind: redis_token_bucket, limit: 10, burst: 5}\n"
+    with_redis = TOPOLOGY + ("rate_limit: {algorithm: redis_token_bucket, limit: 10, burst: 5}\n"
                              "redis: {az: a}\n")
     topo = load_experiment(_write(tmp_path, profile, with_redis)).config.topology
     assert topo.redis.evalsha_time_s.value == pytest.approx(0.000017)

@@ -29,6 +29,8 @@ PLACES = {
     "dist": ("topo", "{dist: lognormal,", "{{dist: {tag},", "topology.services.api.service_time_s.dist"),
     "kind": ("exp", "seed: 7\n", "seed: 7\nfaults:\n  - {{kind: {tag}, at_s: 1, for_s: 0.5, az: az2}}\n",
              "faults.0.kind"),
+    "algorithm": ("topo", "services:\n", "rate_limit: {{algorithm: {tag}, limit: 10, burst: 5}}\nservices:\n",
+                  "topology.rate_limit.algorithm"),
 }
 
 
@@ -36,7 +38,9 @@ def test_the_schema_has_these_tagged_unions_and_each_has_its_words():
     unions = find_tagged_unions()
     assert {(u.key, u.tags) for u in unions} == {
         ("dist", ("constant", "empirical", "exponential", "gamma", "lognormal", "uniform")),
-        ("kind", ("az_outage", "backend_slowdown", "error_burst", "instance_crash", "load_spike")),
+        ("kind", ("az_outage", "backend_slowdown", "error_burst", "instance_crash", "load_spike", "redis_down",
+                  "redis_failover", "redis_slowdown")),
+        ("algorithm", ("fixed_window", "local", "redis_token_bucket")),
     }
     # One union per tag field: messages find a union's values by its tag field's name.
     assert len(TAGGED_UNIONS) == len(unions)

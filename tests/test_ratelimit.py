@@ -33,7 +33,7 @@ def test_local_bucket_deterministic_equals_closed_form():
     # the fills counted are those at 0.125 k <= the last request's check. Requests reach the filter
     # 11.1 ms after they are issued (10 ms internet, 1 ms same AZ, 0.1 ms CPU), so the one issued at
     # 4.99 s is not checked within the run: 498 checked, the last at 4.9911 s, fills k = 1..39.
-    s = _run(topology__rate_limit={"kind": "local", "token_bucket": {"max_tokens": 10, "tokens_per_fill": 5,
+    s = _run(topology__rate_limit={"algorithm": "local", "token_bucket": {"max_tokens": 10, "tokens_per_fill": 5,
                                                                      "fill_interval_s": 0.125}},
              workload__rate_schedule=[{"at_s": 0, "rate_per_s": 100.0}], duration_s=5.0)
     rl = s["rate_limit"]
@@ -51,7 +51,7 @@ def test_redis_token_bucket_deterministic_equals_closed_form():
     # = 8.25 + (k - 1) / 2 tokens' worth minus those taken; while the arrival rate exceeds the
     # refill, admitted after n requests = floor(F_n). Checked within 5 s (11.1 ms after issue, see
     # above): n = 638, so floor(8.25 + 637 / 2).
-    rl = _remote({"kind": "redis_token_bucket", "limit": 64, "burst": 8.25}, 128.0)["rate_limit"]
+    rl = _remote({"algorithm": "redis_token_bucket", "limit": 64, "burst": 8.25}, 128.0)["rate_limit"]
     assert rl["checked"] == 638
     assert rl["allowed"] == math.floor(8.25 + 637 / 2)
     assert rl["ideal_admitted"] == rl["allowed"] and rl["admitted_ratio"] == 1.0
@@ -62,14 +62,14 @@ def test_redis_token_bucket_deterministic_equals_closed_form():
 def test_fixed_window_deterministic_equals_closed_form():
     # 100 arrivals/s, 30 per second allowed: every one-second window (by the gateway's clock) has at
     # least 30 requests (98-100), so each of the 5 windows admits exactly 30; two commands per call.
-    rl = _remote({"kind": "fixed_window", "requests_per_unit": 30}, 100.0)["rate_limit"]
+    rl = _remote({"algorithm": "fixed_window", "requests_per_unit": 30}, 100.0)["rate_limit"]
     assert rl["checked"] == 498
     assert rl["allowed"] == 5 * 30
     assert rl["redis"]["redis"]["commands"] == 2 * rl["redis"]["redis"]["calls"]
 
 
 def test_redis_utilisation_is_call_rate_times_service_time_exactly_for_constant_times():
-    rl = _remote({"kind": "redis_token_bucket", "limit": 1000, "burst": 10}, 100.0)["rate_limit"]
+    rl = _remote({"algorithm": "redis_token_bucket", "limit": 1000, "burst": 10}, 100.0)["rate_limit"]
     r = rl["redis"]["redis"]
     assert r["utilization"] == pytest.approx(r["calls"] * 9.3e-6 / 5.0, rel=1e-9)
 
@@ -78,7 +78,7 @@ def test_redis_utilisation_poisson_exponential_service_ci():
     # rate x E[S]: Poisson calls, exponential service (mean 0.5 ms) at 200 calls/s: utilisation 0.1.
     values = []
     for seed in range(1, 7):
-        s = _run(topology__rate_limit={"kind": "redis_token_bucket", "limit": 1000, "burst": 10},
+        s = _run(topology__rate_limit={"algorithm": "redis_token_bucket", "limit": 1000, "burst": 10},
                  topology__redis={"az": "a1", "evalsha_time_s": {"dist": "exponential", "mean": 0.0005}},
                  topology__services__api__workers=8,
                  workload__arrivals="poisson", workload__rate_schedule=[{"at_s": 0, "rate_per_s": 200.0}],
@@ -94,7 +94,7 @@ def test_poisson_admitted_rate_is_the_limit_when_offered_far_above_it():
     # 200/s Poisson happens with probability e^-8 per gap, so admitted/s = 50 within 10/18 /s.
     values = []
     for seed in range(1, 7):
-        s = _run(topology__rate_limit={"kind": "redis_token_bucket", "limit": 50, "burst": 10},
+        s = _run(topology__rate_limit={"algorithm": "redis_token_bucket", "limit": 50, "burst": 10},
                  topology__redis={"az": "a1"}, topology__services__api__workers=4,
                  workload__arrivals="poisson", workload__rate_schedule=[{"at_s": 0, "rate_per_s": 200.0}],
                  duration_s=20.0, warmup_s=2.0, seed=seed)
@@ -106,7 +106,7 @@ def test_poisson_admitted_rate_is_the_limit_when_offered_far_above_it():
 def test_redis_down_fail_open_and_fail_closed(deny):
     # Redis refuses calls reaching it in [2, 3) (12.1 ms after issue): the 100 issued at 1.99..2.98 s. Fail-open lets each
     # through; fail-closed answers each 500. The limit is far above the load, so nothing is 429.
-    s = _remote({"kind": "redis_token_bucket", "limit": 1000, "burst": 100, "failure_mode_deny": deny}, 100.0, duration_s=12.0,
+    s = _remote({"algorithm": "redis_token_bucket", "limit": 1000, "burst": 100, "failure_mode_deny": deny}, 100.0, duration_s=12.0,
                 faults=[{"kind": "redis_down", "at_s": 2.0, "for_s": 1.0}])
     rl = s["rate_limit"]
     assert rl["errors"] == rl["redis"]["redis"]["refused"] == 100
@@ -124,7 +124,7 @@ def test_redis_down_fail_open_and_fail_closed(deny):
 def test_redis_slow_times_out_and_fails_open():
     # A slowdown of 10,000 makes each call take 93 ms, beyond the 20 ms timeout: calls time out,
     # requests pass (fail-open), and the server's queue grows while it lasts.
-    s = _remote({"kind": "redis_token_bucket", "limit": 1000, "burst": 100}, 100.0, duration_s=12.0,
+    s = _remote({"algorithm": "redis_token_bucket", "limit": 1000, "burst": 100}, 100.0, duration_s=12.0,
                 faults=[{"kind": "redis_slowdown", "at_s": 2.0, "for_s": 1.0, "factor": 10000.0}])
     rl = s["rate_limit"]
     assert rl["timeouts"] > 0 and rl["failed_open"] == rl["timeouts"]
@@ -133,7 +133,7 @@ def test_redis_slow_times_out_and_fails_open():
 
 def test_failover_loses_the_keys_and_the_burst_comes_back():
     # After a failover the bucket starts full again: burst more requests admitted than without it.
-    common = {"kind": "redis_token_bucket", "limit": 10, "burst": 30}
+    common = {"algorithm": "redis_token_bucket", "limit": 10, "burst": 30}
     base = _remote(common, 100.0, duration_s=12.0)["rate_limit"]
     fo = _remote(common, 100.0, duration_s=12.0,
                  faults=[{"kind": "redis_failover", "at_s": 3.0, "for_s": 0.5}])["rate_limit"]
@@ -147,7 +147,7 @@ def test_blocking_call_holds_the_worker():
     # One worker, Redis in the other AZ (4 ms round trip), 300 requests/s (100/s admitted). Non-blocking,
     # the worker serves 300 x 0.1 ms = 3% of its time; blocking, each request holds it for the round
     # trip too, 300 x 4.1 ms > 1 s per s: the gateway's CPU queue grows without bound.
-    rl = {"kind": "redis_token_bucket", "limit": 100, "burst": 10}
+    rl = {"algorithm": "redis_token_bucket", "limit": 100, "burst": 10}
     common = {"topology__redis": {"az": "a2"}, "workload__rate_schedule": [{"at_s": 0, "rate_per_s": 300.0}],
               "duration_s": 5.0}
     nb = _run(topology__rate_limit=rl, **common)
@@ -161,12 +161,12 @@ def test_blocking_call_holds_the_worker():
 
 
 def test_checks_refuse_a_remote_limit_without_redis_and_redis_without_az():
-    exp = experiment(topology__rate_limit={"kind": "fixed_window", "requests_per_unit": 5})
-    assert any(p[:3] == ("topology", "rate_limit", "kind") for p, _ in check_experiment(exp))
-    exp = experiment(topology__rate_limit={"kind": "fixed_window", "requests_per_unit": 5},
+    exp = experiment(topology__rate_limit={"algorithm": "fixed_window", "requests_per_unit": 5})
+    assert any(p[:3] == ("topology", "rate_limit", "algorithm") for p, _ in check_experiment(exp))
+    exp = experiment(topology__rate_limit={"algorithm": "fixed_window", "requests_per_unit": 5},
                      topology__redis={"placement": "one_az"})
     assert any(p == ("topology", "redis", "az") for p, _ in check_experiment(exp))
-    exp = experiment(topology__rate_limit={"kind": "fixed_window", "requests_per_unit": 5},
+    exp = experiment(topology__rate_limit={"algorithm": "fixed_window", "requests_per_unit": 5},
                      topology__redis={"az": "a1"}, faults=[{"kind": "redis_down", "at_s": 0, "for_s": 1,
                                                             "target": {"instance": "redis-a9"}}])
     assert any(p == ("faults", 0, "target") for p, _ in check_experiment(exp))

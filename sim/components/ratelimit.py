@@ -237,7 +237,7 @@ class RemoteLimit(_Filter):
         self.server = server
         self.link_out = link_out
         self.link_back = link_back
-        self.kind = EVALSHA if config.kind == "redis_token_bucket" else INCRBY_EXPIRE
+        self.kind = EVALSHA if config.algorithm == "redis_token_bucket" else INCRBY_EXPIRE
         self.fail_verdict = FAIL_CLOSED if config.failure_mode_deny else FAIL_OPEN
         self.max_busy = math.inf if config.pipelining else config.connections
         self.busy = 0  # calls holding a connection (without pipelining, at most `connections`)

@@ -147,13 +147,13 @@ def _check_rate_limit(exp: Experiment, az_region: dict[str, str]) -> list[Proble
     topo = exp.topology
     T = ("topology",)
     rl, redis = topo.rate_limit, topo.redis
-    remote = rl is not None and rl.kind != "local"
+    remote = rl is not None and rl.algorithm != "local"
     if remote and redis is None:
-        out.append((T + ("rate_limit", "kind"), f"a {rl.kind} rate limit calls Redis: add topology.redis"))
+        out.append((T + ("rate_limit", "algorithm"), f"a {rl.algorithm} rate limit calls Redis: add topology.redis"))
     if redis is not None:
         if not remote:
-            out.append((T + ("redis",), "no remote rate limit uses it (topology.rate_limit.kind is "
-                        f"{'missing' if rl is None else repr(rl.kind)}); remove it or set a redis_token_bucket "
+            out.append((T + ("redis",), "no remote rate limit uses it (topology.rate_limit.algorithm is "
+                        f"{'missing' if rl is None else repr(rl.algorithm)}); remove it or set a redis_token_bucket "
                         "or fixed_window rate limit"))
         if redis.placement == "one_az":
             if redis.az is None:

@@ -452,6 +452,7 @@ TAGGED_UNIONS: dict[str, TaggedUnion] = {u.key: u for u in find_tagged_unions()}
 TAG_WORDS: dict[str, tuple[str, str, str]] = {
     "dist": ("distribution", "distributions", "a distribution needs 'dist: KIND' or is a bare number"),
     "kind": ("fault kind", "kinds", "a fault needs 'kind: KIND'"),
+    "algorithm": ("rate-limit algorithm", "algorithms", "a rate limit needs 'algorithm: ALGORITHM'"),
 }
 """How messages speak of each tagged union, by its tag field: what one tag is,
 what the list of tags is called, and what a mapping without a tag lacks."""

@@ -454,7 +454,7 @@ class LocalRateLimit(_RateLimitBase):
     network call. A denied request gets 429 at once.
     """
 
-    kind: Literal["local"]
+    algorithm: Literal["local"]
     token_bucket: TokenBucket
 
 
@@ -483,7 +483,7 @@ class RedisTokenBucket(_RemoteRateLimit):
     tokens >= 1 takes one. A key not yet stored starts with ``burst`` tokens.
     """
 
-    kind: Literal["redis_token_bucket"]
+    algorithm: Literal["redis_token_bucket"]
     limit: float = Field(gt=0, description="Tokens added per window.")
     burst: float = Field(ge=1, description="Bucket size.")
     window_s: float = Field(default=1.0, gt=0)
@@ -496,7 +496,7 @@ class FixedWindow(_RemoteRateLimit):
     ``requests_per_unit``; windows start at whole multiples of the unit.
     """
 
-    kind: Literal["fixed_window"]
+    algorithm: Literal["fixed_window"]
     requests_per_unit: int = Field(ge=1)
     unit: Literal["second", "minute", "hour", "day"] = "second"
 
@@ -506,7 +506,7 @@ class FixedWindow(_RemoteRateLimit):
         return {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}[self.unit]
 
 
-RateLimit = Annotated[LocalRateLimit | RedisTokenBucket | FixedWindow, Field(discriminator="kind")]
+RateLimit = Annotated[LocalRateLimit | RedisTokenBucket | FixedWindow, Field(discriminator="algorithm")]
 
 
 class Redis(StrictModel):
@@ -518,7 +518,7 @@ class Redis(StrictModel):
     the limit on its own (set the limit per AZ accordingly). A call costs the
     server ``io_time_s`` (reading and answering it) plus its commands'
     times: the Lua script ``evalsha_time_s``, INCRBY and EXPIRE
-    ``command_time_s`` each (docs/facts.md#redis).
+    ``command_time_s`` each (docs/facts.md#redis-rate-limiting).
     """
 
     placement: Literal["one_az", "per_az"] = "one_az"
@@ -623,11 +623,11 @@ class Topology(StrictModel):
         rl = self.rate_limit
         if rl is None or (rl.global_limit_per_s is not None and rl.global_burst is not None):
             return self
-        if rl.kind == "local":
+        if rl.algorithm == "local":
             n = sum(g.instances for g in self.gateways.values())
             tb = rl.token_bucket
             rate, burst = n * tb.tokens_per_fill / tb.fill_interval_s, float(n * tb.max_tokens)
-        elif rl.kind == "redis_token_bucket":
+        elif rl.algorithm == "redis_token_bucket":
             rate, burst = rl.limit / rl.window_s, rl.burst
         else:
             rate, burst = rl.requests_per_unit / rl.unit_s, float(rl.requests_per_unit)

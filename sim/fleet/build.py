@@ -141,7 +141,7 @@ class Fleet:
             self.redis_network = Network(ctx, "redis_network", topo.network, self.az_region)
         for gw in self.all_gateways():
             name = f"{gw.name}.rate_limit"
-            if rl.kind == "local":
+            if rl.algorithm == "local":
                 filt = LocalLimit(ctx, name, rl, self.ideal_bucket, gw)
             else:
                 server = self.redis["redis" if topo.redis.placement == "one_az" else f"redis-{gw.az}"]

@@ -78,13 +78,13 @@ def rate_limit_section(rl: dict, config, warmup_s: float, duration_s: float) -> 
                                                           "over_admitted", "under_admitted")}
     servers = {r["name"]: {k: v for k, v in r.items() if k != "name"} for r in rl["redis"]}
     redis_calls = sum(r["calls"] for r in rl["redis"])
-    if config.kind == "local":  # decided in the gateway: nothing added
+    if config.algorithm == "local":  # decided in the gateway: nothing added
         qs, mean = [0.0, 0.0], 0.0
     else:
         qs = latency.quantiles([0.5, 0.99]) if latency.count else [math.nan, math.nan]
         mean = 1000 * latency.mean if latency.count else math.nan
     return {
-        "kind": config.kind,
+        "algorithm": config.algorithm,
         "key": config.key,
         "global_limit_per_s": limit,
         "global_burst": config.global_burst,

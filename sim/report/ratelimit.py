@@ -34,7 +34,7 @@ def rate_limit_panel(data: RunData) -> Panel | None:
     lat = _m(rl.get("latency_added_ms"))
     ci_lat = _m(ci.get("latency_added_ms"))
     rows = [
-        ("Policy", f"{esc(rl.get('kind'))}, key {esc(rl.get('key'))}, intended {_v(rl, 'global_limit_per_s', ci)}/s "
+        ("Policy", f"{esc(rl.get('algorithm'))}, key {esc(rl.get('key'))}, intended {_v(rl, 'global_limit_per_s', ci)}/s "
                    f"(burst {_v(rl, 'global_burst', ci)})"),
         ("Requests checked", _v(rl, "checked", ci, integer=True)),
         ("Admitted / ideal fleet-wide bucket", f"{_v(rl, 'admitted', ci, integer=True)} / "

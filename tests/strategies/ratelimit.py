@@ -33,16 +33,16 @@ _REMOTE = {
 @st.composite
 def rate_limits(draw) -> dict:
     """One rate limit of any kind."""
-    kind = draw(st.sampled_from(["local", "redis_token_bucket", "fixed_window"]))
-    if kind == "local":
+    algorithm = draw(st.sampled_from(["local", "redis_token_bucket", "fixed_window"]))
+    if algorithm == "local":
         tb = {"max_tokens": draw(st.integers(min_value=1, max_value=10)),
               "fill_interval_s": draw(st.sampled_from([0.05, 0.125, 1.0]) | floats(0.05, 2.0))}
         tb.update(draw(fields({"tokens_per_fill": st.integers(min_value=1, max_value=5)})))
-        out = {"kind": kind, "token_bucket": tb}
+        out = {"algorithm": algorithm, "token_bucket": tb}
         out.update(draw(fields({k: _REMOTE[k] for k in ("key", "global_limit_per_s", "global_burst")})))
         return out
-    out = {"kind": kind, **draw(fields(_REMOTE))}
-    if kind == "redis_token_bucket":
+    out = {"algorithm": algorithm, **draw(fields(_REMOTE))}
+    if algorithm == "redis_token_bucket":
         out["limit"] = draw(st.sampled_from([1.0, 5.0, 20.0]) | floats(0.5, 40.0))
         out["burst"] = draw(st.sampled_from([1.0, 3.0, 10.0]))
         out.update(draw(fields({"window_s": st.sampled_from([0.5, 1.0, 2.0])})))
@@ -75,6 +75,6 @@ def redis(draw, plan: Plan, opts: Options) -> dict:
 @extension("topology", "redis", required=True, nullable=True, order=1, exact_time=False)
 def _redis(plan: Plan, place, node: dict, opts: Options):
     rl = node.get("rate_limit")
-    if rl is None or rl.get("kind") == "local":
+    if rl is None or rl.get("algorithm") == "local":
         return st.none()
     return redis(plan, opts)
