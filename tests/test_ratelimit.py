@@ -170,3 +170,39 @@ def test_checks_refuse_a_remote_limit_without_redis_and_redis_without_az():
                      topology__redis={"az": "a1"}, faults=[{"kind": "redis_down", "at_s": 0, "for_s": 1,
                                                             "target": {"instance": "redis-a9"}}])
     assert any(p == ("faults", 0, "target") for p, _ in check_experiment(exp))
+
+
+def test_per_az_redis_keeps_calls_in_their_az_and_limits_each_az_alone():
+    # A gateway in a1 and one in a2; the balancer keeps each client on its node's AZ (each call picks a node
+    # at random), a Redis per AZ with 20/s and a burst of 10 each. Each AZ sees ~100 requests/s, so its
+    # bucket never fills up again: it admits floor(10 + 20 x (last - first check)), ~109 of its ~500
+    # requests in 5 s (the first and last checks fall within ~30 ms of 0 and 5 s).
+    s = _run(topology__gateways={"gw": {"az": "a1", "instances": 1, "workers": 1, "cpu_time_s": 0.0001,
+                                        "route": {"timeout_s": 10.0}},
+                                 "gw2": {"az": "a2", "instances": 1, "workers": 1, "cpu_time_s": 0.0001,
+                                         "route": {"timeout_s": 10.0}}},
+             topology__services__api__instances_per_az={"a1": 1, "a2": 1},
+             topology__rate_limit={"algorithm": "redis_token_bucket", "limit": 20, "burst": 10,
+                                   "global_limit_per_s": 40, "global_burst": 20},
+             topology__redis={"placement": "per_az"},
+             workload__rate_schedule=[{"at_s": 0, "rate_per_s": 200.0}], duration_s=5.0)
+    rl = s["rate_limit"]
+    assert set(rl["redis"]) == {"redis-a1", "redis-a2"}
+    assert set(rl["redis_bytes_by_az_pair"]) == {"a1->a1", "a2->a2"}  # no call crosses an AZ
+    assert all(r["calls"] > 400 for r in rl["redis"].values())
+    assert 2 * 108 <= rl["admitted"] <= 2 * 109
+
+
+def test_keys_per_service_are_separate_buckets():
+    # Two services, half the calls each (deterministic arrivals alternate by the mix's uniform draws,
+    # so only the totals are exact): each key has its own local bucket of 5 + 5/s.
+    s = _run(topology__services__web={"instances_per_az": {"a1": 1}, "workers": 4, "service_time_s": 0.001},
+             workload__services={"api": 0.5, "web": 0.5},
+             topology__rate_limit={"algorithm": "local", "key": "service",
+                                   "token_bucket": {"max_tokens": 5, "tokens_per_fill": 5, "fill_interval_s": 1.0}},
+             workload__rate_schedule=[{"at_s": 0, "rate_per_s": 100.0}], duration_s=5.0)
+    keys = s["rate_limit"]["keys"]
+    assert set(keys) == {"api", "web"}
+    for k in ("api", "web"):
+        # Fills at 1, 2, 3, 4 s: 5 + 4 x 5 per key (each key sees ~50/s, far above 5/s).
+        assert keys[k]["allowed"] == 5 + 4 * 5
