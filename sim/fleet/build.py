@@ -19,7 +19,6 @@ from sim.components.network import Network
 from sim.components.ratelimit import IdealBucket, LocalLimit, RemoteLimit
 from sim.components.redis import RedisServer
 from sim.components.workload import ClientPopulation, RateFunction
-from sim.config.checks import redis_servers
 from sim.config.models import Experiment
 from sim.config.naming import backend_name, gateway_name
 from sim.engine import SimContext
@@ -79,6 +78,8 @@ class Fleet:
         for pool in self.gateways:
             hosts_of: dict[str, list[BackendInstance]] = {}
             for be in g.successors(f"gw:{pool}"):
+                if g.nodes[be]["kind"] != "backend":  # a Redis the pool's rate limit calls
+                    continue
                 hosts_of.setdefault(g.nodes[be]["service"], []).extend(self.parts[be])
             for gw in self.gateways[pool]:
                 for svc, hosts in hosts_of.items():
@@ -135,20 +136,31 @@ class Fleet:
         ctx = self.ctx
         self.ideal_bucket = IdealBucket(rl.global_limit_per_s, rl.global_burst, self.recorder.n, self.exp.warmup_s)
         if topo.redis is not None:
-            for name, az in redis_servers(topo).items():
-                self.redis[name] = RedisServer(ctx, name, topo.redis, az)
+            for node, d in self.graph.nodes(data=True):
+                if d["kind"] == "redis":
+                    server = RedisServer(ctx, d["name"], topo.redis, d["az"])
+                    self.redis[d["name"]] = server
+                    self.parts[node] = [server]
             # Its own links (streams redis_network.<src>-><dst>): nobody else's latency draws shift.
             self.redis_network = Network(ctx, "redis_network", topo.network, self.az_region)
-        for gw in self.all_gateways():
-            name = f"{gw.name}.rate_limit"
-            if rl.algorithm == "local":
-                filt = LocalLimit(ctx, name, rl, self.ideal_bucket, gw)
-            else:
-                server = self.redis["redis" if topo.redis.placement == "one_az" else f"redis-{gw.az}"]
-                filt = RemoteLimit(ctx, name, rl, self.ideal_bucket, gw, server,
-                                   self.redis_network.link(gw.az, server.az), self.redis_network.link(server.az, gw.az))
-            gw.use_rate_limit(filt)
-            self.rate_limits.append(filt)
+        for pool, gws in self.gateways.items():
+            # The server a pool calls: its edge to a Redis node (sim.fleet.graph).
+            calls = [self.parts[n][0] for n in self.graph.successors(f"gw:{pool}")
+                     if self.graph.nodes[n]["kind"] == "redis"]
+            for gw in gws:
+                self._attach_rate_limit(gw, calls[0] if calls else None)
+
+    def _attach_rate_limit(self, gw: GatewayInstance, server: RedisServer | None) -> None:
+        """Put the rate-limit filter in ``gw``: a local bucket, or calls to ``server``."""
+        rl = self.exp.topology.rate_limit
+        name = f"{gw.name}.rate_limit"
+        if rl.algorithm == "local":
+            filt = LocalLimit(self.ctx, name, rl, self.ideal_bucket, gw)
+        else:
+            filt = RemoteLimit(self.ctx, name, rl, self.ideal_bucket, gw, server,
+                               self.redis_network.link(gw.az, server.az), self.redis_network.link(server.az, gw.az))
+        gw.use_rate_limit(filt)
+        self.rate_limits.append(filt)
 
     def all_gateways(self) -> list[GatewayInstance]:
         """Every gateway instance, pool by pool."""
@@ -306,8 +318,18 @@ class Fleet:
                              for p in self.parts[n])
             else:
                 nodes.append({"id": n, **d})
+        calls = {id(f.gateway): f.calls for f in self.rate_limits}  # calls to Redis in the window
         for u, v, d in g.edges(data=True):
             if g.nodes[u]["kind"] == "gateway" and g.nodes[v]["kind"] == "backend":
+                continue
+            if g.nodes[v]["kind"] == "redis":
+                gws = self.parts[u]
+                if instances:
+                    edges.extend({"source": f"gw:{gw.name}", "target": v, "relation": d["relation"],
+                                  "requests": float(calls.get(id(gw), 0))} for gw in gws)
+                else:
+                    edges.append({"source": u, "target": v, "relation": d["relation"],
+                                  "requests": float(sum(calls.get(id(gw), 0) for gw in gws))})
                 continue
             if instances and g.nodes[v]["kind"] == "gateway":
                 for gw in self.parts[v]:
@@ -319,6 +341,8 @@ class Fleet:
             # A cluster's hosts are its backend groups one after another, in edge order.
             start: dict[str, int] = {}
             for group in g.successors(f"gw:{pool}"):
+                if g.nodes[group]["kind"] != "backend":
+                    continue
                 svc = g.nodes[group]["service"]
                 a = start.get(svc, 0)
                 b = start[svc] = a + len(self.parts[group])
