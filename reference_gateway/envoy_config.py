@@ -93,6 +93,8 @@ HCM = "envoy.filters.network.http_connection_manager"
 HCM_TYPE = TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = "envoy.filters.http.router"
 ROUTER_TYPE = TYPE + "envoy.extensions.filters.http.router.v3.Router"
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
+EXT_AUTHZ_TYPE = TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
 HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
 PREVIOUS_HOSTS_TYPE = TYPE + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
@@ -277,7 +279,8 @@ def cluster(name: str, cl: Cluster, service: Service, ports: list[int], zone: st
 
 def envoy_bootstrap(pool: GatewayPool, services: Services, *, listen_port: int, admin_port: int,
                     backend_ports: Mapping[str, list[int]], node_id: str = "fleetsim-gateway",
-                    zone: str | None = None, outlier_event_log: str | Path | None = None) -> dict:
+                    zone: str | None = None, outlier_event_log: str | Path | None = None,
+                    rate_limit: Any = None, ratelimit_port: int | None = None) -> dict:
     """The Envoy v3 bootstrap (plain data) for one instance of ``pool``.
 
     ``services``: the services it routes to (a mapping, or a topology or
@@ -286,7 +289,12 @@ def envoy_bootstrap(pool: GatewayPool, services: Services, *, listen_port: int, 
     (``node.locality.zone``); also groups endpoints by their AZ.
     ``outlier_event_log``: a file for Envoy's outlier-detection event log
     (``cluster_manager.outlier_detection.event_log_path``; one JSON event per
-    ejection and return, with its time).
+    ejection and return, with its time). ``rate_limit`` (a remote
+    ``topology.rate_limit``) with ``ratelimit_port``: an ext_authz HTTP filter
+    before the router, calling the rate-limit sidecar
+    (:mod:`reference_gateway.ratelimit_sidecar`) with the limit's timeout;
+    ``failure_mode_allow`` unless ``failure_mode_deny``, and 500 on error as
+    Envoy's rate-limit filter gives.
 
     Raises:
         ValueError: a service without ports, or a port count that does not
@@ -319,6 +327,21 @@ def envoy_bootstrap(pool: GatewayPool, services: Services, *, listen_port: int, 
         },
         "http_filters": [{"name": ROUTER, "typed_config": {"@type": ROUTER_TYPE}}],
     }
+    extra_clusters = []
+    if rate_limit is not None and ratelimit_port is not None:
+        hcm["http_filters"].insert(0, {"name": EXT_AUTHZ, "typed_config": {
+            "@type": EXT_AUTHZ_TYPE,
+            "transport_api_version": "V3",
+            "failure_mode_allow": not rate_limit.failure_mode_deny,
+            "status_on_error": {"code": "InternalServerError"},
+            "http_service": {"server_uri": {"uri": f"http://127.0.0.1:{ratelimit_port}", "cluster": "ratelimit",
+                                            "timeout": duration(rate_limit.timeout_s)}},
+        }})
+        extra_clusters.append({
+            "name": "ratelimit", "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": "ratelimit", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": _address(ratelimit_port)}}]}]},
+        })
     node: dict[str, Any] = {"id": node_id, "cluster": "fleetsim-gateway"}
     if zone is not None:
         node["locality"] = {"zone": zone}
@@ -332,7 +355,7 @@ def envoy_bootstrap(pool: GatewayPool, services: Services, *, listen_port: int, 
                 "filter_chains": [{"filters": [{"name": HCM, "typed_config": hcm}]}],
             }],
             "clusters": [cluster(name, pool.cluster, svc, list(backend_ports[name]), zone)
-                         for name, svc in svcs.items()],
+                         for name, svc in svcs.items()] + extra_clusters,
         },
     }
     if outlier_event_log is not None:

@@ -18,7 +18,12 @@ listening on 127.0.0.1 and started, watched and stopped by
 - the workload is the open-loop generator (:mod:`reference_gateway.loadgen`)
   with the experiment's rate schedule and arrival process, aimed at HAProxy;
 - ``backend_slowdown`` and ``error_burst`` faults are switched on and off at
-  their times through the backends' admin endpoint.
+  their times through the backends' admin endpoint;
+- with a ``redis_token_bucket`` rate limit, a Redis and the rate-limit sidecar
+  (:mod:`reference_gateway.ratelimit_sidecar`, which every Envoy calls through
+  ext_authz) are started afresh before each run; a ``redis_down`` fault, which
+  must last to the end of the run, stops Redis at its time (its command
+  counts are read just before).
 
 Names match the simulator's: backend instances ``<service>-<az>-<i>``, gateway
 instances ``<pool>-<i>`` (sent to the backends as ``x-fleetsim-gateway``), so
@@ -61,14 +66,23 @@ import numpy as np
 
 from sim.components.workload import RateFunction
 from sim.config.distributions import Constant
-from sim.config.models import BackendSlowdown, ErrorBurst, Experiment
+from sim.config.models import BackendSlowdown, ErrorBurst, Experiment, RedisDown
 from sim.config.naming import backend_name, gateway_name
 from sim.files import atomic_write_json
 
 from . import envoy_config, haproxy_config, measure
-from .harness import Harness, HarnessError, envoy_base_id, envoy_binary, free_ports, http_ready
+from .harness import (
+    Harness,
+    HarnessError,
+    envoy_base_id,
+    envoy_binary,
+    free_ports,
+    http_ready,
+    redis_argv,
+    redis_ready,
+)
 
-SUPPORTED_FAULTS = (BackendSlowdown, ErrorBurst)
+SUPPORTED_FAULTS = (BackendSlowdown, ErrorBurst, RedisDown)
 LOAD_LEAD_S = 2.0
 """Seconds between starting the load generator and its t = 0. It starts in about
 0.7 s on a quiet machine; one that starts late sends its first requests in a
@@ -99,7 +113,15 @@ def unsupported(exp: Experiment) -> list[tuple[str, str]]:
     for i, f in enumerate(exp.faults):
         if not isinstance(f, SUPPORTED_FAULTS):
             out.append((f"faults.{i}.kind", f"{f.kind} is not run by the reference fleet "
-                                            "(backend_slowdown and error_burst are)"))
+                                            "(backend_slowdown, error_burst and redis_down are)"))
+        elif isinstance(f, RedisDown) and f.at_s + f.for_s < exp.duration_s:
+            out.append((f"faults.{i}.for_s", "the reference fleet does not restart Redis within a run: "
+                                             "let a redis_down last to the end"))
+    rl = topo.rate_limit
+    if rl is not None and rl.algorithm != "redis_token_bucket":
+        out.append(("topology.rate_limit.algorithm", "the reference fleet's sidecar runs the redis_token_bucket script"))
+    elif rl is not None and rl.key != "global":
+        out.append(("topology.rate_limit.key", "the reference fleet's sidecar keeps one global key"))
     return out
 
 
@@ -164,6 +186,8 @@ class RealRun:
     busy: Any
     outlier_events: list[dict] = field(default_factory=list)
     fault_times: list[tuple[float, str]] = field(default_factory=list)
+    redis: dict = field(default_factory=dict)  # EVALSHA calls and usec_per_call over the window
+    ratelimit: dict = field(default_factory=dict)  # the sidecar's counts over the window
 
     def window(self) -> np.ndarray:
         """Mask of the requests scheduled inside the measurement window."""
@@ -191,12 +215,14 @@ class RealFleet:
         self.backends = backend_instances(exp)
         self.gateways = gateway_instances(exp)
         n_backend = sum(len(v) for v in self.backends.values())
-        ports = free_ports(n_backend + 2 * len(self.gateways) + 2)
+        ports = free_ports(n_backend + 2 * len(self.gateways) + 4)
         it = iter(ports)
         self.backend_ports = {svc: [next(it) for _ in insts] for svc, insts in self.backends.items()}
         self.backend_admin = next(it)
         self.listen_port = next(it)
         self.envoy_ports = {name: (next(it), next(it)) for name, _ in self.gateways}
+        self.redis_port = next(it)
+        self.ratelimit_port = next(it)
         # A unix socket's path is limited to 107 bytes: it lives in a short
         # private directory, removed on close, not in the (deep) run folder.
         self._sock_dir = Path(tempfile.mkdtemp(prefix="fleetsim-"))
@@ -270,12 +296,44 @@ class RealFleet:
             boot = self.run_dir / f"{name}.envoy.yaml"
             events = self.run_dir / f"{name}.outlier.jsonl"
             events.unlink(missing_ok=True)
+            rl = exp.topology.rate_limit
             envoy_config.write_bootstrap(boot, pool, exp.topology, listen_port=listen, admin_port=admin,
                                          backend_ports=self.backend_ports, node_id=name,
-                                         outlier_event_log=events)
+                                         outlier_event_log=events, rate_limit=rl,
+                                         ratelimit_port=self.ratelimit_port if rl is not None else None)
             argv = envoy_config.envoy_command(envoy, boot, pool, base_id=envoy_base_id(admin), log_level="warning")
             self.harness.start(name, argv, ready=lambda a=admin: http_ready(f"http://127.0.0.1:{a}/ready"),
                                cpus=self.gateway_cpus)
+
+    def _start_rate_limit(self, exp: Experiment) -> None:
+        """(Re)start Redis (empty) and the rate-limit sidecar for a run with a rate limit."""
+        for name in ("ratelimit", "redis"):
+            self.harness.stop(name)
+        rl = exp.topology.rate_limit
+        if rl is None:
+            return
+        rdir = self.run_dir / "redis"
+        rdir.mkdir(exist_ok=True)
+        self.harness.start("redis", redis_argv(self.redis_port, rdir), ready=lambda: redis_ready(self.redis_port),
+                           cpus=self.python_cpus)
+        spec = self.run_dir / "ratelimit.json"
+        atomic_write_json(spec, {"port": self.ratelimit_port, "redis_port": self.redis_port, "limit": rl.limit,
+                                 "burst": rl.burst, "window_ms": round(rl.window_s * 1000), "key": rl.key,
+                                 "failure_mode_deny": rl.failure_mode_deny})
+        self.harness.start("ratelimit", [sys.executable, "-m", "reference_gateway.ratelimit_sidecar",
+                                         "--spec", str(spec)],
+                           ready=lambda: http_ready(f"http://127.0.0.1:{self.ratelimit_port}/__stats"),
+                           cpus=self.python_cpus)
+
+    def _redis_counts(self) -> dict:
+        """Redis's EVALSHA count and mean time per call (INFO commandstats), since the last reset."""
+        stats = measure.redis_info(self.redis_port).get("cmdstat_evalsha", {})
+        return {"calls": stats.get("calls", 0), "usec_per_call": stats.get("usec_per_call")}
+
+    def _ratelimit_admin(self, path: str) -> dict:
+        method = "POST" if path == "/__reset" else "GET"
+        body = _http(method, f"http://127.0.0.1:{self.ratelimit_port}{path}", {} if method == "POST" else None)
+        return json.loads(body) if body else {}
 
     # ------------------------------------------------------------ one run
     def _faults(self, exp: Experiment) -> list[tuple[float, dict, str]]:
@@ -284,6 +342,9 @@ class RealFleet:
                 for svc, insts in self.backends.items() for name, _ in insts}
         out = []
         for f in exp.faults:
+            if isinstance(f, RedisDown):
+                out.append((f.at_s, "redis_down", "redis stopped"))
+                continue
             names = fault_targets(exp, f)
             if isinstance(f, BackendSlowdown):
                 out.append((f.at_s, {"instances": names, "service_time_factor": f.factor}, f"slowdown x{f.factor:g} on"))
@@ -312,6 +373,7 @@ class RealFleet:
         self._check_alive()
         self._runs += 1
         self._admin("POST", "/fault", {"clear": True})
+        self._start_rate_limit(exp)
         self._start_envoys(exp)
         self._admin("POST", "/reset", {})
 
@@ -356,6 +418,11 @@ class RealFleet:
                     # While the generator still lives: a process's CPU is lost when it exits.
                     if "busy" in marks:
                         marks["busy_report"] = marks["busy"].stop()
+                    if "redis" in self.harness.procs and "redis" not in marks:
+                        marks["redis"] = self._redis_counts()
+                elif body == "redis_down":
+                    marks["redis"] = self._redis_counts()  # its counts die with it
+                    self.harness.stop("redis")
                 elif body is None:
                     for a in envoy_admins:
                         measure.envoy_reset_counters(a)
@@ -364,6 +431,9 @@ class RealFleet:
                     marks["cpu"] = self._cpu()
                     marks["busy"] = measure.Busyness()
                     marks["busy"].start(self._pids())
+                    if "ratelimit" in self.harness.procs:
+                        measure.redis_command(self.redis_port, "CONFIG", "RESETSTAT")
+                        self._ratelimit_admin("/__reset")
                 else:
                     self._admin("POST", "/fault", body)
                 fault_times.append((time.time() - start_at, label))
@@ -403,6 +473,8 @@ class RealFleet:
             clusters[name] = measure.envoy_cluster_hosts(a)
             outlier += [dict(ev, gateway=name) for ev in read_outlier_events(
                 self.run_dir / f"{name}.outlier.jsonl", start_at)]
+        ratelimit = self._ratelimit_admin("/__stats") if "ratelimit" in self.harness.procs else {}
+        redis = marks.get("redis", {})
         haproxy = _haproxy_delta(marks.get("haproxy", []), measure.haproxy_stats(self.haproxy_socket))
         cpu_end = self._cpu()
         cpu0 = marks.get("cpu", {})
@@ -410,13 +482,15 @@ class RealFleet:
         measured = {"backends": stats, "gateways": gateways, "clusters": clusters, "cpu_s": cpu,
                     "haproxy": haproxy,
                     "busy": dataclasses.asdict(busy) if busy is not None else None,
-                    "outlier_events": outlier, "fault_times": fault_times, "load_meta": res["meta"]}
+                    "outlier_events": outlier, "fault_times": fault_times, "load_meta": res["meta"],
+                    "redis": redis, "ratelimit": ratelimit}
         atomic_write_json(self.run_dir / f"{tag}.measured.json", measured)
         return RealRun(start_at=start_at, warmup_s=exp.warmup_s, duration_s=exp.duration_s,
                        t_sched=res["t_sched"], latency=res["latency"], status=res["status"],
                        load_meta=res["meta"], backends=stats, gateways=gateways, clusters=clusters,
                        haproxy=haproxy, cpu_s=cpu, busy=busy,
-                       outlier_events=sorted(outlier, key=lambda e: e["t"]), fault_times=fault_times)
+                       outlier_events=sorted(outlier, key=lambda e: e["t"]), fault_times=fault_times,
+                       redis=redis, ratelimit=ratelimit)
 
     def direct(self, *, rate: float, duration_s: float, seed: int = 1, tag: str = "direct") -> np.ndarray:
         """Latencies (s) of a light load sent straight to the first backend, past HAProxy and Envoy.

@@ -22,6 +22,9 @@ time_to_eject_s        first enforced EJECT in Envoy's outlier event     first `
                        log, minus the fault's start                      minus the fault's start
 ejections              enforced ejections in the window                  ``outlier.ejections``
 goodput_curve          200s per second of completion                     ``timeseries.goodput``
+admitted               requests not answered 429 (issued in the window)  offered - ``rate_limited`` - in flight
+redis_calls_per_s      EVALSHA calls (INFO commandstats) / window        ``rate_limit.redis_calls_per_s``
+redis_usec_per_call    ``usec_per_call`` of EVALSHA (commandstats)       Redis busy time / calls
 =====================  ================================================  =====================================
 
 Goals (the issue's, not tuned): throughput within 3%; p50 within 10%; p99
@@ -101,6 +104,10 @@ GOALS = {
     "resync_bytes": Goal("rel", 0.05),
     "pushes": Goal("abs", 0.5),
     "resync_s": Goal("rel", 0.25, timing=True),
+    # Rate limiting (issue's goals): admitted within 2%, Redis command rate within 5%, latency within 15%.
+    "admitted": Goal("rel", 0.02),
+    "redis_calls_per_s": Goal("rel", 0.05),
+    "redis_usec_per_call": Goal("rel", 0.15, timing=True),
 }
 
 
@@ -153,6 +160,10 @@ SCENARIOS = {s.key: s for s in (
     Scenario("g", "Control-plane push and restart, state of the world and delta", "g_control_plane.yaml",
              ("push_bytes", "resync_bytes", "pushes", "resync_s"),
              ("control_plane.gateways=6", "control_plane.events.1.down_s=1.0"), runner="control_plane"),
+    Scenario("rl", "Distributed token bucket on Redis, and Redis killed (fail-open)", "rl_ratelimit.yaml",
+             ("admitted", "redis_calls_per_s", "redis_usec_per_call", "failure_fraction"),
+             ("duration_s=9", "warmup_s=1", "workload.rate_schedule.1.at_s=3", "workload.rate_schedule.2.at_s=6",
+              "faults.0.at_s=5", "faults.0.for_s=4")),
 )}
 
 
@@ -226,6 +237,13 @@ def real_observation(scenario: Scenario, exp, run) -> Observation:
             obs.values[metric] = float(sum(1 for e in run.outlier_events
                                            if e.get("action") == "EJECT" and e.get("enforced", True)
                                            and run.warmup_s <= e.get("t", -1) < run.duration_s))
+        elif metric == "admitted":
+            obs.values[metric] = float(((status > 0) & (status != 429)).sum())
+        elif metric == "redis_calls_per_s":
+            obs.values[metric] = run.redis.get("calls", 0) / width
+        elif metric == "redis_usec_per_call":
+            usec = run.redis.get("usec_per_call")
+            obs.values[metric] = float(usec) if usec is not None else math.nan
         elif metric == "goodput_curve":
             lo, hi = _curve_window(exp)
             good = answered & (run.status == 200)
@@ -275,6 +293,15 @@ def sim_observation(scenario: Scenario, exp, result: dict, ejections_log: list[t
         elif metric == "ejections":
             obs.values[metric] = float(sum(1 for t, action, _ in ejections_log
                                            if action == "eject" and exp.warmup_s <= t < exp.duration_s))
+        elif metric == "admitted":
+            obs.values[metric] = float(s["requests"]["offered"] - s["requests"]["failed"].get("rate_limited", 0)
+                                       - s["requests"]["in_flight"])
+        elif metric == "redis_calls_per_s":
+            obs.values[metric] = s["rate_limit"]["redis_calls_per_s"]
+        elif metric == "redis_usec_per_call":
+            servers = s["rate_limit"]["redis"].values()
+            calls = sum(r["calls"] for r in servers)
+            obs.values[metric] = 1e6 * sum(r["busy_s"] for r in servers) / calls if calls else math.nan
         elif metric == "goodput_curve":
             lo, hi = _curve_window(exp)
             obs.curve = [float(x) for x in result["timeseries"]["goodput"][lo:hi]]

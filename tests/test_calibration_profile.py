@@ -159,3 +159,16 @@ def test_profile_text_is_documented():
     from sim.config import calibration
 
     assert "calibration: FILE" in textwrap.dedent(calibration.__doc__)
+
+
+def test_profile_fills_redis_script_time_only_where_the_topology_has_redis(tmp_path):
+    profile = PROFILE + "redis:\n  evalsha_time_s: {dist: constant, value: 0.000017}\n"
+    with_redis = TOPOLOGY + ("rate_limit: {algorithm: redis_token_bucket, limit: 10, burst: 5}\n"
+                             "redis: {az: a}\n")
+    topo = load_experiment(_write(tmp_path, profile, with_redis)).config.topology
+    assert topo.redis.evalsha_time_s.value == pytest.approx(0.000017)
+    own = with_redis.replace("redis: {az: a}", "redis: {az: a, evalsha_time_s: 0.00001}")
+    topo = load_experiment(_write(tmp_path, profile, own)).config.topology
+    assert topo.redis.evalsha_time_s.value == pytest.approx(0.00001)  # the topology's own
+    topo = load_experiment(_write(tmp_path, profile)).config.topology
+    assert topo.redis is None  # no Redis is made for the profile's figure

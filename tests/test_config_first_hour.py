@@ -31,6 +31,8 @@ PLACES = {
              "faults.0.kind"),
     "event": ("exp", "seed: 7\n", "seed: 7\ncontrol_plane:\n  events:\n    - {{event: {tag}, at_s: 1, down_s: 1}}\n",
               "control_plane.events.0.event"),
+    "algorithm": ("topo", "services:\n", "rate_limit: {{algorithm: {tag}, limit: 10, burst: 5}}\nservices:\n",
+                  "topology.rate_limit.algorithm"),
 }
 
 
@@ -38,8 +40,10 @@ def test_the_schema_has_these_tagged_unions_and_each_has_its_words():
     unions = find_tagged_unions()
     assert {(u.key, u.tags) for u in unions} == {
         ("dist", ("constant", "empirical", "exponential", "gamma", "lognormal", "uniform")),
-        ("kind", ("az_outage", "backend_slowdown", "error_burst", "instance_crash", "load_spike")),
+        ("kind", ("az_outage", "backend_slowdown", "error_burst", "instance_crash", "load_spike", "redis_down",
+                  "redis_failover", "redis_slowdown")),
         ("event", ("deploy", "endpoint_churn", "replica_restart")),
+        ("algorithm", ("fixed_window", "local", "redis_token_bucket")),
     }
     # One union per tag field: messages find a union's values by its tag field's name.
     assert len(TAGGED_UNIONS) == len(unions)

@@ -314,6 +314,8 @@ def _reference_points():
 
     out = []
     for key, sc in SCENARIOS.items():
+        if sc.runner != "fleet":  # its own Envoys: test_control_plane_bootstraps_envoy_accepts
+            continue
         loaded = load_experiment(sc.path)
         for name, exp in (loaded.variants or {key: loaded.config}).items():
             out.append(pytest.param(exp, id=f"{key}-{name}"))
@@ -335,6 +337,20 @@ def test_reference_scenarios_generate_bootstraps_envoy_accepts(tmp_path, envoy, 
     assert api["lb_policy"] == pool.cluster.lb_policy
     assert set(addresses(boot)) == {"127.0.0.1"}
     validate(envoy, tmp_path / "gw.yaml", base_id=21010)
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+def test_control_plane_bootstraps_envoy_accepts(tmp_path, envoy, delta):
+    """The Envoys of the control-plane scenario (everything over ADS from 127.0.0.1) pass Envoy's own check."""
+    import json
+
+    from reference_gateway.xds_fleet import bootstrap
+
+    boot = bootstrap("envoy-0", 21020, 21030, delta)
+    assert set(addresses(boot)) == {"127.0.0.1"}
+    path = tmp_path / "xds.json"
+    path.write_text(json.dumps(boot))
+    validate(envoy, path, base_id=21020)
 
 
 def test_haproxy_config_of_the_reference_topology_passes_haproxy_check(tmp_path):

@@ -442,6 +442,7 @@ def relabel_azs(d: dict, new) -> dict:
     """The resolved experiment ``d`` with every AZ renamed by ``new`` (and the names that hold one)."""
     d = copy.deepcopy(d)
     topo = d["topology"]
+    old_azs = {az for region in topo["regions"].values() for az in region["azs"]}
     for region in topo["regions"].values():
         region["azs"] = [new(az) for az in region["azs"]]
     for pool in topo["gateways"].values():
@@ -456,7 +457,9 @@ def relabel_azs(d: dict, new) -> dict:
         if target.get("az"):
             target["az"] = new(target["az"])
         if target.get("instance"):
-            target["instance"] = _rename_backend(target["instance"], new)
+            target["instance"] = _rename_node(target["instance"], new, old_azs)
+    if topo.get("redis") and topo["redis"].get("az"):
+        topo["redis"]["az"] = new(topo["redis"]["az"])
     return d
 
 
@@ -467,10 +470,17 @@ def relabel_summary(s: dict, new, azs) -> dict:
     s["bytes_by_az_pair"] = {"->".join(side(x) for x in k.split("->")): v for k, v in s["bytes_by_az_pair"].items()}
     for f in s["faults"]:
         f["targets"] = [_rename_node(t, new, azs) for t in f["targets"]]
+    rl = s.get("rate_limit")
+    if rl:
+        rl["redis_bytes_by_az_pair"] = {"->".join(side(x) for x in k.split("->")): v
+                                        for k, v in rl["redis_bytes_by_az_pair"].items()}
+        rl["redis"] = {_rename_node(name, new, azs): {**r, "az": new(r["az"])} for name, r in rl["redis"].items()}
     return s
 
 
 def _rename_node(name: str, new, azs) -> str:
+    if name.startswith("redis-") and name[len("redis-"):] in azs:  # a Redis per AZ, redis-<az>
+        return f"redis-{new(name[len('redis-'):])}"
     if name.startswith("lb."):  # a balancer node, lb.<region>.<az>
         head, az = name.rsplit(".", 1)
         return f"{head}.{new(az)}"

@@ -119,6 +119,29 @@ def test_real_shares_and_amplification():
     assert obs.counts["amplification"] == 100
 
 
+def test_real_rate_limit_metrics():
+    sc = SCENARIOS["rl"]
+    exp = load_experiment(sc.path).variants["steady"]
+    # Window [2, 18): 10 requests inside, 3 of them 429, 1 never answered; 2 before the warm-up.
+    run = _run([0.5, 1.0] + [2.0 + i for i in range(10)], [0.01] * 12, [200, 429] + [200] * 6 + [429] * 3 + [0],
+               warmup=2.0, duration=18.0)
+    run.redis = {"calls": 3200, "usec_per_call": 19.5}
+    obs = real_observation(sc, exp, run)
+    assert obs.values["admitted"] == 6.0  # answered, not 429
+    assert obs.values["redis_calls_per_s"] == pytest.approx(3200 / 16)
+    assert obs.values["redis_usec_per_call"] == pytest.approx(19.5)
+
+
+def test_reference_fleet_runs_only_the_sidecars_rate_limit():
+    base = load_experiment(SCENARIOS["rl"].path).variants["redis_killed"]
+    assert unsupported(base) == []
+    exp = load_experiment(SCENARIOS["rl"].path, ["faults.0.for_s=2"]).config
+    assert [p for p, _ in unsupported(exp)] == ["faults.0.for_s"]  # Redis is not restarted within a run
+    rl = base.topology.rate_limit.model_copy(update={"key": "service"})
+    exp = base.model_copy(update={"topology": base.topology.model_copy(update={"rate_limit": rl})})
+    assert [p for p, _ in unsupported(exp)] == ["topology.rate_limit.key"]
+
+
 # --------------------------------------------------------------------------- one description, two executions
 
 

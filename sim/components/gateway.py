@@ -28,6 +28,7 @@ from sim.engine import FixedDelayTimers, Sampler, SimContext, UniformStream
 from .health import make_host_health
 from .lb import HostSelector
 from .pool import ON_CONNECTION, ConnectionPool
+from .ratelimit import DENIED_OUTCOME
 from .request import (
     GATEWAY_RESET,
     LOCAL_REPLY_BYTES,
@@ -147,6 +148,7 @@ class GatewayInstance:
         # Tries sent upstream in each simulated second (retries included).
         self.tries_ts = [0] * max(1, math.ceil(ctx.duration_s))
         self.up = True  # False while crashed (a fault): balancer nodes skip it
+        self.rate_limit = None  # a filter of sim.components.ratelimit, set by use_rate_limit
         self.reset()
 
     # -- wiring (before t=0)
@@ -211,6 +213,50 @@ class GatewayInstance:
         else:
             self.busy -= 1
         # The router (inlined here rather than called, for performance reasons).
+        self.requests += 1
+        cluster = self.clusters[req.service]
+        req.cluster = cluster
+        if self.retry is not None:
+            req.retries = 0
+            req.backoff = None
+            req.tried = None
+        req.deadline = self.env._now + self._route_timeout_s
+        self._timers.start(req)
+        self._send(req, cluster, False)
+
+    # -- rate-limit filter (sim.components.ratelimit), before the router
+    def use_rate_limit(self, filt) -> None:
+        """Pass every request through ``filt`` before the router.
+
+        The CPU-done callback is swapped for one that calls the filter, so a
+        gateway without a filter pays nothing for this.
+        """
+        self.rate_limit = filt
+        self._cpu_done = self._cpu_done_limited
+
+    def _cpu_done_limited(self, req: Request) -> None:
+        if req.outcome is not None:  # reset by a crash while in CPU
+            return
+        if not self.rate_limit.blocking:
+            self._next_in_cpu()
+        self.rate_limit.check(req)
+
+    def _next_in_cpu(self) -> None:
+        if self.queue:
+            self._run_cpu(self.queue.popleft())
+        else:
+            self.busy -= 1
+
+    def after_rate_limit(self, req: Request, verdict: int) -> None:
+        """The filter's verdict (:mod:`sim.components.ratelimit`): route the request, or answer 429 or 500."""
+        if req.outcome is not None:  # reset by a crash while waiting for it (the crash freed its worker)
+            return
+        if self.rate_limit.blocking:
+            self._next_in_cpu()
+        outcome = DENIED_OUTCOME.get(verdict)
+        if outcome is not None:
+            self._answer(req, outcome, LOCAL_REPLY_BYTES)
+            return
         self.requests += 1
         cluster = self.clusters[req.service]
         req.cluster = cluster
@@ -425,6 +471,8 @@ class GatewayInstance:
         for pool in self.pools.values():
             pool.close_all()  # the process's connections died with it
         reset = [r for _, r in in_cpu] + waiting + routed
+        if self.rate_limit is not None:
+            reset += self.rate_limit.drop_pending()  # awaiting Redis's verdict
         self.resets += len(reset)
         for req in reset:
             self._answer(req, GATEWAY_RESET, 0.0)
@@ -461,8 +509,11 @@ class GatewayInstance:
         now = self.env._now
         problems = []
         in_cpu = sum(1 for _, r in self.ctx.pending(self._cpu_done) if r.outcome is None)
+        if self.rate_limit is not None and self.rate_limit.blocking:
+            in_cpu += self.rate_limit.blocked()  # workers held waiting for Redis
+        # (a config apply takes a worker away while requests may still hold every worker)
         if not 0 <= self.busy <= self.config.workers or self.busy != in_cpu:
-            problems.append(f"{self.busy} workers busy ({in_cpu} requests in CPU), of {self.config.workers}")
+            problems.append(f"{self.busy} workers busy ({in_cpu} requests in CPU or blocked), of {self.config.workers}")
         if self.queue and self.busy < self.workers:
             problems.append(f"{len(self.queue)} requests wait for CPU while {self.workers - self.busy} workers are free")
         tries: dict[str, list[Attempt]] = {svc: [] for svc in self.clusters}

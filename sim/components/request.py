@@ -24,6 +24,8 @@ DROPPED_EXPIRED = "backend_dropped_expired"  # 503: the backend dropped it unser
 GATEWAY_RESET = "gateway_reset"  # no status: the client's connection was reset (its gateway or node crashed)
 NO_HEALTHY_UPSTREAM = "no_healthy_upstream"  # 503: the balancer node had no gateway up
 BAD_CONFIG = "bad_config"  # 503: the gateway runs a bad config version (sim.components.controlplane)
+RATE_LIMITED = "rate_limited"  # 429: the gateway's rate-limit filter denied it
+RATE_LIMIT_ERROR = "rate_limit_error"  # 500: the rate-limit call failed and failure_mode_deny is set
 
 
 #: The HTTP status the client sees for each outcome.
@@ -40,10 +42,13 @@ STATUS = {
     BAD_CONFIG: 503,  # the gateway's configuration fails the request (a bad version, before its rollback)
     PER_TRY_TIMEOUT: 504,
     ROUTE_TIMEOUT: 504,
+    RATE_LIMITED: 429,
+    RATE_LIMIT_ERROR: 500,  # Envoy's rate-limit filter with failure_mode_deny
 }
 
 #: Replies the gateway makes itself: no host saw these tries.
-LOCAL_REPLIES = frozenset({OVERFLOW_MAX_REQUESTS, OVERFLOW_PENDING, NO_HEALTHY_UPSTREAM, BAD_CONFIG})
+LOCAL_REPLIES = frozenset({OVERFLOW_MAX_REQUESTS, OVERFLOW_PENDING, NO_HEALTHY_UPSTREAM, BAD_CONFIG, RATE_LIMITED,
+                           RATE_LIMIT_ERROR})
 
 #: The HTTP status the outlier detector sees for each way a try can end at a
 #: host (Envoy without ``split_external_local_origin_errors``: local-origin

@@ -14,11 +14,15 @@ them as a profile YAML::
       cpu_time_s: {dist: gamma, mean: 0.000071, cv: 0.3}
     backend:
       timer_error_s: {quantiles: [[0, -0.0005], ..., [1, 0.0021]]}
+    redis:
+      evalsha_time_s: {dist: constant, value: 0.000017}
 
 A topology includes one with ``calibration: FILE`` (relative to the topology
 file). Every field the profile gives fills the topology where the topology
 leaves it unset: ``network.*``; ``cpu_time_s`` of every gateway pool;
-``timer_error_s`` of every service. A field the topology sets itself wins, and
+``timer_error_s`` of every service; ``evalsha_time_s`` of the topology's
+``redis`` (when it has one: Redis's time per script call depends on the call
+rate, so it is measured at the reference fleet's rate). A field the topology sets itself wins, and
 overrides and ``--set`` apply after the profile, as to any other value.
 """
 
@@ -56,6 +60,12 @@ class BackendCalibration(StrictModel):
     timer_error_s: TimerError | None = None
 
 
+class RedisCalibration(StrictModel):
+    """Measured Redis server time per call of the token-bucket script, for ``redis.evalsha_time_s``."""
+
+    evalsha_time_s: Distribution | None = None
+
+
 class CalibrationProfile(StrictModel):
     """A calibration profile as ``fleetsim calibrate`` writes it."""
 
@@ -64,6 +74,7 @@ class CalibrationProfile(StrictModel):
     network: NetworkCalibration = NetworkCalibration()
     gateway: GatewayCalibration = GatewayCalibration()
     backend: BackendCalibration = BackendCalibration()
+    redis: RedisCalibration = RedisCalibration()
 
 
 def validate_profile(data: Any) -> CalibrationProfile:
@@ -98,6 +109,11 @@ def fill_topology(topology: dict, profile: dict) -> list[tuple[tuple, tuple]]:
             if isinstance(svc, dict) and "timer_error_s" not in svc:
                 svc["timer_error_s"] = err
                 filled.append((("services", name, "timer_error_s"), ("backend", "timer_error_s")))
+    evalsha = (profile.get("redis") or {}).get("evalsha_time_s")
+    redis = topology.get("redis")
+    if evalsha is not None and isinstance(redis, dict) and "evalsha_time_s" not in redis:
+        redis["evalsha_time_s"] = evalsha
+        filled.append((("redis", "evalsha_time_s"), ("redis", "evalsha_time_s")))
     return filled
 
 

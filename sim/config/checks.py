@@ -120,6 +120,7 @@ def check_experiment(exp: Experiment) -> list[Problem]:
             out.append((("workload", "rate_schedule", i, "at_s"),
                         f"step at {cur.at_s:g} s must come after the previous step and its ramp end ({prev.at_s + prev.ramp_s:g} s)"))
 
+    out += _check_rate_limit(exp, az_region)
     out += _check_faults(exp, az_region)
     out += _check_control_plane(exp)
 
@@ -176,6 +177,43 @@ def _check_control_plane(exp: Experiment) -> list[Problem]:
     return out
 
 
+def redis_servers(topo) -> dict[str, str]:
+    """Redis server name -> its AZ, as the fleet builds them (empty without ``topology.redis``).
+
+    ``one_az``: ``redis`` in its AZ; ``per_az``: ``redis-<az>`` in every AZ that has a gateway pool.
+    """
+    r = topo.redis
+    if r is None:
+        return {}
+    if r.placement == "one_az":
+        return {"redis": r.az} if r.az is not None else {}
+    return {f"redis-{az}": az for az in sorted({gw.az for gw in topo.gateways.values()})}
+
+
+def _check_rate_limit(exp: Experiment, az_region: dict[str, str]) -> list[Problem]:
+    """A remote rate limit has a Redis; a Redis has a user and a known AZ."""
+    out: list[Problem] = []
+    topo = exp.topology
+    T = ("topology",)
+    rl, redis = topo.rate_limit, topo.redis
+    remote = rl is not None and rl.algorithm != "local"
+    if remote and redis is None:
+        out.append((T + ("rate_limit", "algorithm"), f"a {rl.algorithm} rate limit calls Redis: add topology.redis"))
+    if redis is not None:
+        if not remote:
+            out.append((T + ("redis",), "no remote rate limit uses it (topology.rate_limit.algorithm is "
+                        f"{'missing' if rl is None else repr(rl.algorithm)}); remove it or set a redis_token_bucket "
+                        "or fixed_window rate limit"))
+        if redis.placement == "one_az":
+            if redis.az is None:
+                out.append((T + ("redis", "az"), "required with placement one_az"))
+            elif redis.az not in az_region:
+                out.append((T + ("redis", "az"), f"unknown AZ {redis.az!r} (AZs: {', '.join(sorted(az_region))})"))
+        elif redis.az is not None:
+            out.append((T + ("redis", "az"), "placement per_az puts a server in every AZ with gateways; leave az out"))
+    return out
+
+
 def _check_faults(exp: Experiment, az_region: dict[str, str]) -> list[Problem]:
     """Fault windows inside the run; every name a fault uses exists; every target matches a part."""
     out: list[Problem] = []
@@ -201,6 +239,17 @@ def _check_faults(exp: Experiment, az_region: dict[str, str]) -> list[Problem]:
                 out.append((P + ("az",), f"no gateway or backend instance runs in AZ {f.az!r}"))
             if given:
                 out.append((P + ("target",), "an az_outage takes its AZ from 'az'; leave target empty"))
+            continue
+        if f.kind.startswith("redis_"):
+            servers = redis_servers(topo)
+            for k in given:
+                if k not in ("az", "instance"):
+                    out.append((P + ("target", k), f"a {f.kind} targets Redis servers by az or instance only"))
+            if not servers:
+                out.append((P + ("kind",), f"a {f.kind} needs topology.redis"))
+            elif not any(t.instance in (None, n) and t.az in (None, az) for n, az in servers.items()):
+                out.append((P + ("target",), f"matches no Redis server (servers: "
+                            f"{', '.join(f'{n} in {az}' for n, az in servers.items())})"))
             continue
         if f.kind == "load_spike":
             for k in given:

@@ -453,6 +453,7 @@ TAG_WORDS: dict[str, tuple[str, str, str]] = {
     "dist": ("distribution", "distributions", "a distribution needs 'dist: KIND' or is a bare number"),
     "kind": ("fault kind", "kinds", "a fault needs 'kind: KIND'"),
     "event": ("control-plane event", "events", "a control-plane event needs 'event: KIND'"),
+    "algorithm": ("rate-limit algorithm", "algorithms", "a rate limit needs 'algorithm: ALGORITHM'"),
 }
 """How messages speak of each tagged union, by its tag field: what one tag is,
 what the list of tags is called, and what a mapping without a tag lacks."""

@@ -415,6 +415,119 @@ class GatewayPool(StrictModel):
     cluster: Cluster = Cluster()
 
 
+# --------------------------------------------------------------------------- rate limiting
+
+
+class TokenBucket(StrictModel):
+    """Envoy ``type.v3.TokenBucket`` as the local rate-limit filter uses it.
+
+    The bucket starts full (``max_tokens``); every ``fill_interval_s`` a timer
+    adds ``tokens_per_fill`` tokens, capped at ``max_tokens``; a request takes
+    one token or is denied. Envoy refuses a fill interval under 50 ms
+    (source/extensions/filters/common/local_ratelimit/local_ratelimit_impl.cc).
+    """
+
+    max_tokens: int = Field(ge=1)
+    tokens_per_fill: int = Field(default=1, ge=1)
+    fill_interval_s: float = Field(ge=0.05, description="Envoy refuses a fill timer under 50 ms.")
+
+
+class _RateLimitBase(StrictModel):
+    key: Literal["global", "service", "client"] = Field(default="global", description=(
+        "What a bucket counts: one key for every request (global), one per destination service "
+        "(a descriptor), or one per client population (clients.<region>, as an API key would)."))
+    global_limit_per_s: float | None = Field(default=None, gt=0, description=(
+        "The fleet-wide rate per key the policy is meant to enforce, for the accuracy figures. "
+        "Default (null): what the policy enforces when everything works (local: every gateway "
+        "instance's fill rate summed; Redis token bucket: limit / window_s; fixed window: "
+        "requests_per_unit per unit); filled in when the configuration is loaded."))
+    global_burst: float | None = Field(default=None, ge=1, description=(
+        "The burst of the ideal fleet-wide bucket the accuracy figures compare with. Default (null): "
+        "local: every instance's max_tokens summed; Redis token bucket: burst; fixed window: "
+        "requests_per_unit; filled in when the configuration is loaded."))
+
+
+class LocalRateLimit(_RateLimitBase):
+    """Envoy's local rate-limit filter (``envoy.filters.http.local_ratelimit``).
+
+    Each gateway instance keeps its own :class:`TokenBucket` per key; no
+    network call. A denied request gets 429 at once.
+    """
+
+    algorithm: Literal["local"]
+    token_bucket: TokenBucket
+
+
+class _RemoteRateLimit(_RateLimitBase):
+    timeout_s: float = Field(default=0.020, gt=0, description=(
+        "RPC timeout of the call to the rate-limit store (Envoy's rate-limit filter: 20 ms)."))
+    failure_mode_deny: bool = Field(default=False, description=(
+        "On an error or a timeout, deny (Envoy: 500) instead of letting the request through "
+        "(fail-open, Envoy's default)."))
+    blocking: bool = Field(default=False, description=(
+        "The gateway worker waits for the answer (blocking I/O in a plugin) instead of serving "
+        "other requests meanwhile (Envoy's asynchronous filter)."))
+    connections: int = Field(default=4, ge=1, description="Connections from each gateway instance to each Redis.")
+    pipelining: bool = Field(default=True, description=(
+        "Several calls may be in flight on one connection; without it a call waits for a free connection."))
+    request_bytes: int = Field(default=120, ge=1, description="Bytes of one call on the wire.")
+    response_bytes: int = Field(default=16, ge=1, description="Bytes of its answer.")
+
+
+class RedisTokenBucket(_RemoteRateLimit):
+    """The source article's distributed token bucket: one atomic Lua script per request (EVALSHA).
+
+    The script keeps ``tokens`` and ``last_refill`` in a hash per key;
+    tokens = min(burst, tokens + (now - last_refill) / window x limit), where
+    ``now`` is the gateway's clock when it sends the call; a request with
+    tokens >= 1 takes one. A key not yet stored starts with ``burst`` tokens.
+    """
+
+    algorithm: Literal["redis_token_bucket"]
+    limit: float = Field(gt=0, description="Tokens added per window.")
+    burst: float = Field(ge=1, description="Bucket size.")
+    window_s: float = Field(default=1.0, gt=0)
+
+
+class FixedWindow(_RemoteRateLimit):
+    """envoyproxy/ratelimit's fixed windows: INCRBY and EXPIRE on ``<key>_<window start>``, pipelined.
+
+    A request is over the limit when the count after its increment exceeds
+    ``requests_per_unit``; windows start at whole multiples of the unit.
+    """
+
+    algorithm: Literal["fixed_window"]
+    requests_per_unit: int = Field(ge=1)
+    unit: Literal["second", "minute", "hour", "day"] = "second"
+
+    @property
+    def unit_s(self) -> float:
+        """The window in seconds."""
+        return {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}[self.unit]
+
+
+RateLimit = Annotated[LocalRateLimit | RedisTokenBucket | FixedWindow, Field(discriminator="algorithm")]
+
+
+class Redis(StrictModel):
+    """The Redis server(s) remote rate limits call: single-threaded, FIFO, one command at a time.
+
+    ``placement: one_az``: one server (``redis``) in ``az``; every gateway
+    calls it. ``per_az``: an independent server (``redis-<az>``) in every AZ
+    that has gateways; each gateway calls its own AZ's, so each AZ enforces
+    the limit on its own (set the limit per AZ accordingly). A call costs the
+    server ``io_time_s`` (reading and answering it) plus its commands'
+    times: the Lua script ``evalsha_time_s``, INCRBY and EXPIRE
+    ``command_time_s`` each (docs/facts.md#redis-rate-limiting).
+    """
+
+    placement: Literal["one_az", "per_az"] = "one_az"
+    az: Name | None = Field(default=None, description="The server's AZ (one_az); required then.")
+    evalsha_time_s: Distribution = Constant(value=9.3e-6)
+    command_time_s: Distribution = Constant(value=1.5e-6)
+    io_time_s: Distribution = Constant(value=0.0)
+
+
 class InstanceOverride(StrictModel):
     """Per-instance deviations from the service's settings."""
 
@@ -495,11 +608,36 @@ class Topology(StrictModel):
         default={}, description="Keyed by region; a region whose clients name gateway_pools has none.")
     gateways: dict[Name, GatewayPool] = Field(min_length=1)
     services: dict[Name, Service] = Field(min_length=1)
+    rate_limit: RateLimit | None = Field(default=None, description=(
+        "A rate-limit filter in every gateway, before the router (sim.components.ratelimit)."))
+    redis: Redis | None = Field(default=None, description="Redis for remote rate limits.")
     calibration: str | None = Field(
         default=None,
         description="A calibration profile (from `fleetsim calibrate`), relative to the topology file: "
                     "its network latencies, gateway CPU and backend timer error fill every field the "
                     "topology leaves unset.")
+
+    @model_validator(mode="after")
+    def _resolve_rate_limit(self) -> Topology:
+        # The ideal fleet-wide bucket the accuracy figures compare with (see _RateLimitBase).
+        rl = self.rate_limit
+        if rl is None or (rl.global_limit_per_s is not None and rl.global_burst is not None):
+            return self
+        if rl.algorithm == "local":
+            n = sum(g.instances for g in self.gateways.values())
+            tb = rl.token_bucket
+            rate, burst = n * tb.tokens_per_fill / tb.fill_interval_s, float(n * tb.max_tokens)
+        elif rl.algorithm == "redis_token_bucket":
+            rate, burst = rl.limit / rl.window_s, rl.burst
+        else:
+            rate, burst = rl.requests_per_unit / rl.unit_s, float(rl.requests_per_unit)
+        update = {}
+        if rl.global_limit_per_s is None:
+            update["global_limit_per_s"] = rate
+        if rl.global_burst is None:
+            update["global_burst"] = max(1.0, burst)
+        _fill(self, "rate_limit", rl.model_copy(update=update))
+        return self
 
 
 # --------------------------------------------------------------------------- experiment
@@ -650,8 +788,35 @@ class LoadSpike(_Fault):
     factor: float = Field(gt=0)
 
 
+class RedisDown(_Fault):
+    """Matching Redis servers refuse every call in the window (the process died); calls in its queue fail.
+
+    Target Redis servers by ``instance`` (``redis``, ``redis-<az>``) or ``az``; none given: all.
+    They come back with their keys.
+    """
+
+    kind: Literal["redis_down"]
+
+
+class RedisSlowdown(_Fault):
+    """Matching Redis servers take ``factor`` times longer per call started in the window."""
+
+    kind: Literal["redis_slowdown"]
+    factor: float = Field(gt=0)
+
+
+class RedisFailover(_Fault):
+    """Matching Redis servers are down for ``for_s`` (the failover gap), then come back empty.
+
+    A promoted replica answers without the keys (asynchronous replication
+    lost them), so buckets start afresh.
+    """
+
+    kind: Literal["redis_failover"]
+
+
 Fault = Annotated[
-    BackendSlowdown | ErrorBurst | InstanceCrash | AzOutage | LoadSpike,
+    BackendSlowdown | ErrorBurst | InstanceCrash | AzOutage | LoadSpike | RedisDown | RedisSlowdown | RedisFailover,
     Field(discriminator="kind"),
 ]
 

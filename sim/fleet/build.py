@@ -17,6 +17,8 @@ from sim.components.balancer import DirectEntry, RegionalBalancer
 from sim.components.controlplane import ControlPlane
 from sim.components.gateway import GatewayInstance
 from sim.components.network import Network
+from sim.components.ratelimit import IdealBucket, LocalLimit, RemoteLimit
+from sim.components.redis import RedisServer
 from sim.components.workload import ClientPopulation, RateFunction
 from sim.config.models import Experiment
 from sim.config.naming import backend_name, gateway_name
@@ -77,6 +79,8 @@ class Fleet:
         for pool in self.gateways:
             hosts_of: dict[str, list[BackendInstance]] = {}
             for be in g.successors(f"gw:{pool}"):
+                if g.nodes[be]["kind"] != "backend":  # a Redis the pool's rate limit calls
+                    continue
                 hosts_of.setdefault(g.nodes[be]["service"], []).extend(self.parts[be])
             for gw in self.gateways[pool]:
                 for svc, hosts in hosts_of.items():
@@ -112,11 +116,19 @@ class Fleet:
         # Each service's backend queue length at the end of every second (sampled while running).
         self.queue_ts = {svc: [0] * self.recorder.n for svc in self.backends}
 
+        # Rate limiting (sim.components.ratelimit, sim.components.redis); nothing without it.
+        self.redis: dict[str, RedisServer] = {}
+        self.rate_limits: list = []
+        self.ideal_bucket = None
+        self.redis_network = None
+        if topo.rate_limit is not None:
+            self._build_rate_limit()
+
         # Faults (sim.fleet.faults): targets resolved before t=0, or FleetError.
         self.faults = FaultTimeline(ctx, exp.faults, FleetParts(
             backends=self.all_backends(), gateways=self.all_gateways(),
             nodes=[n for bal in self.balancers.values() for n in bal.nodes.values()],
-            populations=self.clients, az_region=self.az_region))
+            populations=self.clients, az_region=self.az_region, redis=list(self.redis.values())))
 
         # The xDS control plane (sim.components.controlplane), when the experiment has one.
         self.control_plane: ControlPlane | None = None
@@ -125,6 +137,39 @@ class Fleet:
             subscribers = self.all_gateways() if cp.mode == "data_plane" else None
             self.control_plane = ControlPlane(ctx, "control_plane", cp, subscribers,
                                               down=self.faults.go_down, up=self.faults.come_up)
+
+    def _build_rate_limit(self) -> None:
+        """The rate-limit filter of every gateway, the Redis servers it calls and their links."""
+        topo = self.exp.topology
+        rl = topo.rate_limit
+        ctx = self.ctx
+        self.ideal_bucket = IdealBucket(rl.global_limit_per_s, rl.global_burst, self.recorder.n, self.exp.warmup_s)
+        if topo.redis is not None:
+            for node, d in self.graph.nodes(data=True):
+                if d["kind"] == "redis":
+                    server = RedisServer(ctx, d["name"], topo.redis, d["az"])
+                    self.redis[d["name"]] = server
+                    self.parts[node] = [server]
+            # Its own links (streams redis_network.<src>-><dst>): nobody else's latency draws shift.
+            self.redis_network = Network(ctx, "redis_network", topo.network, self.az_region)
+        for pool, gws in self.gateways.items():
+            # The server a pool calls: its edge to a Redis node (sim.fleet.graph).
+            calls = [self.parts[n][0] for n in self.graph.successors(f"gw:{pool}")
+                     if self.graph.nodes[n]["kind"] == "redis"]
+            for gw in gws:
+                self._attach_rate_limit(gw, calls[0] if calls else None)
+
+    def _attach_rate_limit(self, gw: GatewayInstance, server: RedisServer | None) -> None:
+        """Put the rate-limit filter in ``gw``: a local bucket, or calls to ``server``."""
+        rl = self.exp.topology.rate_limit
+        name = f"{gw.name}.rate_limit"
+        if rl.algorithm == "local":
+            filt = LocalLimit(self.ctx, name, rl, self.ideal_bucket, gw)
+        else:
+            filt = RemoteLimit(self.ctx, name, rl, self.ideal_bucket, gw, server,
+                               self.redis_network.link(gw.az, server.az), self.redis_network.link(server.az, gw.az))
+        gw.use_rate_limit(filt)
+        self.rate_limits.append(filt)
 
     def all_gateways(self) -> list[GatewayInstance]:
         """Every gateway instance, pool by pool."""
@@ -150,6 +195,10 @@ class Fleet:
         self.network.reset()
         for part in [*self.all_gateways(), *self.all_backends(), *self.balancers.values(), *self.direct.values()]:
             part.reset()
+        for part in [*self.rate_limits, *self.redis.values()]:
+            part.reset()
+        if self.redis_network is not None:
+            self.redis_network.reset()
 
     def run(self, progress: Callable[[float], None] | None = None) -> dict:
         """Run to ``duration_s`` and return this replication's results."""
@@ -176,7 +225,7 @@ class Fleet:
             if progress:
                 progress(t)
         self._sample_queues()  # the last (perhaps partial) second
-        for part in [*self.all_gateways(), *self.all_backends()]:
+        for part in [*self.all_gateways(), *self.all_backends(), *self.redis.values()]:
             part.finish()
         self.recorder.finish()
         return self.collect()
@@ -227,11 +276,32 @@ class Fleet:
             health=health,
             backend_queue=self.queue_ts,
             service_load=service_load(self.exp),
-            bytes_by_az_pair=self.network.bytes_by_pair(),
+            bytes_by_az_pair=self._bytes_by_az_pair(),
             faults=self.faults.summary(),
             in_flight=self.check_conservation(),
             control_plane=self.control_plane.results() if self.control_plane is not None else None,
+            rate_limit=self._rate_limit_results(),
         )
+
+    def _bytes_by_az_pair(self) -> dict[str, float]:
+        """Bytes per AZ pair in the window: requests and responses, and calls to Redis when there are any."""
+        out = self.network.bytes_by_pair()
+        if self.redis_network is None:
+            return out
+        redis = self.redis_network.bytes_by_pair()
+        return {k: out.get(k, 0) + redis.get(k, 0) for k in sorted({*out, *redis})}
+
+    def _rate_limit_results(self) -> dict | None:
+        """The filters', the ideal bucket's and the Redis servers' results (None without a rate limit)."""
+        if self.ideal_bucket is None:
+            return None
+        window = self.exp.duration_s - self.exp.warmup_s
+        return {"filters": [f.results() for f in self.rate_limits],
+                "ideal": {"admitted": dict(self.ideal_bucket.admitted),
+                          "admitted_ts": self.ideal_bucket.admitted_ts},
+                "redis": [r.results(window) for r in self.redis.values()],
+                "redis_bytes_by_az_pair": (self.redis_network.bytes_by_pair()
+                                           if self.redis_network is not None else {})}
 
     def traffic_graph(self, instances: bool) -> dict:
         """The fleet with the requests each edge carried in the window.
@@ -261,8 +331,18 @@ class Fleet:
                              for p in self.parts[n])
             else:
                 nodes.append({"id": n, **d})
+        calls = {id(f.gateway): f.calls for f in self.rate_limits}  # calls to Redis in the window
         for u, v, d in g.edges(data=True):
             if g.nodes[u]["kind"] == "gateway" and g.nodes[v]["kind"] == "backend":
+                continue
+            if g.nodes[v]["kind"] == "redis":
+                gws = self.parts[u]
+                if instances:
+                    edges.extend({"source": f"gw:{gw.name}", "target": v, "relation": d["relation"],
+                                  "requests": float(calls.get(id(gw), 0))} for gw in gws)
+                else:
+                    edges.append({"source": u, "target": v, "relation": d["relation"],
+                                  "requests": float(sum(calls.get(id(gw), 0) for gw in gws))})
                 continue
             if instances and g.nodes[v]["kind"] == "gateway":
                 for gw in self.parts[v]:
@@ -274,6 +354,8 @@ class Fleet:
             # A cluster's hosts are its backend groups one after another, in edge order.
             start: dict[str, int] = {}
             for group in g.successors(f"gw:{pool}"):
+                if g.nodes[group]["kind"] != "backend":
+                    continue
                 svc = g.nodes[group]["service"]
                 a = start.get(svc, 0)
                 b = start[svc] = a + len(self.parts[group])

@@ -41,7 +41,16 @@ import math
 from dataclasses import dataclass, field
 
 from sim.config.checks import target_matches
-from sim.config.models import AzOutage, BackendSlowdown, ErrorBurst, InstanceCrash, LoadSpike
+from sim.config.models import (
+    AzOutage,
+    BackendSlowdown,
+    ErrorBurst,
+    InstanceCrash,
+    LoadSpike,
+    RedisDown,
+    RedisFailover,
+    RedisSlowdown,
+)
 from sim.engine import SimContext
 
 from .graph import FleetError
@@ -64,6 +73,7 @@ class FleetParts:
     nodes: list
     populations: list
     az_region: dict[str, str]
+    redis: list = field(default_factory=list)  # Redis servers (``name``, ``az``)
 
 
 @dataclass
@@ -76,6 +86,7 @@ class ResolvedFault:
     gateways: list = field(default_factory=list)
     nodes: list = field(default_factory=list)
     populations: list = field(default_factory=list)
+    redis: list = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -85,7 +96,7 @@ class ResolvedFault:
     @property
     def targets(self) -> list[str]:
         """Names of everything it hits: nodes, gateways, backends, populations."""
-        return [p.name for p in (*self.nodes, *self.gateways, *self.backends, *self.populations)]
+        return [p.name for p in (*self.nodes, *self.gateways, *self.backends, *self.populations, *self.redis)]
 
 
 def _fleet_error(path: tuple, reason: str) -> Exception:
@@ -115,6 +126,12 @@ def resolve(faults: list, parts: FleetParts) -> list[ResolvedFault]:
             r.backends = [b for b in parts.backends if b.az == f.az]
             if not (r.nodes or r.gateways or r.backends):
                 raise _fleet_error(("faults", i, "az"), f"no balancer node, gateway or backend in AZ {f.az!r}")
+        elif isinstance(f, RedisDown | RedisSlowdown | RedisFailover):
+            if t.service is not None or t.region is not None:
+                raise _fleet_error(("faults", i, "target"), f"a {f.kind} targets Redis servers by az or instance only")
+            r.redis = [s for s in parts.redis if t.instance in (None, s.name) and t.az in (None, s.az)]
+            if not r.redis:
+                raise _fleet_error(("faults", i, "target"), f"matches no Redis server ({_describe(t)})")
         elif isinstance(f, LoadSpike):
             if t.service is not None or t.az is not None or t.instance is not None:
                 raise _fleet_error(("faults", i, "target"), "a load_spike targets client populations by region only")
@@ -157,6 +174,8 @@ class FaultTimeline:
         self._bursts: dict[object, dict[int, float]] = {}
         self._spikes: dict[object, dict[int, float]] = {}
         self._down: dict[object, int] = {}
+        self._redis_outages: dict[object, dict[int, bool]] = {}
+        self._redis_lost: dict[object, bool] = {}
         if any(r.populations for r in self.resolved):
             for p in {id(p): p for r in self.resolved for p in r.populations}.values():
                 if not hasattr(p, "set_rate_factor"):
@@ -186,6 +205,13 @@ class FaultTimeline:
             for b in r.backends:
                 self._set(self._bursts, b, i, f.error_probability)
                 b.set_error_burst(max(self._bursts[b].values()))
+        elif isinstance(f, RedisSlowdown):
+            for s in r.redis:
+                self._set(self._slowdowns, s, i, f.factor)
+                s.slowdown_factor = math.prod(self._slowdowns[s].values())
+        elif isinstance(f, RedisDown | RedisFailover):
+            for s in r.redis:
+                self._redis_down(s, i, f)
         elif isinstance(f, LoadSpike):
             for p in r.populations:
                 self._set(self._spikes, p, i, f.factor)
@@ -208,6 +234,13 @@ class FaultTimeline:
             for b in r.backends:
                 left = self._unset(self._bursts, b, i)
                 b.set_error_burst(max(left.values()) if left else None)
+        elif isinstance(f, RedisSlowdown):
+            for s in r.redis:
+                left = self._unset(self._slowdowns, s, i)
+                s.slowdown_factor = math.prod(left.values()) if left else 1.0
+        elif isinstance(f, RedisDown | RedisFailover):
+            for s in r.redis:
+                self._redis_up(s, i)
         elif isinstance(f, LoadSpike):
             for p in r.populations:
                 left = self._unset(self._spikes, p, i)
@@ -218,6 +251,21 @@ class FaultTimeline:
             for part in (*r.gateways, *r.backends):
                 self._come_up(part)
         self.log.append((self.ctx.now, i, f.kind, "end", r.targets))
+
+    def _redis_down(self, server, i: int, f) -> None:
+        # Overlapping outages: down at the first start, up at the last end; keys are lost
+        # if any of them was a failover.
+        table = self._redis_outages.setdefault(server, {})
+        if not table:
+            server.go_down()
+        table[i] = isinstance(f, RedisFailover)
+
+    def _redis_up(self, server, i: int) -> None:
+        table = self._redis_outages[server]
+        lose = table.pop(i)
+        self._redis_lost[server] = self._redis_lost.get(server, False) or lose
+        if not table:
+            server.come_up(lose_keys=self._redis_lost.pop(server))
 
     @staticmethod
     def _set(table: dict, part, i: int, value: float) -> None:

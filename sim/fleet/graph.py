@@ -33,6 +33,7 @@ import math
 import networkx as nx
 
 from sim.components.network import INTERNET
+from sim.config.checks import redis_servers
 from sim.config.models import Experiment
 from sim.metrics.recovery import RECOVERY_RULES
 
@@ -124,6 +125,17 @@ def plan(exp: Experiment) -> nx.DiGraph:
             for be, bd in groups:
                 if bd["service"] == svc and bd["region"] == region:
                     g.add_edge(f"gw:{pool}", be, relation=_relation(gp.az, bd["az"]))
+
+    # Redis (remote rate limits): a node per server, an edge from each pool to the server it calls.
+    servers = redis_servers(topo) if topo.rate_limit is not None and topo.rate_limit.algorithm != "local" else {}
+    for name, az in servers.items():
+        g.add_node(f"redis:{name}", kind="redis", name=name, region=az_region[az], az=az, instances=1)
+    for pool, gp in topo.gateways.items():
+        if servers:
+            name = "redis" if topo.redis.placement == "one_az" else f"redis-{gp.az}"
+            az = servers[name]
+            rel = _relation(gp.az, az) if az_region[az] == az_region[gp.az] else "cross_region"
+            g.add_edge(f"gw:{pool}", f"redis:{name}", relation=rel)
 
     _check_fault_windows(exp)
     _check_reach(exp, g)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from sim.metrics.ratelimit import rate_limit_section, rate_limit_timeseries
 from sim.metrics.recorder import Recorder
 from sim.metrics.recovery import RECOVERY_RULES, analyse_recovery
 
@@ -54,6 +55,7 @@ class FleetResults:
     faults: list[dict] = field(default_factory=list)
     in_flight: int = 0
     control_plane: dict | None = None
+    rate_limit: dict | None = None
 
 
 def _sum(rows: list[dict], key: str):
@@ -219,7 +221,7 @@ def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: b
     lat = rec.latency
     qs = lat.quantiles([0.5, 0.9, 0.99, 0.999]) if lat.count else [math.nan] * 4
     outlier, health_checks = health_section(parts.health, window)
-    return {
+    out = {
         "experiment": exp.name,
         "description": exp.description,
         "seed": exp.seed,
@@ -252,6 +254,10 @@ def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: b
         "health_checks": health_checks,  # {probes, probe_rate_per_s, failures, timeouts}
         **control_plane_section(parts.control_plane),
     }
+    if parts.rate_limit is not None:  # only with topology.rate_limit: other summaries stay as they were
+        out["rate_limit"] = rate_limit_section(parts.rate_limit, exp.topology.rate_limit, exp.warmup_s,
+                                               exp.duration_s)
+    return out
 
 
 def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
@@ -277,6 +283,8 @@ def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
     if parts.control_plane is not None:
         for k, series in parts.control_plane["series"].items():
             ts[f"cp_{k}"] = series
+    if parts.rate_limit is not None:
+        ts.update(rate_limit_timeseries(parts.rate_limit, rec.n))
     return ts
 
 

@@ -110,6 +110,7 @@ from sim.report.fleet_graph import (  # noqa: F401  (re-exported: defined here b
     parse_fleet_graph,
 )
 from sim.report.health import POOL_KEYS, host_health_panel, host_health_present, pool_table
+from sim.report.ratelimit import rate_limit_panel
 from sim.report.resilience import faults_panel, recovery_panel, retries_panel
 
 # --------------------------------------------------------------------------
@@ -480,6 +481,7 @@ PANEL_BUILDERS: list[PanelBuilder] = [
     retries_panel,
     host_health_panel,
     control_plane_panel,
+    rate_limit_panel,
     backend_panel,
     gateway_panel,
     fleet_panel,

@@ -31,6 +31,9 @@ from sim.metrics.recovery import RECOVERY_RULES
 from .distributions import floats
 from .registry import Options, Plan, extension
 
+#: Fault kinds that hit Redis servers, drawn when the topology has Redis.
+REDIS_FAULTS = ("redis_down", "redis_slowdown", "redis_failover")
+
 #: Seconds that must follow the last fault for its recovery to be judged.
 JUDGE_S = RECOVERY_RULES["hold_s"] + RECOVERY_RULES["smooth_s"]
 
@@ -55,10 +58,21 @@ def targets(draw, plan: Plan, kind: str) -> dict:
 
 
 @st.composite
-def faults(draw, plan: Plan, opts: Options, at_s: float, for_s: float) -> dict:
-    """One fault of an allowed kind in the window ``[at_s, at_s + for_s)``."""
-    kind = draw(st.sampled_from(opts.fault_kinds))
+def faults(draw, plan: Plan, opts: Options, at_s: float, for_s: float, redis: tuple[str, ...] = ()) -> dict:
+    """One fault of an allowed kind in the window ``[at_s, at_s + for_s)``; Redis faults when ``redis`` names servers."""
+    # Redis faults only for the whole schema: relations that restrict the kinds keep their own.
+    # With Redis in the fleet, half the faults hit it (it is drawn in few fleets).
+    if redis and opts.fault_kinds == Options().fault_kinds and draw(st.booleans()):
+        kind = draw(st.sampled_from(REDIS_FAULTS))
+    else:
+        kind = draw(st.sampled_from(opts.fault_kinds))
     f: dict = {"kind": kind, "at_s": at_s, "for_s": for_s}
+    if kind in REDIS_FAULTS:
+        if kind == "redis_slowdown":
+            f["factor"] = draw(st.sampled_from([0.5, 10.0, 1000.0]) | floats(0.1, 100.0))
+        # Always a target (an empty one hits every server), so the field is drawn for each kind.
+        f["target"] = draw(st.sampled_from([{}, {"instance": draw(st.sampled_from(redis))}]))
+        return f
     if kind == "az_outage":
         f["az"] = draw(st.sampled_from(plan.azs_with_parts))
         if draw(st.booleans()):
@@ -88,8 +102,8 @@ def windows(draw, lo: float, hi: float) -> tuple[float, float]:
 
 
 @st.composite
-def timelines(draw, plan: Plan, opts: Options) -> list[dict]:
-    """1-3 faults placed in one of the modes ``opts`` allows (see the module docstring)."""
+def timelines(draw, plan: Plan, opts: Options, redis: tuple[str, ...] = ()) -> list[dict]:
+    """1-3 faults placed in one of the modes ``opts`` allows (see the module docstring); ``redis``: its servers."""
     dur, warm = plan.duration_s, plan.warmup_s
     modes = [m for m in opts.fault_modes if m != "none"]
     # Judged recovery needs 8 whole seconds after the faults, and a whole second before them.
@@ -108,12 +122,12 @@ def timelines(draw, plan: Plan, opts: Options) -> list[dict]:
                 window = (at, dur - at)
             else:
                 window = draw(windows(0.0, dur))
-            out.append(draw(faults(plan, opts, *window)))
+            out.append(draw(faults(plan, opts, *window, redis)))
         return out
     if mode == "judged":
-        return [draw(faults(plan, opts, *draw(windows(lo, judged_end)))) for _ in range(n)]
+        return [draw(faults(plan, opts, *draw(windows(lo, judged_end)), redis)) for _ in range(n)]
     # refused: one fault that must be refused, among valid ones reaching the end.
-    out = [draw(faults(plan, opts, *draw(windows(0.0, dur)))) for _ in range(n - 1)]
+    out = [draw(faults(plan, opts, *draw(windows(0.0, dur)), redis)) for _ in range(n - 1)]
     problems = ["too_short", "past_the_end", "no_match", "spike_target", "outage_target"]
     if warm >= 1 / 8:
         problems.append("in_warmup")
@@ -122,19 +136,19 @@ def timelines(draw, plan: Plan, opts: Options) -> list[dict]:
     problem = draw(st.sampled_from(problems))
     if problem == "in_warmup":  # ends before the run does, so recovery would be judged
         at = draw(times(0.0, warm - 1 / 8))
-        bad = draw(faults(plan, opts, at, 1 / 8))
+        bad = draw(faults(plan, opts, at, 1 / 8, redis))
         if dur < at + 1 / 8 + JUDGE_S:
             problem = "too_short"
     if problem == "before_second_one":  # no warm-up: judged, but no whole second before it
         at = draw(times(0.0, 1 - 1 / 8))
-        bad = draw(faults(plan, opts, at, 1 / 8))
+        bad = draw(faults(plan, opts, at, 1 / 8, redis))
     elif problem == "too_short":
         lo_short = max(0.0, math.floor(dur) - JUDGE_S - 1 / 8 + 1e-9)
         at, length = draw(windows(lo_short, dur - 1 / 8)) if dur - 1 / 8 > lo_short + 1 / 8 else (0.0, dur / 2)
-        bad = draw(faults(plan, opts, at, length))
+        bad = draw(faults(plan, opts, at, length, redis))
     elif problem == "past_the_end":
         at = draw(times(0.0, dur - 1 / 8))
-        bad = draw(faults(plan, opts, at, dur - at + draw(st.sampled_from([1 / 8, 1.0]))))
+        bad = draw(faults(plan, opts, at, dur - at + draw(st.sampled_from([1 / 8, 1.0])), redis))
     elif problem == "no_match":
         bad = {"kind": "instance_crash", "at_s": 0.0, "for_s": dur, "target": {"instance": "nobody-0"}}
     elif problem == "spike_target":
@@ -149,4 +163,11 @@ def timelines(draw, plan: Plan, opts: Options) -> list[dict]:
 
 @extension("experiment", "faults", order=10)
 def _faults(plan: Plan, place, node: dict, opts: Options):
-    return timelines(plan, opts)
+    r = node.get("topology", {}).get("redis")
+    if r is None:
+        servers: tuple[str, ...] = ()
+    elif r.get("placement") == "per_az":
+        servers = tuple(f"redis-{az}" for az in sorted({az for az, _ in plan.pools.values()}))
+    else:
+        servers = ("redis",)
+    return timelines(plan, opts, servers)
