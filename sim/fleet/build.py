@@ -9,12 +9,14 @@ assembled by :mod:`sim.metrics.summary`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
 from sim.components.backend import BackendInstance
 from sim.components.balancer import DirectEntry, RegionalBalancer
 from sim.components.gateway import GatewayInstance
+from sim.components.gateway_cpu import AccountedGateway
 from sim.components.network import Network
 from sim.components.workload import ClientPopulation, RateFunction
 from sim.config.models import Experiment
@@ -30,6 +32,16 @@ from .graph import faults_reach_the_end, plan, service_mix
 #: Beyond this many gateway-to-backend instance pairs, graph.json is written per pool and
 #: backend group unless the experiment asks for instance-level output.
 INSTANCE_GRAPH_MAX_PAIRS = 5000
+
+
+def accounted(pool, connections) -> bool:
+    """Whether a pool's gateways keep a CPU account (:class:`AccountedGateway`).
+
+    With TLS, access logs or CPU costs on the pool, or clients holding
+    connections; otherwise the plain gateway, which adds nothing per request.
+    """
+    return (pool.tls is not None or pool.access_log is not None or pool.cpu_costs is not None
+            or connections is not None)
 
 
 class ConservationError(RuntimeError):
@@ -61,6 +73,7 @@ class Fleet:
         self.parts: dict[str, list] = {}
         self.backends: dict[str, list[BackendInstance]] = {svc: [] for svc in topo.services}
         self.gateways: dict[str, list[GatewayInstance]] = {}
+        conns = exp.workload.connections  # clients holding connections (sim.components.tls), or None
         for node, d in g.nodes(data=True):
             if d["kind"] == "backend":
                 svc, az = d["service"], d["az"]
@@ -70,7 +83,8 @@ class Fleet:
                 self.backends[svc].extend(insts)
             elif d["kind"] == "gateway":
                 pool, gp = d["pool"], topo.gateways[d["pool"]]
-                self.parts[node] = self.gateways[pool] = [GatewayInstance(ctx, gateway_name(pool, i), gp, gp.az)
+                kind = AccountedGateway if accounted(gp, conns) else GatewayInstance
+                self.parts[node] = self.gateways[pool] = [kind(ctx, gateway_name(pool, i), gp, gp.az)
                                                           for i in range(d["instances"])]
         self.backends = {svc: insts for svc, insts in self.backends.items() if insts}
         for pool in self.gateways:
@@ -81,13 +95,21 @@ class Fleet:
                 for svc, hosts in hosts_of.items():
                     gw.add_cluster(svc, hosts, self.network)
 
+        self.connections = None
+        node_class = None
+        if conns is not None:
+            from sim.components.tls import ConnectionLayer, ConnectionNode  # noqa: PLC0415 - only with the feature
+            self.connections = ConnectionLayer(ctx, "connections", conns, {
+                pool: (topo.gateways[pool], gws, [(g.az, self.az_region[g.az]) for g in gws])
+                for pool, gws in self.gateways.items()})
+            node_class = functools.partial(ConnectionNode, layer=self.connections)
         self.balancers: dict[str, RegionalBalancer] = {}
         for region, bal in topo.balancers.items():
             targets = {}
             for lb, d in g.nodes(data=True):
                 if d["kind"] == "balancer" and d["region"] == region:
                     targets[d["az"]] = [gw for pool in g.successors(lb) for gw in self.parts[pool]]
-            self.balancers[region] = RegionalBalancer(ctx, f"lb.{region}", bal, targets, self.network)
+            self.balancers[region] = RegionalBalancer(ctx, f"lb.{region}", bal, targets, self.network, node_class)
 
         services = [(s, share, topo.services[s].request_bytes) for s, share in service_mix(exp).items()]
         self.clients = []
@@ -115,7 +137,9 @@ class Fleet:
         self.faults = FaultTimeline(ctx, exp.faults, FleetParts(
             backends=self.all_backends(), gateways=self.all_gateways(),
             nodes=[n for bal in self.balancers.values() for n in bal.nodes.values()],
-            populations=self.clients, az_region=self.az_region))
+            populations=self.clients, az_region=self.az_region,
+            gateway_pool={g.name: pool for pool, gws in self.gateways.items() for g in gws},
+            connections=self.connections))
 
     def all_gateways(self) -> list[GatewayInstance]:
         """Every gateway instance, pool by pool."""
@@ -141,6 +165,8 @@ class Fleet:
         self.network.reset()
         for part in [*self.all_gateways(), *self.all_backends(), *self.balancers.values(), *self.direct.values()]:
             part.reset()
+        if self.connections is not None:
+            self.connections.reset()
 
     def run(self, progress: Callable[[float], None] | None = None) -> dict:
         """Run to ``duration_s`` and return this replication's results."""
@@ -218,6 +244,7 @@ class Fleet:
             bytes_by_az_pair=self.network.bytes_by_pair(),
             faults=self.faults.summary(),
             in_flight=self.check_conservation(),
+            connections=self.connections.results() if self.connections is not None else None,
         )
 
     def traffic_graph(self, instances: bool) -> dict:

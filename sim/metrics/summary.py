@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from sim.config.models import CpuPricing
+from sim.metrics import gateway_cpu as gc
 from sim.metrics.recorder import Recorder
 from sim.metrics.recovery import RECOVERY_RULES, analyse_recovery
 
@@ -41,6 +43,7 @@ class FleetResults:
         bytes_by_az_pair: ``Network.results()``'s bytes per AZ pair.
         faults: ``FaultTimeline.summary()``.
         in_flight: counted requests still unanswered at the end.
+        connections: the connection layer's per-pool counters (``workload.connections``), else None.
     """
 
     backends: dict[str, list[dict]]
@@ -52,6 +55,7 @@ class FleetResults:
     bytes_by_az_pair: dict[str, float] = field(default_factory=dict)
     faults: list[dict] = field(default_factory=list)
     in_flight: int = 0
+    connections: dict | None = None  # ConnectionLayer.results(), when clients hold connections
 
 
 def _sum(rows: list[dict], key: str):
@@ -210,7 +214,7 @@ def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: b
     lat = rec.latency
     qs = lat.quantiles([0.5, 0.9, 0.99, 0.999]) if lat.count else [math.nan] * 4
     outlier, health_checks = health_section(parts.health, window)
-    return {
+    out = {
         "experiment": exp.name,
         "description": exp.description,
         "seed": exp.seed,
@@ -242,6 +246,28 @@ def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: b
         "outlier": outlier,  # {ejections, by_reason, detected, overflow}
         "health_checks": health_checks,  # {probes, probe_rate_per_s, failures, timeouts}
     }
+    out.update(connection_sections(exp, parts, window))
+    return out
+
+
+def connection_sections(exp, parts: FleetResults, window_s: float) -> dict:
+    """``gateway_cpu``, ``connections`` and ``access_log`` (:mod:`sim.metrics.gateway_cpu`), where used."""
+    topo = exp.topology
+    out: dict = {}
+    cpu = gc.gateway_cpu_section(parts.gateways, topo.gateways, topo.cpu_pricing or CpuPricing(), window_s)
+    if cpu is not None:
+        out["gateway_cpu"] = cpu
+    if parts.connections is not None:
+        out["connections"] = gc.connections_section(parts.connections, window_s)
+    az_region = {az: r for r, reg in topo.regions.items() for az in reg.azs}
+
+    def relation(a: str, b: str) -> str:
+        return "same_az" if a == b else ("cross_az" if az_region[a] == az_region[b] else "cross_region")
+
+    logs = gc.access_log_section(parts.gateways, topo.gateways, relation)
+    if logs is not None:
+        out["access_log"] = logs
+    return out
 
 
 def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
@@ -262,6 +288,8 @@ def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
     for cause in sorted(rec.ts_errors):
         ts[f"err_{cause}"] = rec.ts_errors[cause]
     ts.update(health_timeseries(parts.health, rec.n))
+    if parts.connections is not None:
+        ts.update({k: v[:rec.n] for k, v in gc.handshake_timeseries(parts.connections).items()})
     for svc, series in parts.backend_queue.items():
         ts[f"queue_{svc}"] = series
     return ts
@@ -304,5 +332,5 @@ def rows_by_name(table: dict[str, list]) -> dict[str, dict]:
 
 
 __all__ = ["FleetResults", "backend_section", "client_section", "columns", "gateway_section",
-           "group_counters", "health_counters", "health_section", "health_timeseries", "merge_counts", "recovery_section",
+           "connection_sections", "group_counters", "health_counters", "health_section", "health_timeseries", "merge_counts", "recovery_section",
            "retries_section", "rows_by_name", "summarise", "timeseries"]
