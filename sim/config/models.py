@@ -728,8 +728,8 @@ class ClientConnections(StrictModel):
     ``balancer_idle_timeout_s``, e.g. 350 s for an AWS NLB), after
     ``max_connection_duration_s``, or when its gateway drains.
     ``ticket_policy``: the ticket (session) a client offers: ``latest``, the
-    newest it got (browsers), or ``first``, the one it holds until it fails
-    to resume (a client that saves one session).
+    newest it got (browsers), or ``first``, the first it got, until that one
+    expires (a client that saves one session and reuses it).
     """
 
     clients: int = Field(default=100, ge=1, description="Clients per balancer node.")

@@ -165,7 +165,7 @@ class ConnectionLayer:
             st.plain += 1
             return None, _ROUND_TRIPS[(None, None)]
         kind, reason, new = keys.handshake(client.ticket, gateway.name, now)
-        client.ticket = offered_after(self.config.ticket_policy, client.ticket, kind, new)
+        client.ticket = offered_after(self.config.ticket_policy, client.ticket, new, now, keys.lifetime_s)
         sec = int(now)
         pool = self.pool_of[id(gateway)]
         if kind == FULL:

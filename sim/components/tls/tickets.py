@@ -142,16 +142,16 @@ def scope_domains(scope: str, instances: list[tuple[str, str, str]]) -> dict[str
     return {inst[0]: inst[pick[scope]] for inst in instances}
 
 
-def offered_after(policy: str, held: Ticket | None, kind: str, new: Ticket | None) -> Ticket | None:
-    """The ticket a client holds after a handshake.
+def offered_after(policy: str, held: Ticket | None, new: Ticket | None, now: float, lifetime_s: float) -> Ticket | None:
+    """The ticket a client holds after a handshake that issued ``new`` (None: none issued).
 
     ``latest``: the newest it was issued (browsers). ``first``: the one it
-    held, while it resumes; a new one only after a full handshake (its own
-    failed, expired, or it had none).
+    holds until that one expires (the client knows its lifetime), resumed or
+    not; then the next one it is issued.
     """
     if new is None:
         return held
-    if policy == "latest" or kind == FULL or held is None:
+    if policy == "latest" or held is None or now - held.issued_s >= lifetime_s:
         return new
     return held
 
