@@ -306,3 +306,13 @@ def test_rolling_restart_too_short_for_its_gateways_is_refused():
     d["faults"] = [{"kind": "rolling_restart", "at_s": 1.0, "for_s": 4.0, "drain_s": 1.0, "restart_s": 1.0}]
     problems = check_experiment(Experiment.model_validate(d))
     assert ("faults", 0, "for_s") in [p for p, _ in problems], problems
+
+
+def test_shared_keys_cross_pools_with_the_same_tls_settings_only():
+    gens: dict = {}
+    a = TicketKeys("a", TlsListener(session_ticket_keys_scope="fleet"), {"a-0": "fleet"}, gens)
+    b = TicketKeys("b", TlsListener(session_ticket_keys_scope="fleet"), {"b-0": "fleet"}, gens)
+    c = TicketKeys("c", TlsListener(session_ticket_keys_scope="fleet", certificate="rsa_2048"), {"c-0": "fleet"}, gens)
+    t = a.issue("a-0", 0.0)
+    assert b.refusal(t, "b-0", 1.0) is None
+    assert c.refusal(t, "c-0", 1.0) == "other_keys"

@@ -433,7 +433,8 @@ class TlsListener(StrictModel):
     rotate every ``ticket_key_rotation_s`` (the first key seals, the
     ``ticket_keys_kept`` newest open). A restart of an instance (a rolling
     restart) renews keys it made itself and empties its cache; shared keys
-    (from files or SDS) survive it. Tickets never cross gateway pools.
+    (from files or SDS) survive it. Tickets cross pools only between
+    listeners with the same TLS settings (Envoy's session-ID context).
     """
 
     tls_version: TlsVersion = Field(default="TLSv1_3", description="Envoy tls_params.tls_maximum_protocol_version.")

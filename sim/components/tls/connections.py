@@ -133,12 +133,14 @@ class ConnectionLayer:
         n = max(1, math.ceil(ctx.duration_s))
         self.full_ts: dict[str, list[int]] = {}
         self.resumed_ts: dict[str, list[int]] = {}
+        generations: dict[str, int] = {}  # key domain -> generation, fleet-wide
         for pool, (model, insts, places) in pools.items():
             self.gateways[pool] = insts
             keys = None
             if model.tls is not None:
                 named = [(g.name, az, region) for g, (az, region) in zip(insts, places, strict=True)]
-                keys = TicketKeys(pool, model.tls, scope_domains(model.tls.session_ticket_keys_scope, named))
+                keys = TicketKeys(pool, model.tls, scope_domains(model.tls.session_ticket_keys_scope, named),
+                                  generations)
             self.full_ts[pool] = [0] * n
             self.resumed_ts[pool] = [0] * n
             for g in insts:

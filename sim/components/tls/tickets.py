@@ -13,9 +13,10 @@ resumes on an instance only when all hold:
   restarts), and the sealing key is still among the ``ticket_keys_kept``
   newest (keys rotate every ``ticket_key_rotation_s``, in epochs
   ``floor(t / rotation)``, the same instants for every holder);
-- tickets never cross gateway pools (Envoy's session-ID context hashes the
-  certificate and TLS settings, so differently configured listeners refuse
-  each other's tickets).
+- tickets cross gateway pools only between listeners with the same TLS
+  settings (Envoy's session-ID context hashes the certificate and the TLS
+  configuration, so differently configured listeners refuse each other's
+  tickets even with the same keys).
 
 A stateful session cache is the same rule with the domain always the
 instance, and no key rotation. TLS 1.3 issues a new ticket on every
@@ -64,14 +65,17 @@ class TicketKeys:
     """One gateway pool's ticket keys (or session caches) and the resumption rule.
 
     Args:
-        pool: the pool's name (tickets never cross pools).
+        pool: the pool's name.
         tls: the pool's validated TLS listener.
         domains: each instance name -> the tag of its key scope (its own
             name, its AZ, its region or ``fleet``), from the pool's
             ``session_ticket_keys_scope``.
+        generations: key domain -> generation, shared by every pool of the
+            fleet (a new dict when None), so pools with the same TLS
+            settings share keys across a scope.
     """
 
-    def __init__(self, pool: str, tls: TlsListener, domains: dict[str, str]):
+    def __init__(self, pool: str, tls: TlsListener, domains: dict[str, str], generations: dict | None = None):
         self.pool = pool
         self.tls = tls
         self.tls13 = tls.tls_version == "TLSv1_3"
@@ -80,8 +84,13 @@ class TicketKeys:
         # A session cache never rotates keys; shared ticket keys rotate only when configured to.
         self.rotation_s = tls.ticket_key_rotation_s if self.mode == "tickets" else None
         self.kept = tls.ticket_keys_kept
-        self.domain_of = {name: f"{pool}/{d}" for name, d in domains.items()}
-        self.generation = dict.fromkeys(self.domain_of.values(), 0)
+        # Listeners whose settings differ never open each other's tickets (the session-ID context).
+        ident = (f"{tls.tls_version}/{tls.certificate}/{tls.session_resumption}/{tls.session_timeout_s!r}/"
+                 f"{tls.ticket_key_rotation_s!r}/{tls.ticket_keys_kept}")
+        self.domain_of = {name: f"{ident}/{d}" for name, d in domains.items()}
+        self.generation = {} if generations is None else generations
+        for d in self.domain_of.values():
+            self.generation.setdefault(d, 0)
         # Keys an instance makes itself (or its cache) die with its process; shared keys do not.
         self.renew_on_restart = self.mode == "session_cache" or tls.session_ticket_keys_scope == "instance"
 
