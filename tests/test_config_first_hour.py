@@ -36,7 +36,8 @@ def test_the_schema_has_these_tagged_unions_and_each_has_its_words():
     unions = find_tagged_unions()
     assert {(u.key, u.tags) for u in unions} == {
         ("dist", ("constant", "empirical", "exponential", "gamma", "lognormal", "uniform")),
-        ("kind", ("az_outage", "backend_slowdown", "error_burst", "instance_crash", "load_spike")),
+        ("kind", ("az_outage", "backend_slowdown", "error_burst", "instance_crash", "load_spike",
+                  "rolling_restart")),
     }
     # One union per tag field: messages find a union's values by its tag field's name.
     assert len(TAGGED_UNIONS) == len(unions)

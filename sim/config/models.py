@@ -407,7 +407,7 @@ Certificate = Literal["ecdsa_p256", "rsa_2048"]
 #: Worker CPU per handshake (seconds of one worker), (full, resumed), by TLS version and certificate,
 #: beyond the request's own ``cpu_time_s``: Envoy 1.40 measured per connection in paired runs, less the
 #: 60 us of its one request; RSA-2048 adds the difference between an RSA-2048 and an ECDSA P-256
-#: signature to a full handshake only (a resumption signs nothing). docs/facts.md#tls-handshake-cpu.
+#: signature to a full handshake only (a resumption signs nothing). docs/facts.md#tls-handshake-costs.
 HANDSHAKE_CPU_PRESETS_S: dict[tuple[str, str], tuple[float, float]] = {
     ("TLSv1_2", "ecdsa_p256"): (0.49e-3, 0.36e-3),
     ("TLSv1_3", "ecdsa_p256"): (0.59e-3, 0.56e-3),
@@ -416,7 +416,7 @@ HANDSHAKE_CPU_PRESETS_S: dict[tuple[str, str], tuple[float, float]] = {
 }
 
 #: BoringSSL rotates the ticket key it makes itself every 2 days and keeps the previous one
-#: (SSL_DEFAULT_TICKET_KEY_ROTATION_INTERVAL); docs/facts.md#tls-session-resumption.
+#: (SSL_DEFAULT_TICKET_KEY_ROTATION_INTERVAL); docs/facts.md#tls-session-resumption-across-gateways.
 BORINGSSL_TICKET_KEY_ROTATION_S = 2 * 24 * 3600.0
 
 
@@ -454,7 +454,7 @@ class TlsListener(StrictModel):
     ticket_keys_kept: int = Field(default=2, ge=1, description="Keys that open tickets: the current and previous ones.")
     full_handshake_cpu_s: float | None = Field(default=None, ge=0, description=(
         "Worker CPU of a full handshake (s). Default (null): the preset for tls_version and certificate "
-        "(docs/facts.md#tls-handshake-cpu), filled in when the configuration is loaded."))
+        "(docs/facts.md#tls-handshake-costs), filled in when the configuration is loaded."))
     resumed_handshake_cpu_s: float | None = Field(default=None, ge=0, description=(
         "Worker CPU of a resumed handshake (s). Default (null): the preset, as full_handshake_cpu_s."))
 
@@ -513,7 +513,7 @@ class CpuPricing(StrictModel):
     """What a vCPU costs, and the utilisation a fleet should stay under (cores needed, cost per month).
 
     Default price: AWS m6i.large on demand in us-east-1, $0.096 an hour for 2
-    vCPU (docs/facts.md#money); 730 hours a month.
+    vCPU (docs/facts.md#gateway-cpu-price); 730 hours a month.
     """
 
     vcpu_hour_usd: float = Field(default=0.048, ge=0)

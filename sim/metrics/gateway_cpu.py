@@ -81,12 +81,14 @@ def gateway_cpu_section(gateways: dict[str, list[dict]], pools: dict, pricing, w
                         "hours_per_month": HOURS_PER_MONTH}}
 
 
-def connections_section(layer: dict, window_s: float) -> dict:
+def connections_section(layer: dict, window_s: float, pools: dict | None = None) -> dict:
     """``connections``: per pool, connections opened and closed, handshakes by kind, resumption rate.
 
     ``resumption_rate``: resumed / (full + resumed) handshakes (NaN without
     TLS handshakes); ``handshakes_per_gateway_per_s``: per instance and
-    second of the window; ``full_reasons``: why full handshakes were full.
+    second of the window; ``full_reasons``: why full handshakes were full;
+    with ``pools`` (pool -> its model), each TLS pool's ``tls_version``,
+    ``certificate`` and ``session_ticket_keys_scope`` (for the report).
     """
     out = {}
     for pool, p in layer.items():
@@ -94,6 +96,7 @@ def connections_section(layer: dict, window_s: float) -> dict:
         n = p["instances"]
         out[pool] = {
             "tls": p["tls"],
+            **_tls_settings(pools, pool),
             "connections_opened": p["connections_opened"],
             "handshakes": {"full": p["full"], "resumed": p["resumed"], "plain": p["plain"]},
             "resumption_rate": _ratio(p["resumed"], tls),
@@ -107,6 +110,15 @@ def connections_section(layer: dict, window_s: float) -> dict:
     full = sum(p["handshakes"]["full"] for p in out.values())
     resumed = sum(p["handshakes"]["resumed"] for p in out.values())
     return {"pools": out, "full": full, "resumed": resumed, "resumption_rate": _ratio(resumed, full + resumed)}
+
+
+def _tls_settings(pools: dict | None, pool: str) -> dict:
+    tls = pools[pool].tls if pools is not None and pool in pools else None
+    if tls is None:
+        return {}
+    return {"tls_version": tls.tls_version, "certificate": tls.certificate,
+            "session_resumption": tls.session_resumption,
+            "session_ticket_keys_scope": tls.session_ticket_keys_scope}
 
 
 def access_log_section(gateways: dict[str, list[dict]], pools: dict, relation) -> dict | None:

@@ -258,7 +258,7 @@ def connection_sections(exp, parts: FleetResults, window_s: float) -> dict:
     if cpu is not None:
         out["gateway_cpu"] = cpu
     if parts.connections is not None:
-        out["connections"] = gc.connections_section(parts.connections, window_s)
+        out["connections"] = gc.connections_section(parts.connections, window_s, topo.gateways)
     az_region = {az: r for r, reg in topo.regions.items() for az in reg.azs}
 
     def relation(a: str, b: str) -> str:

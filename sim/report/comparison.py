@@ -90,6 +90,7 @@ from sim.report.resilience import (
     replication_phrase,
     verdict_phrase,
 )
+from sim.report.tls import tls_comparison_panel
 
 log = logging.getLogger(__name__)
 
@@ -805,7 +806,8 @@ def render_comparison(meta: Mapping[str, Any], variants: Sequence[Variant],
     inlines plotly.js.
     """
     panels = [summary_panel(variants),
-              *run_builders((goodput_panel, amplification_panel, load_panel, variants_panel), variants)]
+              *run_builders((goodput_panel, amplification_panel, load_panel, tls_comparison_panel, variants_panel),
+                            variants)]
     title = f"{meta.get('experiment') or run_dir.name} — fleetsim comparison"
     return page_html(title, _header(meta, variants, run_dir), panels_html(panels),
                      _footer(run_dir), COMPARISON_CSS, plotly_src=plotly_src)
