@@ -11,11 +11,13 @@ keys resume 1 - P(ticket expired); CPU is counts times per-handshake cost.
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
 
 from sim.components.tls import FULL, RESUMED, TicketKeys, offered_after, scope_domains
+from sim.config import load_experiment
 from sim.config.checks import check_experiment
 from sim.config.models import Experiment, TlsListener
 from sim.fleet import Fleet
@@ -316,3 +318,16 @@ def test_shared_keys_cross_pools_with_the_same_tls_settings_only():
     t = a.issue("a-0", 0.0)
     assert b.refusal(t, "b-0", 1.0) is None
     assert c.refusal(t, "c-0", 1.0) == "other_keys"
+
+
+def test_calibration_profile_replaces_the_handshake_presets(tmp_path):
+    # JSON is YAML: the loader reads both.
+    profile = {"version": 1, "gateway": {"handshake_cpu_s": {"TLSv1_2/ecdsa_p256": {"full_s": 0.0011, "resumed_s": 0.0003}}}}
+    (tmp_path / "profile.yaml").write_text(json.dumps(profile))
+    d = fleet_data(tls_version="TLSv1_2")
+    d["topology"]["calibration"] = str(tmp_path / "profile.yaml")
+    d["topology"]["gateways"]["gw2"] = {**d["topology"]["gateways"]["gw"], "tls": {"tls_version": "TLSv1_3"}}
+    (tmp_path / "e.yaml").write_text(json.dumps(d))
+    gws = load_experiment(tmp_path / "e.yaml").config.topology.gateways
+    assert (gws["gw"].tls.full_handshake_cpu_s, gws["gw"].tls.resumed_handshake_cpu_s) == (0.0011, 0.0003)
+    assert (gws["gw2"].tls.full_handshake_cpu_s, gws["gw2"].tls.resumed_handshake_cpu_s) == (0.00059, 0.00056)
