@@ -331,3 +331,27 @@ def test_calibration_profile_replaces_the_handshake_presets(tmp_path):
     gws = load_experiment(tmp_path / "e.yaml").config.topology.gateways
     assert (gws["gw"].tls.full_handshake_cpu_s, gws["gw"].tls.resumed_handshake_cpu_s) == (0.0011, 0.0003)
     assert (gws["gw2"].tls.full_handshake_cpu_s, gws["gw2"].tls.resumed_handshake_cpu_s) == (0.00059, 0.00056)
+
+
+def test_report_panels_show_handshakes_cpu_and_the_article_claim(tmp_path):
+    from types import SimpleNamespace
+
+    from sim.report.common import RunData
+    from sim.report.tls import key_scope_pairs, tls_comparison_panel, tls_panel
+
+    def run(scope: str) -> dict:
+        return Fleet(build(deterministic(tls_version="TLSv1_2", session_ticket_keys_scope=scope))).run()["summary"]
+
+    own, shared = run("instance"), run("fleet")
+    panel = tls_panel(RunData(tmp_path, own))
+    assert panel is not None and "Resumption rate over the fleet" in panel.html and "tls full handshake" in panel.html
+    pairs = key_scope_pairs([("own", own), ("shared", shared)])
+    assert [(a, b) for a, b, _ in pairs] == [("own", "shared")]
+    assert pairs[0][2] == pytest.approx(own["gateway_cpu"]["cpu_s"] / shared["gateway_cpu"]["cpu_s"] - 1)
+    variants = [SimpleNamespace(name=n, data=RunData(tmp_path, s)) for n, s in (("own", own), ("shared", shared))]
+    html = tls_comparison_panel(variants).html
+    assert f"{100 * pairs[0][2]:+.1f}%" in html and "30-50%" in html
+    plain = fleet_data()
+    del plain["workload"]["connections"]
+    del plain["topology"]["gateways"]["gw"]["tls"]
+    assert tls_panel(RunData(tmp_path, Fleet(Experiment.model_validate(plain)).run()["summary"])) is None
