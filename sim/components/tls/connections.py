@@ -21,7 +21,8 @@ handshake's CPU (:class:`sim.components.gateway_cpu.AccountedGateway`).
 
 A connection closes (and its client will reconnect on its next request)
 after its requests (``requests_per_connection``), when idle for the idle
-timeout, past ``max_connection_duration_s``, when its gateway drains (a
+timeout (found so by its client's next request; with least connections, whose
+counts need it on time, by a timer), past ``max_connection_duration_s``, when its gateway drains (a
 rolling restart, :class:`ConnectionLayer`) or is found down (crashed). A
 connection still carrying requests closes when the last one is answered.
 
@@ -252,6 +253,9 @@ class ConnectionNode(BalancerNode):
         self.per_client = cfg.connections_per_client
         self.capacity = layer.capacity
         self.max_age = cfg.max_connection_duration_s
+        # An idle connection closes when its client next finds it idle; least connections
+        # balances on open connections, so there a timer closes it on time (one event per idle spell).
+        self._idle_timers = config.policy == "least_connections"
 
     def _usable(self, j: int) -> bool:
         t = self.targets[j]
@@ -318,18 +322,25 @@ class ConnectionNode(BalancerNode):
         client = self.clients[int(self._client_u() * len(self.clients))]
         conn = None
         least = None
-        for c in list(client.conns):
+        stale = None
+        for c in client.conns:
             why = self._stale(c, now)
             if why is not None:
                 c.closing = why
                 if c.inflight == 0:
-                    self.close(c)
+                    if stale is None:
+                        stale = [c]
+                    else:
+                        stale.append(c)
                 continue
             if c.inflight < self.capacity:
                 conn = c
                 break
             if least is None or c.inflight < least.inflight:
                 least = c
+        if stale is not None:
+            for c in stale:
+                self.close(c)
         wait = 0.0
         if conn is None and (least is None or len(client.conns) < self.per_client):
             i = self._pick_open()
@@ -372,7 +383,7 @@ class ConnectionNode(BalancerNode):
         if conn.inflight == 0:
             if conn.closing is not None:
                 self.close(conn)
-            else:
+            elif self._idle_timers:
                 self._later(self.layer.idle_s, self._idle_check, (conn, now))
         req.client.on_response(req)
 
