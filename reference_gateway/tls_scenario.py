@@ -166,7 +166,7 @@ def load(port: int, connections: int, clients: int, policy: str, version: str, s
 def simulate(exp) -> dict:
     s = Fleet(exp).run()["summary"]
     cpu = s["gateway_cpu"]["pools"]["gw"]
-    ev, sec = cpu["events_by_cause"], cpu["cpu_s_by_cause"]
+    ev, sec = cpu["events_by_cause"], cpu["cpu_by_cause_s"]
     return {"resumption_rate": s["connections"]["resumption_rate"], "cpu_s": cpu["cpu_s"],
             "handshakes": ev["tls_full_handshake"] + ev["tls_resumed_handshake"],
             "full_cpu_per_conn": (sec["tls_full_handshake"] / ev["tls_full_handshake"] + sec["request"] / ev["request"])

@@ -206,7 +206,7 @@ def test_cpu_is_handshake_counts_times_cost():
     s = Fleet(build(deterministic(full_handshake_cpu_s=0.0007, resumed_handshake_cpu_s=0.0002),
                     ticket_policy="first")).run()["summary"]
     cpu = s["gateway_cpu"]["pools"]["gw"]
-    ev, sec = cpu["events_by_cause"], cpu["cpu_s_by_cause"]
+    ev, sec = cpu["events_by_cause"], cpu["cpu_by_cause_s"]
     assert (ev["tls_full_handshake"], ev["tls_resumed_handshake"]) == (201, 99)
     assert math.isclose(sec["tls_full_handshake"], 201 * 0.0007, rel_tol=1e-9)
     assert math.isclose(sec["tls_resumed_handshake"], 99 * 0.0002, rel_tol=1e-9)
@@ -268,7 +268,7 @@ def test_access_log_sync_everything_lines_and_cross_az_bytes():
     lines = s["access_log"]["pools"]["gw"]["lines"]
     assert lines == s["requests"]["succeeded"] == 300
     assert s["access_log"]["cross_az_bytes_by_purpose"]["logs"] == 500 * lines
-    assert math.isclose(s["gateway_cpu"]["pools"]["gw"]["cpu_s_by_cause"]["access_log"], 300 * 0.00101, rel_tol=1e-9)
+    assert math.isclose(s["gateway_cpu"]["pools"]["gw"]["cpu_by_cause_s"]["access_log"], 300 * 0.00101, rel_tol=1e-9)
     base = Fleet(Experiment.model_validate(deterministic())).run()["summary"]["latency_ms"]["mean"]
     assert s["latency_ms"]["mean"] - base == pytest.approx(1.01, rel=1e-6)  # the response waits for the line
 

@@ -56,7 +56,7 @@ def gateway_cpu_section(gateways: dict[str, list[dict]], pools: dict, pricing, w
         out[pool] = {
             "instances": n,
             "cores_per_instance": cores,
-            "cpu_s_by_cause": by_cause,
+            "cpu_by_cause_s": by_cause,
             "events_by_cause": events,
             "cpu_s": total,
             "cores_used": used,
@@ -74,8 +74,8 @@ def gateway_cpu_section(gateways: dict[str, list[dict]], pools: dict, pricing, w
             "cores_used": math.fsum(p["cores_used"] for p in out.values()),
             "cores_at_target": math.fsum(p["cores_at_target"] for p in out.values()),
             "cores_needed": sum(p["cores_needed"] for p in out.values()),
-            "tls_cpu_s": math.fsum(p["cpu_s_by_cause"]["tls_full_handshake"]
-                                   + p["cpu_s_by_cause"]["tls_resumed_handshake"] for p in out.values()),
+            "tls_cpu_s": math.fsum(p["cpu_by_cause_s"]["tls_full_handshake"]
+                                   + p["cpu_by_cause_s"]["tls_resumed_handshake"] for p in out.values()),
             "cost_usd_per_month": math.fsum(p["cost_usd_per_month"] for p in out.values()),
             "pricing": {"vcpu_hour_usd": pricing.vcpu_hour_usd, "target_utilization": pricing.target_utilization,
                         "hours_per_month": HOURS_PER_MONTH}}
