@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer connections and cases")
     ap.add_argument("--out", default=str(ROOT / "results" / "validation_tls"))
     args = ap.parse_args(argv)
-    n = 600 if args.quick else 3000
+    n = 1500 if args.quick else 3000
     clients = 8
     cases = [("instance", "round_robin", "latest"), ("fleet", "round_robin", "latest")]
     if not args.quick:
@@ -226,12 +226,38 @@ def main(argv: list[str] | None = None) -> int:
                    "real_cpu_s": cpu1 - cpu0, "sim_cpu_s": sim["cpu_s"], "phases": phases,
                    "sim_full_cpu_per_conn_s": sim["full_cpu_per_conn"],
                    "sim_resumed_cpu_per_conn_s": sim["resumed_cpu_per_conn"]}
-            row["resumption_ok"] = abs(row["real_resumption"] - row["sim_resumption"]) <= GOALS["resumption_rate"]
-            row["total_cpu_error"] = row["sim_cpu_s"] / row["real_cpu_s"] - 1 if row["real_cpu_s"] else None
+            judge(row, quick=args.quick)
             rows.append(row)
             print(json.dumps(row), flush=True)
     (out_dir / "tls_validation.json").write_text(json.dumps(rows, indent=1))
-    return 0 if all(r["resumption_ok"] for r in rows) else 1
+    return 0 if all(r["pass"] for r in rows) else 1
+
+
+def judge(row: dict, quick: bool) -> None:
+    """Each goal's error and verdict, and the row's ``pass``.
+
+    Resumption: within 3 points, or the measurement's 95% binomial interval
+    when that is wider (as the other fractions of ``fleetsim validate``).
+    CPU (total, per handshake type) depends on how busy this shared machine
+    is: in ``quick`` runs it fails the row only beyond twice its goal.
+    """
+    p, n = row["real_resumption"], row["connections"]
+    ci = 1.96 * (p * (1 - p) / n) ** 0.5
+    row["resumption_error"] = row["sim_resumption"] - p
+    row["resumption_goal"] = max(GOALS["resumption_rate"], ci)
+    row["resumption_ok"] = abs(row["resumption_error"]) <= row["resumption_goal"]
+    slack = 2.0 if quick else 1.0
+    row["total_cpu_error"] = row["sim_cpu_s"] / row["real_cpu_s"] - 1 if row["real_cpu_s"] else None
+    row["total_cpu_ok"] = row["total_cpu_error"] is not None and abs(row["total_cpu_error"]) <= slack * GOALS["total_cpu"]
+    ok = row["resumption_ok"] and row["total_cpu_ok"]
+    for kind in ("full", "resumed"):
+        phase = row["phases"].get(kind)
+        sim = row[f"sim_{kind}_cpu_per_conn_s"]
+        if phase and sim:
+            err = sim / phase["cpu_per_conn_s"] - 1
+            row[f"{kind}_cpu_error"] = err
+            ok = ok and abs(err) <= slack * GOALS["cpu_per_handshake"]
+    row["pass"] = ok
 
 
 if __name__ == "__main__":
