@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer connections and cases")
     ap.add_argument("--out", default=str(ROOT / "results" / "validation_tls"))
     args = ap.parse_args(argv)
-    n = 1500 if args.quick else 3000
+    n = 1000 if args.quick else 3000
     clients = 8
     cases = [("instance", "round_robin", "latest"), ("fleet", "round_robin", "latest")]
     if not args.quick:

@@ -355,3 +355,16 @@ def test_report_panels_show_handshakes_cpu_and_the_article_claim(tmp_path):
     del plain["workload"]["connections"]
     del plain["topology"]["gateways"]["gw"]["tls"]
     assert tls_panel(RunData(tmp_path, Fleet(Experiment.model_validate(plain)).run()["summary"])) is None
+
+
+def test_instance_output_with_plain_and_accounted_pools():
+    # Found by tests/test_metamorphic.py: instance columns take the first row's fields.
+    d = deterministic()
+    d["topology"]["gateways"]["plain"] = {"az": "a2", "instances": 1, "cpu_time_s": 0.0001}
+    del d["workload"]["connections"]
+    del d["topology"]["gateways"]["gw"]["tls"]
+    d["topology"]["gateways"]["gw"]["access_log"] = {}
+    d["topology"]["balancers"]["r1"]["cross_zone"] = True
+    d["output"] = {"instances": True}
+    cols = Fleet(Experiment.model_validate(d)).run()["instances"]["gateway"]
+    assert cols["log_lines"][-1] is None and all(v is not None for v in cols["log_lines"][:-1])

@@ -317,11 +317,14 @@ def group_counters(rows: list[dict]) -> dict:
 
 
 def columns(rows: list[dict], names: list[str], extra: dict[str, list] | None = None) -> dict[str, list]:
-    """Instance rows as columns: ``{"name": [...], field: [...]}`` (compact in JSON)."""
+    """Instance rows as columns: ``{"name": [...], field: [...]}`` (compact in JSON).
+
+    The fields are the first row's; a row without one has None there.
+    """
     keys = [k for k, v in rows[0].items() if not isinstance(v, dict | list)] if rows else []
     out: dict[str, list] = {"name": list(names), **(extra or {})}
     for k in keys:
-        out[k] = [r[k] for r in rows]
+        out[k] = [r.get(k) for r in rows]  # None where a row lacks it (a plain gateway beside an accounted one)
     return out
 
 
