@@ -223,8 +223,8 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
       ``retries.gateway_amplification``: the gateways routed no request in the
       window (sim.metrics.summary.retries_section);
     - ``connections[.pools.<pool>].resumption_rate``: no TLS handshake in the
-      window; ``gateway_cpu.pools.<pool>.tls_share``: no CPU charged
-      (sim.metrics.gateway_cpu).
+      window; ``gateway_cpu.pools.<pool>.tls_share``: no CPU charged,
+      ``mean_worker_wait_ms``: nothing put on a worker (sim.metrics.gateway_cpu).
     """
     if path[0] == "latency_ms":
         return summary["requests"]["succeeded"] == 0
@@ -244,6 +244,8 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
         return hs["full"] + hs["resumed"] == 0
     if path[0] == "gateway_cpu" and path[-1] in ("tls_share", "utilization"):
         return summary["gateway_cpu"]["pools"][path[2]]["cpu_s"] == 0
+    if path[0] == "gateway_cpu" and path[-1] == "mean_worker_wait_ms":
+        return counters["gateway"][path[2]]["worker_starts"] == 0
     return False
 
 

@@ -26,6 +26,8 @@ counted in the account (count x ``cpu_costs``) without taking worker time.
 
 from __future__ import annotations
 
+from collections import deque
+
 from sim.config.models import GatewayPool
 from sim.engine import SimContext, UniformStream
 
@@ -100,6 +102,10 @@ class AccountedGateway(GatewayInstance):
         self.log_lines = 0
         self.log_bytes = 0
         self.on_restart: list = []  # callbacks(gateway) when the process comes back (new own keys)
+        self._queued_at: deque[float] = deque()  # when each item of self.queue joined it, in order
+        self.wait_s = 0.0
+        self.waited = 0
+        self.started = 0
 
     def reset(self) -> None:
         """Start the measurement window now (the account too)."""
@@ -107,6 +113,9 @@ class AccountedGateway(GatewayInstance):
         self.cpu.reset()
         self.log_lines = 0
         self.log_bytes = 0
+        self.wait_s = 0.0  # worker-queue waits of items that started in the window
+        self.waited = 0
+        self.started = 0
 
     # -- worker CPU: the slice is the request's own plus its connection's handshake
     def _slice(self, req) -> float:
@@ -130,11 +139,21 @@ class AccountedGateway(GatewayInstance):
             return
         if self.busy < self.workers:
             self.busy += 1
-            self._run_cpu(req)
+            self._start(item=req)
         else:
             self.queue.append(req)
+            self._queued_at.append(self.env._now)
 
     def _run_cpu(self, item) -> None:
+        """Start ``item``, just taken from the head of the queue (its wait ends now)."""
+        w = self.env._now - self._queued_at.popleft()
+        self.wait_s += w
+        self.waited += 1
+        self._start(item)
+
+    def _start(self, item) -> None:
+        """Put ``item`` (a request, or a log line) on a worker now."""
+        self.started += 1
         if item.__class__ is LogJob:
             s = item.cpu_s
             self.cpu.charge("access_log", s)
@@ -189,9 +208,15 @@ class AccountedGateway(GatewayInstance):
             super()._answer(req, outcome, resp_bytes)
         if self.busy < self.workers:
             self.busy += 1
-            self._run_cpu(job)
+            self._start(job)
         else:
             self.queue.append(job)
+            self._queued_at.append(self.env._now)
+
+    def crash(self) -> None:
+        """Go down now (as the plain gateway); the queue's join times go with its items."""
+        super().crash()
+        self._queued_at.clear()
 
     def restart(self) -> None:
         """Come back up after a crash: keys it made itself are new (the callbacks say so)."""
@@ -200,7 +225,12 @@ class AccountedGateway(GatewayInstance):
             cb(self)
 
     def results(self) -> dict:
-        """The plain gateway's results plus ``cpu_s`` and ``cpu_events`` by cause, ``log_lines``, ``log_bytes``."""
+        """The plain gateway's results plus the account and the worker queue's waits.
+
+        Adds ``cpu_s`` and ``cpu_events`` by cause, ``log_lines``,
+        ``log_bytes``, ``worker_wait_s`` (waits for a worker, summed) and
+        ``worker_starts`` (items put on a worker).
+        """
         out = super().results()
         costs = self.config.cpu_costs
         acct = self.cpu
@@ -221,6 +251,8 @@ class AccountedGateway(GatewayInstance):
         out["cpu_events"] = dict(acct.events)
         out["log_lines"] = self.log_lines
         out["log_bytes"] = self.log_bytes
+        out["worker_wait_s"] = self.wait_s
+        out["worker_starts"] = self.started
         return out
 
 

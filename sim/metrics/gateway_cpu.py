@@ -33,7 +33,9 @@ def gateway_cpu_section(gateways: dict[str, list[dict]], pools: dict, pricing, w
     their price (fractional: what the CPU costs, the figure variants compare);
     ``cores_needed`` the whole cores per instance that keep every instance
     under the target at the pool's mean load, times its instances, and their
-    price; ``tls_share`` the handshakes' part of the pool's CPU.
+    price; ``tls_share`` the handshakes' part of the pool's CPU;
+    ``mean_worker_wait_ms`` how long requests, handshakes and log lines
+    waited for a worker, on average (NaN when nothing started).
     """
     out: dict = {}
     for pool, rows in gateways.items():
@@ -50,6 +52,7 @@ def gateway_cpu_section(gateways: dict[str, list[dict]], pools: dict, pricing, w
         tls = by_cause.get("tls_full_handshake", 0.0) + by_cause.get("tls_resumed_handshake", 0.0)
         n = len(rows)
         cores = pools[pool].workers
+        starts = sum(r["worker_starts"] for r in rows)
         used = total / window_s
         per_inst = used / n
         needed = n * max(1, math.ceil(per_inst / pricing.target_utilization - 1e-12))
@@ -62,6 +65,7 @@ def gateway_cpu_section(gateways: dict[str, list[dict]], pools: dict, pricing, w
             "cores_used": used,
             "utilization": _ratio(used, n * cores),
             "tls_share": _ratio(tls, total),
+            "mean_worker_wait_ms": 1000 * _ratio(math.fsum(r["worker_wait_s"] for r in rows), starts),
             "cores_at_target": used / pricing.target_utilization,
             "cost_usd_per_month": used / pricing.target_utilization * HOURS_PER_MONTH * pricing.vcpu_hour_usd,
             "cores_needed": needed,

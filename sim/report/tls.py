@@ -100,11 +100,12 @@ def _cpu_table(cpu: Mapping[str, Any]) -> str:
     pools = cpu.get("pools") or {}
     causes = [c for c in CAUSE_ORDER if any(as_number(dig(p, ["cpu_by_cause_s", c])) for p in pools.values())]
     headers = ["Pool", *[f"{esc(pretty_key(c))} (s)" for c in causes], "Total (s)", "Cores used", "Utilisation",
-               "TLS share", "Cores at target", "$ / month"]
+               "Worker wait (ms)", "TLS share", "Cores at target", "$ / month"]
     rows = []
     for pool, p in pools.items():
         rows.append([esc(pool), *[_num(dig(p, ["cpu_by_cause_s", c])) for c in causes], _num(p.get("cpu_s")),
-                     _num(p.get("cores_used")), _pct(p.get("utilization")), _pct(p.get("tls_share")),
+                     _num(p.get("cores_used")), _pct(p.get("utilization")), _num(p.get("mean_worker_wait_ms")),
+                     _pct(p.get("tls_share")),
                      _num(p.get("cores_at_target"), 2), _num(p.get("cost_usd_per_month"), 2)])
     return table(headers, rows)
 
