@@ -13,7 +13,7 @@ connections, not requests.
 A new connection costs round trips before its first request reaches the
 gateway (TCP: 1; TLS 1.2: 2 more for a full handshake, 1 resumed; TLS 1.3:
 1 more), each a client-gateway round trip drawn from the network's
-distributions on the node's own streams (``<node>.conn.rtt.*``). Requests
+distributions on the node's own streams (``<balancer>.conn<k>.rtt.*``). Requests
 given to a connection still opening wait until it is ready. The handshake
 is full or resumed by :meth:`sim.components.tls.tickets.TicketKeys.handshake`;
 the first request carries its kind to the gateway, whose worker spends the
@@ -130,6 +130,7 @@ class ConnectionLayer:
         self.stats: dict[int, GatewayConnStats] = {}
         self.gateways: dict[str, list] = {}
         self.draining: set[int] = set()  # gateways taking no new connections
+        self._nodes_of: dict[str, int] = {}  # balancer -> its nodes built so far (stream names)
         self.open: dict[int, set] = {}  # id(gateway) -> its open connections
         n = max(1, math.ceil(ctx.duration_s))
         self.full_ts: dict[str, list[int]] = {}
@@ -156,6 +157,16 @@ class ConnectionLayer:
         """Start the measurement window now."""
         for s in self.stats.values():
             s.reset()
+
+    def stream_prefix(self, node_name: str) -> str:
+        """Random-stream prefix of the balancer node ``node_name`` (``lb.<region>.<az>``).
+
+        ``<balancer>.conn<k>``, k counting the balancer's nodes in build order.
+        """
+        balancer = node_name.rsplit(".", 1)[0]
+        k = self._nodes_of.get(balancer, 0)
+        self._nodes_of[balancer] = k + 1
+        return f"{balancer}.conn{k}"
 
     # -- connection life
     def handshake(self, client: Client, gateway, now: float) -> tuple[str | None, float]:
@@ -240,15 +251,18 @@ class ConnectionNode(BalancerNode):
         self.layer = layer
         cfg = layer.config
         self.clients = [Client() for _ in range(cfg.clients)]
-        self._client_u = UniformStream(ctx.rng(f"{name}.conn.client"))
-        self._reqs = Sampler(cfg.requests_per_connection, ctx.rng(f"{name}.conn.requests"))
+        # Streams named after the balancer and the node's place in it, not its AZ: renaming AZs
+        # (in their order) moves no draw.
+        prefix = layer.stream_prefix(name)
+        self._client_u = UniformStream(ctx.rng(f"{prefix}.client"))
+        self._reqs = Sampler(cfg.requests_per_connection, ctx.rng(f"{prefix}.requests"))
         net = network.config
-        self._internet = Sampler(net.internet_s, ctx.rng(f"{name}.conn.rtt.internet"))
+        self._internet = Sampler(net.internet_s, ctx.rng(f"{prefix}.rtt.internet"))
         self._hop = {}
         for g in targets:
             rel = network.relation(az, g.az)
             if rel not in self._hop:
-                self._hop[rel] = Sampler(getattr(net, f"{rel}_s"), ctx.rng(f"{name}.conn.rtt.{rel}"))
+                self._hop[rel] = Sampler(getattr(net, f"{rel}_s"), ctx.rng(f"{prefix}.rtt.{rel}"))
         self._rel = [network.relation(az, g.az) for g in targets]
         self.per_client = cfg.connections_per_client
         self.capacity = layer.capacity
