@@ -381,6 +381,8 @@ def relabel_azs(d: dict, new) -> dict:
         region["azs"] = [new(az) for az in region["azs"]]
     for pool in topo["gateways"].values():
         pool["az"] = new(pool["az"])
+        if (pool.get("access_log") or {}).get("collector_az"):
+            pool["access_log"]["collector_az"] = new(pool["access_log"]["collector_az"])
     for svc in topo["services"].values():
         svc["instances_per_az"] = {new(az): n for az, n in svc["instances_per_az"].items()}
         svc["instance_overrides"] = {_rename_backend(k, new): v for k, v in svc["instance_overrides"].items()}
@@ -402,6 +404,13 @@ def relabel_summary(s: dict, new, azs) -> dict:
     s["bytes_by_az_pair"] = {"->".join(side(x) for x in k.split("->")): v for k, v in s["bytes_by_az_pair"].items()}
     for f in s["faults"]:
         f["targets"] = [_rename_node(t, new, azs) for t in f["targets"]]
+    logs = s.get("access_log")
+    if logs:
+        logs["bytes_by_az_pair"] = {"->".join(side(x) for x in k.split("->")): v
+                                    for k, v in logs["bytes_by_az_pair"].items()}
+        for pool in logs["pools"].values():
+            if pool["collector_az"] is not None:
+                pool["collector_az"] = new(pool["collector_az"])
     return s
 
 
