@@ -219,7 +219,12 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
       (sim.metrics.summary.backend_section);
     - ``retries.amplification``: no answered counted call reached a backend;
       ``retries.gateway_amplification``: the gateways routed no request in the
-      window (sim.metrics.summary.retries_section).
+      window (sim.metrics.summary.retries_section);
+    - ``connections[.pools.<pool>].resumption_rate``: no TLS handshake in the
+      window; ``gateway_cpu.pools.<pool>.tls_share``: no CPU charged,
+      ``mean_worker_wait_ms``: nothing put on a worker (sim.metrics.gateway_cpu);
+    - ``rate_limit.redis.<server>.server_ms_*``: the server answered no call
+      (sim.components.redis).
     """
     if path[0] == "latency_ms":
         return summary["requests"]["succeeded"] == 0
@@ -231,6 +236,18 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
         return sum(c["answered_with_backend_tries"] for c in counters["clients"].values()) == 0
     if path == ("retries", "gateway_amplification"):
         return sum(g["requests"] for g in counters["gateway"].values()) == 0
+    if path == ("connections", "resumption_rate"):
+        c = summary["connections"]
+        return c["full"] + c["resumed"] == 0
+    if path[0] == "connections" and path[-1] == "resumption_rate":
+        hs = summary["connections"]["pools"][path[2]]["handshakes"]
+        return hs["full"] + hs["resumed"] == 0
+    if path[0] == "gateway_cpu" and path[-1] in ("tls_share", "utilization"):
+        return summary["gateway_cpu"]["pools"][path[2]]["cpu_s"] == 0
+    if path[:2] == ("rate_limit", "redis") and path[-1].startswith("server_ms_"):
+        return summary["rate_limit"]["redis"][path[2]]["calls"] == 0
+    if path[0] == "gateway_cpu" and path[-1] == "mean_worker_wait_ms":
+        return counters["gateway"][path[2]]["worker_starts"] == 0
     return False
 
 

@@ -66,7 +66,7 @@ services:
 # The fault the fault cases break (the base experiment has none).
 FAULT = ("seed: 7\n", "seed: 7\nfaults:\n  - kind: az_outage\n    az: az2\n    at_s: 1\n    for_s: 0.5\n")
 KINDS = ("kinds: az_outage, backend_slowdown, error_burst, instance_crash, load_spike, redis_down, redis_failover, "
-         "redis_slowdown")
+         "redis_slowdown, rolling_restart")
 DISTS = "distributions: constant, empirical, exponential, gamma, lognormal, uniform"
 RULE = ("names are ASCII letters, digits, '-' and '_' (no '.': dots separate the parts of dotted paths), "
         "starting with a letter or digit, at most 63 characters: they become directory names, metric keys "

@@ -41,7 +41,7 @@ def test_the_schema_has_these_tagged_unions_and_each_has_its_words():
     assert {(u.key, u.tags) for u in unions} == {
         ("dist", ("constant", "empirical", "exponential", "gamma", "lognormal", "uniform")),
         ("kind", ("az_outage", "backend_slowdown", "error_burst", "instance_crash", "load_spike", "redis_down",
-                  "redis_failover", "redis_slowdown")),
+                  "redis_failover", "redis_slowdown", "rolling_restart")),
         ("event", ("deploy", "endpoint_churn", "replica_restart")),
         ("algorithm", ("fixed_window", "local", "redis_token_bucket")),
     }

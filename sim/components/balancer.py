@@ -176,14 +176,17 @@ class RegionalBalancer:
         targets_by_az: each node's AZ and the gateways it forwards to, in
             order (the fleet's component graph decides them: the node's own
             AZ only, or every AZ of the region with ``cross_zone``).
+        node_class: what each node is (default :class:`BalancerNode`).
     """
 
-    def __init__(self, ctx: SimContext, name: str, config: Balancer, targets_by_az: dict[str, list], network):
+    def __init__(self, ctx: SimContext, name: str, config: Balancer, targets_by_az: dict[str, list], network,
+                 node_class=None):
         self.name = name
         self.config = config
         self.nodes: dict[str, BalancerNode] = {}
+        make = node_class or BalancerNode  # a ConnectionNode when clients hold connections
         for az, targets in targets_by_az.items():
-            self.nodes[az] = BalancerNode(ctx, f"{name}.{az}", config, az, targets, network)
+            self.nodes[az] = make(ctx, f"{name}.{az}", config, az, targets, network)
 
     def reset(self) -> None:
         """Start every node's measurement window now (called at the end of the warm-up)."""

@@ -242,7 +242,7 @@ class GatewayInstance:
         self.rate_limit.check(req)
 
     def _next_in_cpu(self) -> None:
-        if self.queue:
+        if self.queue and self.busy <= self.workers:  # fewer workers while a config apply holds one
             self._run_cpu(self.queue.popleft())
         else:
             self.busy -= 1

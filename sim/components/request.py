@@ -73,7 +73,7 @@ class Request:
 
     __slots__ = ("t0", "counted", "service", "req_bytes", "resp_bytes", "client", "lb_node",
                  "lb_index", "gateway", "outcome", "attempt", "cluster", "retries", "tried", "backoff",
-                 "deadline", "call", "backend_tries")
+                 "deadline", "call", "backend_tries", "conn", "handshake")
 
     def __init__(self, t0: float, counted: bool, service: str, req_bytes: float, client):
         # Only what may be read before it is written; the balancer, gateway

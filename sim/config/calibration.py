@@ -12,6 +12,7 @@ them as a profile YAML::
       internet_s: {dist: empirical, quantiles: [...]}
     gateway:
       cpu_time_s: {dist: gamma, mean: 0.000071, cv: 0.3}
+      handshake_cpu_s: {TLSv1_3/ecdsa_p256: {full_s: 0.00059, resumed_s: 0.00056}}
     backend:
       timer_error_s: {quantiles: [[0, -0.0005], ..., [1, 0.0021]]}
     redis:
@@ -19,7 +20,8 @@ them as a profile YAML::
 
 A topology includes one with ``calibration: FILE`` (relative to the topology
 file). Every field the profile gives fills the topology where the topology
-leaves it unset: ``network.*``; ``cpu_time_s`` of every gateway pool;
+leaves it unset: ``network.*``; ``cpu_time_s`` of every gateway pool; the
+handshake CPU of every TLS listener of the measured version and certificate;
 ``timer_error_s`` of every service; ``evalsha_time_s`` of the topology's
 ``redis`` (when it has one: Redis's time per script call depends on the call
 rate, so it is measured at the reference fleet's rate). A field the topology sets itself wins, and
@@ -48,10 +50,20 @@ class NetworkCalibration(StrictModel):
     internet_s: Distribution | None = None
 
 
+class HandshakeCalibration(StrictModel):
+    """Measured worker CPU of one TLS version and certificate's handshakes (seconds)."""
+
+    full_s: float | None = Field(default=None, ge=0)
+    resumed_s: float | None = Field(default=None, ge=0)
+
+
 class GatewayCalibration(StrictModel):
-    """Measured gateway CPU, for every pool's ``cpu_time_s``."""
+    """Measured gateway CPU, for every pool's ``cpu_time_s`` (and TLS handshakes)."""
 
     cpu_time_s: Distribution | None = Field(default=None, description="CPU per proxied request.")
+    handshake_cpu_s: dict[str, HandshakeCalibration] = Field(default={}, description=(
+        "Keyed '<tls_version>/<certificate>' (TLSv1_3/ecdsa_p256): fills full_handshake_cpu_s and "
+        "resumed_handshake_cpu_s of every pool whose listener has that version and certificate."))
 
 
 class BackendCalibration(StrictModel):
@@ -103,6 +115,17 @@ def fill_topology(topology: dict, profile: dict) -> list[tuple[tuple, tuple]]:
             if isinstance(pool, dict) and "cpu_time_s" not in pool:
                 pool["cpu_time_s"] = cpu
                 filled.append((("gateways", name, "cpu_time_s"), ("gateway", "cpu_time_s")))
+    handshakes = (profile.get("gateway") or {}).get("handshake_cpu_s") or {}
+    for name, pool in (topology.get("gateways") or {}).items():
+        tls = pool.get("tls") if isinstance(pool, dict) else None
+        if not isinstance(tls, dict):
+            continue
+        key = f"{tls.get('tls_version', 'TLSv1_3')}/{tls.get('certificate', 'ecdsa_p256')}"
+        measured = handshakes.get(key) or {}
+        for src, dst in (("full_s", "full_handshake_cpu_s"), ("resumed_s", "resumed_handshake_cpu_s")):
+            if measured.get(src) is not None and dst not in tls:
+                tls[dst] = measured[src]
+                filled.append((("gateways", name, "tls", dst), ("gateway", "handshake_cpu_s", key, src)))
     err = (profile.get("backend") or {}).get("timer_error_s")
     if err is not None:
         for name, svc in (topology.get("services") or {}).items():

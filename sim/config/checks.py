@@ -123,6 +123,7 @@ def check_experiment(exp: Experiment) -> list[Problem]:
     out += _check_rate_limit(exp, az_region)
     out += _check_faults(exp, az_region)
     out += _check_control_plane(exp)
+    out += _check_connections(exp, az_region)
 
     if exp.warmup_s >= exp.duration_s:
         out.append((("warmup_s",), f"warm-up ({exp.warmup_s:g} s) must be shorter than duration_s ({exp.duration_s:g} s)"))
@@ -275,9 +276,68 @@ def _check_faults(exp: Experiment, az_region: dict[str, str]) -> list[Problem]:
             bad = True
         if bad:
             continue
+        if f.kind == "rolling_restart":
+            continue  # gateways of its pool: _check_connections
         parts = backends + gateways if f.kind == "instance_crash" else backends
         if not any(target_matches(t, name=n, service=s, az=az, region=az_region.get(az, "")) for n, s, az in parts):
             what = "instance" if f.kind == "instance_crash" else "backend instance"
             desc = ", ".join(f"{k}={v}" for k, v in given.items())
             out.append((P + ("target",), f"matches no {what} ({desc})"))
+    return out
+
+
+def _check_connections(exp: Experiment, az_region: dict[str, str]) -> list[Problem]:
+    """Client connections, TLS listeners, access logs and rolling restarts fit together."""
+    out: list[Problem] = []
+    topo = exp.topology
+    T = ("topology",)
+    azs = sorted(az_region)
+    conns = exp.workload.connections
+    if conns is not None:
+        for region, pop in topo.clients.items():
+            if pop.gateway_pools:
+                out.append((("workload", "connections"),
+                            f"clients of region {region!r} go straight to gateway pools (gateway_pools); "
+                            "client connections need every region behind its balancer"))
+                break
+    for name, gw in topo.gateways.items():
+        P = T + ("gateways", name)
+        tls = gw.tls
+        if tls is not None:
+            if tls.session_resumption == "session_cache":
+                if tls.tls_version == "TLSv1_3":
+                    out.append((P + ("tls", "session_resumption"),
+                                "a session cache resumes TLS 1.2 only (TLS 1.3 resumes with tickets); "
+                                "use tickets or TLSv1_2"))
+                if tls.session_ticket_keys_scope != "instance":
+                    out.append((P + ("tls", "session_ticket_keys_scope"),
+                                "a session cache is per instance (Envoy shares no cache); the scope applies "
+                                "to tickets"))
+            if conns is None:
+                out.append((P + ("tls",), "TLS needs client connections: set workload.connections"))
+        log = gw.access_log
+        if log is not None and log.collector_az is not None and log.collector_az not in az_region:
+            out.append((P + ("access_log", "collector_az"), f"unknown AZ {log.collector_az!r} (AZs: {', '.join(azs)})"))
+    for i, f in enumerate(exp.faults):
+        if f.kind != "rolling_restart":
+            continue
+        P = ("faults", i)
+        if conns is None:
+            out.append((P + ("kind",), "a rolling_restart needs client connections: set workload.connections"))
+        if f.pool is not None and f.pool not in topo.gateways:
+            out.append((P + ("pool",), f"unknown gateway pool {f.pool!r} (pools: {', '.join(topo.gateways)})"))
+            continue
+        t = f.target
+        if t.service is not None:
+            out.append((P + ("target", "service"), "a rolling_restart restarts gateways, which have no service"))
+            continue
+        n = sum(1 for pool, gw in topo.gateways.items() if f.pool in (None, pool)
+                for k in range(gw.instances)
+                if target_matches(t, name=gateway_name(pool, k), service=None, az=gw.az,
+                                  region=az_region.get(gw.az, "")))
+        if n == 0:
+            out.append((P + ("target",), "matches no gateway instance"))
+        elif f.drain_s + f.restart_s > f.for_s / n:
+            out.append((P + ("for_s",), f"{n} gateways restart one after another: each gets for_s / {n} = "
+                        f"{f.for_s / n:g} s, less than drain_s + restart_s ({f.drain_s + f.restart_s:g} s)"))
     return out

@@ -399,6 +399,127 @@ class Route(StrictModel):
     retry_policy: RetryPolicy | None = None
 
 
+# --------------------------------------------------------------------------- connections, TLS, gateway CPU
+
+TlsVersion = Literal["TLSv1_2", "TLSv1_3"]
+Certificate = Literal["ecdsa_p256", "rsa_2048"]
+
+#: Worker CPU per handshake (seconds of one worker), (full, resumed), by TLS version and certificate,
+#: beyond the request's own ``cpu_time_s``: Envoy 1.40 measured per connection in paired runs, less the
+#: 60 us of its one request; RSA-2048 adds the difference between an RSA-2048 and an ECDSA P-256
+#: signature to a full handshake only (a resumption signs nothing). docs/facts.md#tls-handshake-costs.
+HANDSHAKE_CPU_PRESETS_S: dict[tuple[str, str], tuple[float, float]] = {
+    ("TLSv1_2", "ecdsa_p256"): (0.49e-3, 0.36e-3),
+    ("TLSv1_3", "ecdsa_p256"): (0.59e-3, 0.56e-3),
+    ("TLSv1_2", "rsa_2048"): (0.76e-3, 0.36e-3),
+    ("TLSv1_3", "rsa_2048"): (0.86e-3, 0.56e-3),
+}
+
+#: BoringSSL rotates the ticket key it makes itself every 2 days and keeps the previous one
+#: (SSL_DEFAULT_TICKET_KEY_ROTATION_INTERVAL); docs/facts.md#tls-session-resumption-across-gateways.
+BORINGSSL_TICKET_KEY_ROTATION_S = 2 * 24 * 3600.0
+
+
+class TlsListener(StrictModel):
+    """TLS at a gateway pool's listener (Envoy ``DownstreamTlsContext``).
+
+    A new client connection costs a full handshake unless the client offers a
+    session it holds that this instance can resume: with ``tickets``, a ticket
+    sealed by a key this instance holds (its own keys, Envoy's default, or
+    keys shared across ``session_ticket_keys_scope``), issued less than
+    ``session_timeout_s`` ago; with ``session_cache``, a session id in this
+    instance's own cache (Envoy has no shared cache). TLS 1.3 issues new
+    tickets on every connection, TLS 1.2 only on a full handshake. Keys
+    rotate every ``ticket_key_rotation_s`` (the first key seals, the
+    ``ticket_keys_kept`` newest open). A restart of an instance (a rolling
+    restart) renews keys it made itself and empties its cache; shared keys
+    (from files or SDS) survive it. Tickets cross pools only between
+    listeners with the same TLS settings (Envoy's session-ID context).
+    """
+
+    tls_version: TlsVersion = Field(default="TLSv1_3", description="Envoy tls_params.tls_maximum_protocol_version.")
+    certificate: Certificate = "ecdsa_p256"
+    session_resumption: Literal["tickets", "session_cache", "none"] = Field(
+        default="tickets", description="tickets (stateless, Envoy's default), session_cache (stateful, TLS 1.2 "
+                                       "only, per instance) or none (every connection a full handshake).")
+    session_ticket_keys_scope: Literal["instance", "az", "region", "fleet"] = Field(
+        default="instance", description="Who shares ticket keys: each instance makes its own (Envoy without "
+                                        "session_ticket_keys), or one session_ticket_keys set per AZ, region or fleet.")
+    session_timeout_s: float = Field(default=7200.0, gt=0, description=(
+        "Envoy session_timeout: how long a session (ticket) resumes; BoringSSL's default is 2 h."))
+    ticket_key_rotation_s: float | None = Field(default=None, gt=0, description=(
+        "A new sealing key every this many seconds. Default (null): keys an instance makes itself rotate "
+        "every 2 days (BoringSSL), filled in when the configuration is loaded; shared session_ticket_keys "
+        "stay null: they are never rotated."))
+    ticket_keys_kept: int = Field(default=2, ge=1, description="Keys that open tickets: the current and previous ones.")
+    full_handshake_cpu_s: float | None = Field(default=None, ge=0, description=(
+        "Worker CPU of a full handshake (s). Default (null): the preset for tls_version and certificate "
+        "(docs/facts.md#tls-handshake-costs), filled in when the configuration is loaded."))
+    resumed_handshake_cpu_s: float | None = Field(default=None, ge=0, description=(
+        "Worker CPU of a resumed handshake (s). Default (null): the preset, as full_handshake_cpu_s."))
+
+    @model_validator(mode="after")
+    def _resolve_presets(self) -> TlsListener:
+        full, resumed = HANDSHAKE_CPU_PRESETS_S[(self.tls_version, self.certificate)]
+        if self.full_handshake_cpu_s is None:
+            _fill(self, "full_handshake_cpu_s", full)
+        if self.resumed_handshake_cpu_s is None:
+            _fill(self, "resumed_handshake_cpu_s", resumed)
+        if self.ticket_key_rotation_s is None and self.session_ticket_keys_scope == "instance":
+            _fill(self, "ticket_key_rotation_s", BORINGSSL_TICKET_KEY_ROTATION_S)
+        return self
+
+
+class AccessLog(StrictModel):
+    """Access logging on a gateway pool (the source article's step 4).
+
+    Each answered request is logged with probability ``success_sample``
+    (2xx) or ``failure_sample`` (anything else). A line costs
+    ``cpu_per_line_s`` of a worker; with ``flush: sync`` the worker also
+    waits ``sync_write_s`` for the write and the response leaves after it;
+    with ``async`` (Envoy's file logger buffers and flushes from another
+    thread) it leaves at once. Lines of ``bytes_per_line`` go to a collector
+    in ``collector_az`` (null: kept on the instance), counted by purpose
+    ``logs``. CPU and write figures are assumptions (docs/facts.md#access-logging).
+    """
+
+    success_sample: Probability = 1.0
+    failure_sample: Probability = 1.0
+    flush: Literal["async", "sync"] = "async"
+    cpu_per_line_s: float = Field(default=5e-6, ge=0)
+    sync_write_s: float = Field(default=50e-6, ge=0, description="Only with flush: sync.")
+    bytes_per_line: int = Field(default=600, ge=0)
+    collector_az: Name | None = None
+
+
+class GatewayCpuCosts(StrictModel):
+    """Worker CPU charged per event besides requests, handshakes and log lines (seconds of one worker).
+
+    These are counted in the CPU account (counts x cost) but take no worker
+    time in the simulation: a retry, an upstream connection, the response
+    path and a health-check probe. ``cpu_time_s`` as measured covers one
+    proxied request both ways, hence ``response_s`` 0 by default.
+    """
+
+    per_retry_s: float | None = Field(default=None, ge=0, description=(
+        "Each retry the router sends. Default (null): the mean of the pool's cpu_time_s, filled in "
+        "when the experiment is loaded."))
+    upstream_connect_s: float = Field(default=0.09e-3, ge=0, description="Each connection opened to a backend.")
+    response_s: float = Field(default=0.0, ge=0)
+    health_check_s: float = Field(default=0.0, ge=0, description="Each active health-check probe.")
+
+
+class CpuPricing(StrictModel):
+    """What a vCPU costs, and the utilisation a fleet should stay under (cores needed, cost per month).
+
+    Default price: AWS m6i.large on demand in us-east-1, $0.096 an hour for 2
+    vCPU (docs/facts.md#gateway-cpu-price); 730 hours a month.
+    """
+
+    vcpu_hour_usd: float = Field(default=0.048, ge=0)
+    target_utilization: float = Field(default=0.6, gt=0, le=1)
+
+
 class GatewayPool(StrictModel):
     """A pool of identical Envoy-like gateway instances in one AZ.
 
@@ -413,6 +534,18 @@ class GatewayPool(StrictModel):
     cpu_time_s: Distribution = Constant(value=60e-6)
     route: Route = Route()
     cluster: Cluster = Cluster()
+    tls: TlsListener | None = Field(default=None, description="TLS at the listener; null: plain TCP.")
+    access_log: AccessLog | None = None
+    cpu_costs: GatewayCpuCosts | None = Field(
+        default=None, description="Counted CPU of retries, upstream connections, responses, probes; null: none.")
+
+    @model_validator(mode="after")
+    def _resolve_retry_cpu(self) -> GatewayPool:
+        costs = self.cpu_costs
+        if costs is not None and costs.per_retry_s is None:
+            # A retry goes through the router again: the request's mean CPU, unless given.
+            _fill(self, "cpu_costs", costs.model_copy(update={"per_retry_s": self.cpu_time_s.mean}))
+        return self
 
 
 # --------------------------------------------------------------------------- rate limiting
@@ -611,6 +744,9 @@ class Topology(StrictModel):
     rate_limit: RateLimit | None = Field(default=None, description=(
         "A rate-limit filter in every gateway, before the router (sim.components.ratelimit)."))
     redis: Redis | None = Field(default=None, description="Redis for remote rate limits.")
+    cpu_pricing: CpuPricing | None = Field(
+        default=None, description="vCPU price and target utilisation for the gateway CPU figures; null: "
+                                  "the defaults, when a pool has TLS, access logs or CPU costs.")
     calibration: str | None = Field(
         default=None,
         description="A calibration profile (from `fleetsim calibrate`), relative to the topology file: "
@@ -715,6 +851,37 @@ class ClientPolicy(StrictModel):
     clients: int = Field(default=1, ge=1, description="Independent clients (each with its own bucket).")
 
 
+class ClientConnections(StrictModel):
+    """Clients that hold connections to the gateways, through an L4 balancer.
+
+    Each balancer node has ``clients`` clients; a request arriving at the node
+    goes to one of them (uniformly), which sends it on one of its open
+    connections with room (HTTP/1.1: one request at a time; HTTP/2:
+    ``max_concurrent_streams``), or opens a new one while it has fewer than
+    ``connections_per_client`` (else it uses the least loaded). A new
+    connection goes to the gateway the node picks by its ``policy`` and costs
+    a TCP round trip plus the TLS handshake's (TLS 1.2: 2 full, 1 resumed;
+    TLS 1.3: 1). A connection closes after ``requests_per_connection``
+    requests (drawn per connection, rounded up), after ``idle_timeout_s``
+    without a request (Envoy's idle_timeout, default 1 h; or the balancer's,
+    ``balancer_idle_timeout_s``, e.g. 350 s for an AWS NLB), after
+    ``max_connection_duration_s``, or when its gateway drains.
+    ``ticket_policy``: the ticket (session) a client offers: ``latest``, the
+    newest it got (browsers), or ``first``, the first it got, until that one
+    expires (a client that saves one session and reuses it).
+    """
+
+    clients: int = Field(default=100, ge=1, description="Clients per balancer node.")
+    connections_per_client: int = Field(default=1, ge=1)
+    requests_per_connection: Distribution = Constant(value=100)
+    idle_timeout_s: float = Field(default=3600.0, gt=0)
+    balancer_idle_timeout_s: float | None = Field(default=None, gt=0)
+    max_connection_duration_s: float | None = Field(default=None, gt=0)
+    http_protocol: Literal["http1", "http2"] = "http1"
+    max_concurrent_streams: int = Field(default=100, ge=1, description="HTTP/2 streams per connection.")
+    ticket_policy: Literal["latest", "first"] = "latest"
+
+
 class Workload(StrictModel):
     """Open-loop arrivals following ``rate_schedule``.
 
@@ -733,6 +900,8 @@ class Workload(StrictModel):
             "several services."),
     )
     client: ClientPolicy = ClientPolicy()
+    connections: ClientConnections | None = Field(
+        default=None, description="Clients hold connections to the gateways; null: every try is independent.")
 
 
 class FaultTarget(StrictModel):
@@ -815,8 +984,25 @@ class RedisFailover(_Fault):
     kind: Literal["redis_failover"]
 
 
+class RollingRestart(_Fault):
+    """Each matching gateway drains and restarts in turn (needs ``workload.connections``).
+
+    Gateway k of n (``pool`` and ``target``: az, region or instance) starts
+    draining at ``at_s + k x for_s / n``: its connections close after the
+    requests on them (clients reconnect elsewhere) and it takes no new one;
+    ``drain_s`` later it restarts (keys it made itself are new; its session
+    cache is empty) and ``restart_s`` after that it takes connections again.
+    """
+
+    kind: Literal["rolling_restart"]
+    pool: Name | None = None
+    drain_s: float = Field(default=5.0, ge=0)
+    restart_s: float = Field(default=5.0, ge=0)
+
+
 Fault = Annotated[
-    BackendSlowdown | ErrorBurst | InstanceCrash | AzOutage | LoadSpike | RedisDown | RedisSlowdown | RedisFailover,
+    BackendSlowdown | ErrorBurst | InstanceCrash | AzOutage | LoadSpike | RedisDown | RedisSlowdown | RedisFailover
+    | RollingRestart,
     Field(discriminator="kind"),
 ]
 

@@ -9,6 +9,7 @@ assembled by :mod:`sim.metrics.summary`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ from sim.components.backend import BackendInstance
 from sim.components.balancer import DirectEntry, RegionalBalancer
 from sim.components.controlplane import ControlPlane
 from sim.components.gateway import GatewayInstance
+from sim.components.gateway_cpu import AccountedGateway
 from sim.components.network import Network
 from sim.components.ratelimit import IdealBucket, LocalLimit, RemoteLimit
 from sim.components.redis import RedisServer
@@ -33,6 +35,16 @@ from .graph import faults_reach_the_end, plan, service_mix
 #: Beyond this many gateway-to-backend instance pairs, graph.json is written per pool and
 #: backend group unless the experiment asks for instance-level output.
 INSTANCE_GRAPH_MAX_PAIRS = 5000
+
+
+def accounted(pool, connections) -> bool:
+    """Whether a pool's gateways keep a CPU account (:class:`AccountedGateway`).
+
+    With TLS, access logs or CPU costs on the pool, or clients holding
+    connections; otherwise the plain gateway, which adds nothing per request.
+    """
+    return (pool.tls is not None or pool.access_log is not None or pool.cpu_costs is not None
+            or connections is not None)
 
 
 class ConservationError(RuntimeError):
@@ -64,6 +76,7 @@ class Fleet:
         self.parts: dict[str, list] = {}
         self.backends: dict[str, list[BackendInstance]] = {svc: [] for svc in topo.services}
         self.gateways: dict[str, list[GatewayInstance]] = {}
+        conns = exp.workload.connections  # clients holding connections (sim.components.tls), or None
         for node, d in g.nodes(data=True):
             if d["kind"] == "backend":
                 svc, az = d["service"], d["az"]
@@ -73,7 +86,8 @@ class Fleet:
                 self.backends[svc].extend(insts)
             elif d["kind"] == "gateway":
                 pool, gp = d["pool"], topo.gateways[d["pool"]]
-                self.parts[node] = self.gateways[pool] = [GatewayInstance(ctx, gateway_name(pool, i), gp, gp.az)
+                kind = AccountedGateway if accounted(gp, conns) else GatewayInstance
+                self.parts[node] = self.gateways[pool] = [kind(ctx, gateway_name(pool, i), gp, gp.az)
                                                           for i in range(d["instances"])]
         self.backends = {svc: insts for svc, insts in self.backends.items() if insts}
         for pool in self.gateways:
@@ -86,13 +100,21 @@ class Fleet:
                 for svc, hosts in hosts_of.items():
                     gw.add_cluster(svc, hosts, self.network)
 
+        self.connections = None
+        node_class = None
+        if conns is not None:
+            from sim.components.tls import ConnectionLayer, ConnectionNode  # noqa: PLC0415 - only with the feature
+            self.connections = ConnectionLayer(ctx, "connections", conns, {
+                pool: (topo.gateways[pool], gws, [(g.az, self.az_region[g.az]) for g in gws])
+                for pool, gws in self.gateways.items()})
+            node_class = functools.partial(ConnectionNode, layer=self.connections)
         self.balancers: dict[str, RegionalBalancer] = {}
         for region, bal in topo.balancers.items():
             targets = {}
             for lb, d in g.nodes(data=True):
                 if d["kind"] == "balancer" and d["region"] == region:
                     targets[d["az"]] = [gw for pool in g.successors(lb) for gw in self.parts[pool]]
-            self.balancers[region] = RegionalBalancer(ctx, f"lb.{region}", bal, targets, self.network)
+            self.balancers[region] = RegionalBalancer(ctx, f"lb.{region}", bal, targets, self.network, node_class)
 
         services = [(s, share, topo.services[s].request_bytes) for s, share in service_mix(exp).items()]
         self.clients = []
@@ -128,7 +150,9 @@ class Fleet:
         self.faults = FaultTimeline(ctx, exp.faults, FleetParts(
             backends=self.all_backends(), gateways=self.all_gateways(),
             nodes=[n for bal in self.balancers.values() for n in bal.nodes.values()],
-            populations=self.clients, az_region=self.az_region, redis=list(self.redis.values())))
+            populations=self.clients, az_region=self.az_region, redis=list(self.redis.values()),
+            gateway_pool={g.name: pool for pool, gws in self.gateways.items() for g in gws},
+            connections=self.connections))
 
         # The xDS control plane (sim.components.controlplane), when the experiment has one.
         self.control_plane: ControlPlane | None = None
@@ -199,6 +223,8 @@ class Fleet:
             part.reset()
         if self.redis_network is not None:
             self.redis_network.reset()
+        if self.connections is not None:
+            self.connections.reset()
 
     def run(self, progress: Callable[[float], None] | None = None) -> dict:
         """Run to ``duration_s`` and return this replication's results."""
@@ -281,6 +307,7 @@ class Fleet:
             in_flight=self.check_conservation(),
             control_plane=self.control_plane.results() if self.control_plane is not None else None,
             rate_limit=self._rate_limit_results(),
+            connections=self.connections.results() if self.connections is not None else None,
         )
 
     def _bytes_by_az_pair(self) -> dict[str, float]:

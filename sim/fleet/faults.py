@@ -24,6 +24,11 @@ What each kind does (FaultTarget fields given must all match; none: all):
 - ``az_outage``: every gateway and backend instance in ``az`` crashes and
   the region's balancer node in ``az`` is down for the window (clients stop
   choosing it; see :mod:`.balancer`).
+- ``rolling_restart``: matching gateway instances (``pool`` and the
+  target) drain and restart one after another, through the connection
+  layer (:class:`sim.components.tls.ConnectionLayer`): gateway k of n drains
+  at ``at_s + k x for_s / n``, restarts ``drain_s`` later and takes
+  connections again ``restart_s`` after that.
 - ``load_spike``: the client populations of ``target.region`` (or all) have
   their offered rate multiplied by ``factor``. The rate itself is built into
   each population's rate function before t=0 (so look-ahead batching stays
@@ -50,6 +55,7 @@ from sim.config.models import (
     RedisDown,
     RedisFailover,
     RedisSlowdown,
+    RollingRestart,
 )
 from sim.engine import SimContext
 
@@ -74,6 +80,8 @@ class FleetParts:
     populations: list
     az_region: dict[str, str]
     redis: list = field(default_factory=list)  # Redis servers (``name``, ``az``)
+    gateway_pool: dict[str, str] = field(default_factory=dict)  # gateway name -> its pool
+    connections: object = None  # the connection layer (rolling restarts), when clients hold connections
 
 
 @dataclass
@@ -90,7 +98,7 @@ class ResolvedFault:
 
     @property
     def kind(self) -> str:
-        """The fault's kind: ``backend_slowdown``, ``error_burst``, ``instance_crash``, ``az_outage`` or ``load_spike``."""
+        """The fault's kind: ``backend_slowdown``, ``error_burst``, ``instance_crash``, ``az_outage``, ``load_spike`` or ``rolling_restart``."""
         return self.fault.kind
 
     @property
@@ -132,6 +140,14 @@ def resolve(faults: list, parts: FleetParts) -> list[ResolvedFault]:
             r.redis = [s for s in parts.redis if t.instance in (None, s.name) and t.az in (None, s.az)]
             if not r.redis:
                 raise _fleet_error(("faults", i, "target"), f"matches no Redis server ({_describe(t)})")
+        elif isinstance(f, RollingRestart):
+            r.gateways = [g for g in parts.gateways
+                          if f.pool in (None, parts.gateway_pool.get(g.name))
+                          and target_matches(t, name=g.name, service=None, az=g.az, region=region_of[g.az])]
+            if not r.gateways:
+                raise _fleet_error(("faults", i, "target"), f"matches no gateway instance ({_describe(t)})")
+            if parts.connections is None:
+                raise _fleet_error(("faults", i, "kind"), "a rolling_restart needs workload.connections")
         elif isinstance(f, LoadSpike):
             if t.service is not None or t.az is not None or t.instance is not None:
                 raise _fleet_error(("faults", i, "target"), "a load_spike targets client populations by region only")
@@ -167,6 +183,7 @@ class FaultTimeline:
     def __init__(self, ctx: SimContext, faults: list, parts: FleetParts):
         self.ctx = ctx
         self.resolved = resolve(faults, parts)
+        self.parts_connections = parts.connections
         self.log: list[tuple[float, int, str, str, list[str]]] = []
         # Per part, what is in force: {fault index: value}. Undoing recomputes
         # from what remains, so the original value comes back exactly.
@@ -212,6 +229,8 @@ class FaultTimeline:
         elif isinstance(f, RedisDown | RedisFailover):
             for s in r.redis:
                 self._redis_down(s, i, f)
+        elif isinstance(f, RollingRestart):
+            self._roll(r)
         elif isinstance(f, LoadSpike):
             for p in r.populations:
                 self._set(self._spikes, p, i, f.factor)
@@ -241,6 +260,8 @@ class FaultTimeline:
         elif isinstance(f, RedisDown | RedisFailover):
             for s in r.redis:
                 self._redis_up(s, i)
+        elif isinstance(f, RollingRestart):
+            pass  # each gateway's drain, restart and return were scheduled at the start
         elif isinstance(f, LoadSpike):
             for p in r.populations:
                 left = self._unset(self._spikes, p, i)
@@ -266,6 +287,16 @@ class FaultTimeline:
         self._redis_lost[server] = self._redis_lost.get(server, False) or lose
         if not table:
             server.come_up(lose_keys=self._redis_lost.pop(server))
+
+    def _roll(self, r: ResolvedFault) -> None:
+        """Schedule each gateway's drain, restart and return, one after another."""
+        f = r.fault
+        layer = self.parts_connections
+        step = f.for_s / len(r.gateways)
+        for k, gw in enumerate(r.gateways):
+            self.ctx.call_later(k * step, layer.drain, gw)
+            self.ctx.call_later(k * step + f.drain_s, layer.restarted, gw)
+            self.ctx.call_later(k * step + f.drain_s + f.restart_s, layer.ready, gw)
 
     @staticmethod
     def _set(table: dict, part, i: int, value: float) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from sim.config.models import CpuPricing
+from sim.metrics import gateway_cpu as gc
 from sim.metrics.ratelimit import rate_limit_section, rate_limit_timeseries
 from sim.metrics.recorder import Recorder
 from sim.metrics.recovery import RECOVERY_RULES, analyse_recovery
@@ -43,6 +45,7 @@ class FleetResults:
         faults: ``FaultTimeline.summary()``.
         in_flight: counted requests still unanswered at the end.
         control_plane: ``ControlPlane.results()`` (None without a control plane).
+        connections: the connection layer's per-pool counters (``workload.connections``), else None.
     """
 
     backends: dict[str, list[dict]]
@@ -56,6 +59,7 @@ class FleetResults:
     in_flight: int = 0
     control_plane: dict | None = None
     rate_limit: dict | None = None
+    connections: dict | None = None  # ConnectionLayer.results(), when clients hold connections
 
 
 def _sum(rows: list[dict], key: str):
@@ -257,6 +261,27 @@ def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: b
     if parts.rate_limit is not None:  # only with topology.rate_limit: other summaries stay as they were
         out["rate_limit"] = rate_limit_section(parts.rate_limit, exp.topology.rate_limit, exp.warmup_s,
                                                exp.duration_s)
+    out.update(connection_sections(exp, parts, window))
+    return out
+
+
+def connection_sections(exp, parts: FleetResults, window_s: float) -> dict:
+    """``gateway_cpu``, ``connections`` and ``access_log`` (:mod:`sim.metrics.gateway_cpu`), where used."""
+    topo = exp.topology
+    out: dict = {}
+    cpu = gc.gateway_cpu_section(parts.gateways, topo.gateways, topo.cpu_pricing or CpuPricing(), window_s)
+    if cpu is not None:
+        out["gateway_cpu"] = cpu
+    if parts.connections is not None:
+        out["connections"] = gc.connections_section(parts.connections, window_s, topo.gateways)
+    az_region = {az: r for r, reg in topo.regions.items() for az in reg.azs}
+
+    def relation(a: str, b: str) -> str:
+        return "same_az" if a == b else ("cross_az" if az_region[a] == az_region[b] else "cross_region")
+
+    logs = gc.access_log_section(parts.gateways, topo.gateways, relation)
+    if logs is not None:
+        out["access_log"] = logs
     return out
 
 
@@ -278,6 +303,8 @@ def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
     for cause in sorted(rec.ts_errors):
         ts[f"err_{cause}"] = rec.ts_errors[cause]
     ts.update(health_timeseries(parts.health, rec.n))
+    if parts.connections is not None:
+        ts.update({k: v[:rec.n] for k, v in gc.handshake_timeseries(parts.connections).items()})
     for svc, series in parts.backend_queue.items():
         ts[f"queue_{svc}"] = series
     if parts.control_plane is not None:
@@ -310,11 +337,14 @@ def group_counters(rows: list[dict]) -> dict:
 
 
 def columns(rows: list[dict], names: list[str], extra: dict[str, list] | None = None) -> dict[str, list]:
-    """Instance rows as columns: ``{"name": [...], field: [...]}`` (compact in JSON)."""
+    """Instance rows as columns: ``{"name": [...], field: [...]}`` (compact in JSON).
+
+    The fields are the first row's; a row without one has None there.
+    """
     keys = [k for k, v in rows[0].items() if not isinstance(v, dict | list)] if rows else []
     out: dict[str, list] = {"name": list(names), **(extra or {})}
     for k in keys:
-        out[k] = [r[k] for r in rows]
+        out[k] = [r.get(k) for r in rows]  # None where a row lacks it (a plain gateway beside an accounted one)
     return out
 
 
@@ -324,6 +354,6 @@ def rows_by_name(table: dict[str, list]) -> dict[str, dict]:
     return {name: {k: table[k][i] for k in keys} for i, name in enumerate(table["name"])}
 
 
-__all__ = ["FleetResults", "backend_section", "client_section", "columns", "control_plane_section", "gateway_section",
-           "group_counters", "health_counters", "health_section", "health_timeseries", "merge_counts", "recovery_section",
+__all__ = ["FleetResults", "backend_section", "client_section", "columns", "connection_sections", "control_plane_section",
+           "gateway_section", "group_counters", "health_counters", "health_section", "health_timeseries", "merge_counts", "recovery_section",
            "retries_section", "rows_by_name", "summarise", "timeseries"]

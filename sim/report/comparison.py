@@ -95,6 +95,7 @@ from sim.report.resilience import (
     replication_phrase,
     verdict_phrase,
 )
+from sim.report.tls import tls_comparison_panel
 
 log = logging.getLogger(__name__)
 
@@ -815,8 +816,8 @@ def render_comparison(meta: Mapping[str, Any], variants: Sequence[Variant],
         panels = run_builders((control_plane_comparison_panel, variants_panel), variants)
     else:
         panels = [summary_panel(variants),
-                  *run_builders((goodput_panel, amplification_panel, load_panel, control_plane_comparison_panel,
-                                 variants_panel), variants)]
+                  *run_builders((goodput_panel, amplification_panel, load_panel, tls_comparison_panel,
+                                 control_plane_comparison_panel, variants_panel), variants)]
     title = f"{meta.get('experiment') or run_dir.name} — fleetsim comparison"
     return page_html(title, _header(meta, variants, run_dir), panels_html(panels),
                      _footer(run_dir), COMPARISON_CSS, plotly_src=plotly_src)

@@ -112,6 +112,7 @@ from sim.report.fleet_graph import (  # noqa: F401  (re-exported: defined here b
 from sim.report.health import POOL_KEYS, host_health_panel, host_health_present, pool_table
 from sim.report.ratelimit import rate_limit_panel
 from sim.report.resilience import faults_panel, recovery_panel, retries_panel
+from sim.report.tls import tls_panel
 
 # --------------------------------------------------------------------------
 # Panels
@@ -484,6 +485,7 @@ PANEL_BUILDERS: list[PanelBuilder] = [
     rate_limit_panel,
     backend_panel,
     gateway_panel,
+    tls_panel,
     fleet_panel,
     latency_panel,
     rates_panel,

@@ -1,4 +1,4 @@
-"""The fault timeline (BackendSlowdown, ErrorBurst, InstanceCrash, AzOutage, LoadSpike, FaultTarget).
+"""The fault timeline (BackendSlowdown, ErrorBurst, InstanceCrash, AzOutage, LoadSpike, RollingRestart, FaultTarget).
 
 1-3 faults of any kind, overlapping or not, targeting real parts (a
 backend or gateway instance, a service, an AZ, a region, or everything),
@@ -82,6 +82,16 @@ def faults(draw, plan: Plan, opts: Options, at_s: float, for_s: float, redis: tu
         f["factor"] = draw(st.sampled_from([0.5, 1.0, 3.0]) | floats(0.1, 5.0))
         if draw(st.booleans()):
             f["target"] = {"region": draw(st.sampled_from(plan.clients))}
+        return f
+    if kind == "rolling_restart":
+        # Each gateway gets for_s / n; drain and restart take a quarter of the shortest share.
+        share = for_s / (4 * max(1, len(plan.gateways)))
+        f.update(drain_s=draw(st.sampled_from([0.0, share])), restart_s=draw(st.sampled_from([0.0, share])))
+        if draw(st.booleans()):
+            f["pool"] = draw(st.sampled_from(sorted(plan.pools)))
+        if draw(st.booleans()):
+            name, az = draw(st.sampled_from(plan.gateways))
+            f["target"] = draw(st.sampled_from([{"instance": name}, {"az": az}, {}]))
         return f
     if kind == "backend_slowdown":
         f["factor"] = draw(st.sampled_from([0.5, 1.0, 4.0]) | floats(0.1, 20.0))

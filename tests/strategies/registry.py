@@ -75,7 +75,8 @@ class Options:
     require: frozenset[str] = frozenset()
     exclude: frozenset[str] = frozenset()
     fault_modes: tuple[str, ...] = FAULT_MODES
-    fault_kinds: tuple[str, ...] = ("backend_slowdown", "error_burst", "instance_crash", "az_outage", "load_spike")
+    fault_kinds: tuple[str, ...] = ("backend_slowdown", "error_burst", "instance_crash", "az_outage", "load_spike",
+                                    "rolling_restart")
     variants: bool = True
     durations: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0, 5.0)
     warmups: tuple[float, ...] = (0.0, 0.0, 0.0, 0.5, 1.0)
