@@ -221,7 +221,11 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
       (sim.metrics.summary.backend_section);
     - ``retries.amplification``: no answered counted call reached a backend;
       ``retries.gateway_amplification``: the gateways routed no request in the
-      window (sim.metrics.summary.retries_section).
+      window (sim.metrics.summary.retries_section);
+    - ``zone_routing.<pool>/<service>.local_fraction``: the pool sent no try
+      (sim.components.locality.pool_results);
+    - ``cost.per_million_calls``: no call in the window and no production_rps
+      (sim.metrics.cost.cost_section).
     """
     if path[0] == "latency_ms":
         return summary["requests"]["succeeded"] == 0
@@ -233,6 +237,10 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
         return sum(c["answered_with_backend_tries"] for c in counters["clients"].values()) == 0
     if path == ("retries", "gateway_amplification"):
         return sum(g["requests"] for g in counters["gateway"].values()) == 0
+    if path[0] == "zone_routing" and path[2] == "local_fraction":
+        return sum(summary["zone_routing"][path[1]]["tries_by_az"].values()) == 0
+    if path == ("cost", "per_million_calls"):
+        return summary["cost"]["production_rps"] == 0
     return False
 
 

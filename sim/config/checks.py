@@ -94,6 +94,8 @@ def check_experiment(exp: Experiment) -> list[Problem]:
                 out.append((T + ("gateways", name, "route", "retry_policy", "retry_back_off", "max_interval_s"),
                             f"must be at least base_interval_s ({bo.base_interval_s:g})"))
 
+    out += _check_locality(exp, az_region)
+
     wl = exp.workload
     bo = wl.client.backoff
     if bo.max_s < bo.base_s:
@@ -124,6 +126,32 @@ def check_experiment(exp: Experiment) -> list[Problem]:
 
     if exp.warmup_s >= exp.duration_s:
         out.append((("warmup_s",), f"warm-up ({exp.warmup_s:g} s) must be shorter than duration_s ({exp.duration_s:g} s)"))
+    return out
+
+
+def _check_locality(exp: Experiment, az_region: dict[str, str]) -> list[Problem]:
+    """Zone-aware routing, locality weights and priorities name pools and AZs that exist."""
+    out: list[Problem] = []
+    topo = exp.topology
+    azs = sorted(az_region)
+    for name, gw in topo.gateways.items():
+        base = ("topology", "gateways", name, "cluster")
+        for az in gw.cluster.priorities:
+            if az not in az_region:
+                out.append((base + ("priorities", az), f"unknown AZ {az!r} (AZs: {', '.join(azs)})"))
+        clb = gw.cluster.common_lb_config
+        lw = clb.locality_weighted_lb_config
+        if lw is not None:
+            for az in lw.locality_weights:
+                if az not in az_region:
+                    out.append((base + ("common_lb_config", "locality_weighted_lb_config", "locality_weights", az),
+                                f"unknown AZ {az!r} (AZs: {', '.join(azs)})"))
+        za = clb.zone_aware_lb_config
+        if za is not None:
+            where = base + ("common_lb_config", "zone_aware_lb_config", "local_cluster")
+            for i, pool in enumerate(za.local_cluster or []):
+                if pool not in topo.gateways:
+                    out.append((where + (i,), f"unknown gateway pool {pool!r} (pools: {', '.join(topo.gateways)})"))
     return out
 
 

@@ -104,15 +104,27 @@ class ClientPopulation(StrictModel):
 
 
 class Balancer(StrictModel):
-    """The regional L4 balancer of one region (the map key).
+    """The regional balancer of one region (the map key): ``l4`` (an NLB) or ``l7`` (an ALB).
 
     It has a node in every AZ of the region that holds gateways; a client
     connects to one node (DNS answers with all of them). With ``cross_zone``
-    off a node forwards only to gateways in its own AZ.
+    off a node forwards only to gateways in its own AZ. Both kinds forward
+    each client try as the simulator's balancer always has; the kind sets
+    the default of ``cross_zone`` (off for ``l4``, on for ``l7``, as AWS's
+    NLB and ALB) and which prices ``cost`` charges it.
     """
 
+    kind: Literal["l4", "l7"] = "l4"
     policy: Literal["round_robin", "random", "least_connections"] = "round_robin"
-    cross_zone: bool = True
+    cross_zone: bool | None = Field(default=None, description=(
+        "Forward to gateways in every AZ of the region. Default (null): off for kind l4, on for "
+        "kind l7, filled in when the configuration is loaded."))
+
+    @model_validator(mode="after")
+    def _resolve_cross_zone(self) -> Balancer:
+        if self.cross_zone is None:
+            _fill(self, "cross_zone", self.kind == "l7")
+        return self
 
 
 class LeastRequestLbConfig(StrictModel):
@@ -309,6 +321,46 @@ class HealthCheck(StrictModel):
         return self
 
 
+class ZoneAwareLbConfig(StrictModel):
+    """Envoy ``common_lb_config.zone_aware_lb_config``: keep traffic in the gateway's own zone.
+
+    Rules (Envoy's ``ZoneAwareLoadBalancerBase``, docs/facts.md#zone-aware-routing):
+    priority 0 only; off when the upstream cluster has fewer than two zones,
+    the local cluster fewer than two, the local cluster has no host in the
+    gateway's zone, the upstream cluster has fewer than ``min_cluster_size``
+    healthy hosts, or the chosen priority or the local cluster is in panic.
+    Otherwise each zone's share of healthy hosts is compared in the local and
+    the upstream cluster (basis points, integer division, as Envoy).
+
+    The local cluster (Envoy ``cluster_manager.local_cluster_name``) is the
+    gateway pools named in ``local_cluster``, each instance a host in its
+    pool's AZ, statically configured (always healthy, as a STATIC cluster
+    without health checks).
+    """
+
+    routing_enabled: float = Field(default=100.0, ge=0, le=100, description=(
+        "Percent of picks that try zone-aware routing (Envoy rounds it to a whole number)."))
+    min_cluster_size: int = Field(default=6, ge=0, description=(
+        "Fewest healthy upstream hosts (priority 0) for zone-aware routing to apply."))
+    local_cluster: list[Name] | None = Field(default=None, description=(
+        "Gateway pools forming the local cluster. Default (null): every gateway pool in the same "
+        "region as this pool, filled in when the topology is loaded."))
+
+
+class LocalityWeightedLbConfig(StrictModel):
+    """Envoy ``common_lb_config.locality_weighted_lb_config``: pick a zone by weight, then a host in it.
+
+    A zone's effective weight is ``locality_weights[az]`` x min(1,
+    ``overprovisioning_factor`` / 100 x healthy / hosts) of the cluster's
+    priority level; zones are picked by an EDF schedule on those weights.
+    ``locality_weights`` stands for Envoy's per-locality
+    ``load_balancing_weight`` in the endpoints; a zone left out weighs 1
+    (Envoy gives a locality with no weight none: set it there).
+    """
+
+    locality_weights: dict[Name, Annotated[int, Field(ge=1)]] = {}
+
+
 class CommonLbConfig(StrictModel):
     """Envoy ``common_lb_config``.
 
@@ -328,6 +380,18 @@ class CommonLbConfig(StrictModel):
         "ejections and returns, health-check transitions) reach the workers' balancers at once "
         "if the cluster's last delivery is more than this old, else when a timer armed for one "
         "window by the first waiting change fires. 0: always at once."))
+    zone_aware_lb_config: ZoneAwareLbConfig | None = Field(default=None, description=(
+        "Zone-aware routing (null: off). Cannot be combined with locality_weighted_lb_config."))
+    locality_weighted_lb_config: LocalityWeightedLbConfig | None = Field(default=None, description=(
+        "Locality-weighted balancing (null: off)."))
+
+    @model_validator(mode="after")
+    def _one_locality_config(self) -> CommonLbConfig:
+        if self.zone_aware_lb_config is not None and self.locality_weighted_lb_config is not None:
+            # Envoy: both are members of the oneof locality_config_specifier.
+            raise ValueError("zone_aware_lb_config and locality_weighted_lb_config cannot both be set "
+                             "(Envoy's locality_config_specifier is a oneof)")
+        return self
 
 
 class Cluster(StrictModel):
@@ -344,6 +408,13 @@ class Cluster(StrictModel):
     outlier_detection: OutlierDetection | None = None
     health_check: HealthCheck | None = None
     common_lb_config: CommonLbConfig = CommonLbConfig()
+    priorities: dict[Name, Annotated[int, Field(ge=0, le=7)]] = Field(default={}, description=(
+        "Envoy endpoint priority of the hosts in each AZ (LocalityLbEndpoints.priority); an AZ "
+        "left out is priority 0. Load goes to lower numbers first, spilling over as their "
+        "health x overprovisioning_factor falls below 100%."))
+    overprovisioning_factor: int = Field(default=140, ge=1, description=(
+        "Envoy ClusterLoadAssignment.Policy.overprovisioning_factor, percent: a priority's or "
+        "locality's availability is min(100%, factor x healthy / hosts)."))
 
 
 RetryOn = Literal["5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes"]
@@ -501,6 +572,28 @@ class Topology(StrictModel):
                     "its network latencies, gateway CPU and backend timer error fill every field the "
                     "topology leaves unset.")
 
+    @model_validator(mode="after")
+    def _resolve_local_clusters(self) -> Topology:
+        # A zone-aware pool's local cluster defaults to every gateway pool of its own region
+        # (sorted by name), so config.resolved.yaml names them.
+        region_of = {az: r for r, reg in self.regions.items() for az in reg.azs}
+        gateways = dict(self.gateways)
+        changed = False
+        for name, gp in self.gateways.items():
+            za = gp.cluster.common_lb_config.zone_aware_lb_config
+            if za is None or za.local_cluster is not None:
+                continue
+            mine = region_of.get(gp.az)
+            local = sorted(p for p, other in self.gateways.items() if region_of.get(other.az) == mine)
+            clb = gp.cluster.common_lb_config
+            cluster = gp.cluster.model_copy(update={"common_lb_config": clb.model_copy(
+                update={"zone_aware_lb_config": za.model_copy(update={"local_cluster": local})})})
+            gateways[name] = gp.model_copy(update={"cluster": cluster})
+            changed = True
+        if changed:
+            _fill(self, "gateways", gateways)
+        return self
+
 
 # --------------------------------------------------------------------------- experiment
 
@@ -656,6 +749,73 @@ Fault = Annotated[
 ]
 
 
+class BalancerPrices(StrictModel):
+    """What one regional balancer of a kind costs (US dollars); see :mod:`sim.config.pricing`."""
+
+    hourly: float = Field(ge=0, description="Per balancer (one per region) per hour.")
+    capacity_unit_hourly: float = Field(ge=0, description="Per capacity unit (LCU, NLCU) per hour; 0: none.")
+    capacity_unit_gb_per_hour: float | None = Field(gt=0, description=(
+        "Processed gigabytes per hour one capacity unit covers (null: no such dimension)."))
+    capacity_unit_new_connections_per_s: float | None = Field(gt=0, description=(
+        "New connections per second one capacity unit covers (null: no such dimension)."))
+    per_gb: float = Field(ge=0, description="Per processed gigabyte (GCP, Azure).")
+    cross_az_billed: bool = Field(description=(
+        "Bytes between the balancer's node and a gateway in another AZ are billed as cross-AZ "
+        "(AWS: yes for an NLB with cross-zone on, no for an ALB)."))
+
+
+class Prices(StrictModel):
+    """Prices in US dollars: bytes by relation, and the regional balancers by kind."""
+
+    gb_bytes: float = Field(gt=0, description="Bytes in the provider's gigabyte: 1e9 (GB) or 1073741824 (GiB).")
+    cross_az_per_gb: float = Field(ge=0, description="A byte crossing between AZs of a region once, every side billed.")
+    cross_region_per_gb: float = Field(ge=0)
+    internet_egress_per_gb: float = Field(ge=0, description="Bytes from the fleet to clients; ingress is free.")
+    l4: BalancerPrices
+    l7: BalancerPrices
+
+
+class Cost(StrictModel):
+    """Dollars from the bytes and balancers of a run, scaled to ``production_rps``.
+
+    ``prices`` starts from the ``provider``'s preset (:data:`sim.config.pricing.PRESETS`);
+    any field given replaces the preset's (with ``provider: custom`` every
+    field must be given). The summary's ``cost`` section gives dollars per
+    million calls and per month at ``production_rps`` calls a second: the
+    simulated window's bytes and connections per call times that rate, plus
+    each balancer's hourly charge (a linear scaling of the simulated slice).
+    """
+
+    provider: Literal["aws", "gcp", "azure", "custom"] = "aws"
+    prices: Prices
+    production_rps: float | None = Field(default=None, gt=0, description=(
+        "Calls a second in production. Default (null): the simulated window's offered rate."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        # Fill prices from the provider's preset, field by field, before validation: the resolved
+        # configuration then lists every price the run used.
+        if not isinstance(data, dict):
+            return data
+        from .pricing import PRESETS
+
+        provider = data.get("provider", "aws")
+        preset = PRESETS.get(provider)
+        if preset is None:
+            return data
+        given = data.get("prices") or {}
+        if isinstance(given, BaseModel):
+            given = given.model_dump()
+        if not isinstance(given, dict):
+            return data
+        merged = {**preset, **given}
+        for kind in ("l4", "l7"):
+            if isinstance(given.get(kind), dict):
+                merged[kind] = {**preset[kind], **given[kind]}
+        return {**data, "prices": merged}
+
+
 class Output(StrictModel):
     """What a run writes besides its summary, time series and per-pool and per-service results."""
 
@@ -687,6 +847,8 @@ class Experiment(StrictModel):
                     "(as --set does) to values. Every variant uses the same seed (common random numbers).",
     )
     output: Output = Field(default=Output(), description="What a run writes beyond the aggregates.")
+    cost: Cost | None = Field(default=None, description=(
+        "Dollars per million calls and per month from the run's bytes and balancers (null: none)."))
 
     @model_validator(mode="after")
     def _resolve_service_mix(self) -> Experiment:

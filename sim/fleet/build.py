@@ -15,6 +15,8 @@ from collections.abc import Callable
 from sim.components.backend import BackendInstance
 from sim.components.balancer import DirectEntry, RegionalBalancer
 from sim.components.gateway import GatewayInstance
+from sim.components.locality import pool_results as locality_pool_results
+from sim.components.locality import uses_localities
 from sim.components.network import Network
 from sim.components.workload import ClientPopulation, RateFunction
 from sim.config.models import Experiment
@@ -30,6 +32,18 @@ from .graph import faults_reach_the_end, plan, service_mix
 #: Beyond this many gateway-to-backend instance pairs, graph.json is written per pool and
 #: backend group unless the experiment asks for instance-level output.
 INSTANCE_GRAPH_MAX_PAIRS = 5000
+
+
+def local_cluster(topo, pool: str) -> dict[str, int] | None:
+    """Gateway instances per AZ of ``pool``'s zone-aware local cluster (None without zone-aware routing)."""
+    za = topo.gateways[pool].cluster.common_lb_config.zone_aware_lb_config
+    if za is None:
+        return None
+    out: dict[str, int] = {}
+    for name in za.local_cluster or []:
+        gp = topo.gateways[name]
+        out[gp.az] = out.get(gp.az, 0) + gp.instances
+    return out
 
 
 class ConservationError(RuntimeError):
@@ -77,9 +91,10 @@ class Fleet:
             hosts_of: dict[str, list[BackendInstance]] = {}
             for be in g.successors(f"gw:{pool}"):
                 hosts_of.setdefault(g.nodes[be]["service"], []).extend(self.parts[be])
+            local = local_cluster(topo, pool)
             for gw in self.gateways[pool]:
                 for svc, hosts in hosts_of.items():
-                    gw.add_cluster(svc, hosts, self.network)
+                    gw.add_cluster(svc, hosts, self.network, local)
 
         self.balancers: dict[str, RegionalBalancer] = {}
         for region, bal in topo.balancers.items():
@@ -218,7 +233,24 @@ class Fleet:
             bytes_by_az_pair=self.network.bytes_by_pair(),
             faults=self.faults.summary(),
             in_flight=self.check_conservation(),
+            bytes_by_purpose=self.network.bytes_by_purpose() if self.exp.cost is not None else {},
+            az_region=self.az_region,
+            balancers={region: {"kind": bal.config.kind,
+                                "tries": sum(sum(node.connections) for node in bal.nodes.values())}
+                       for region, bal in self.balancers.items()},
+            zone_routing=self.zone_routing(),
         )
+
+    def zone_routing(self) -> dict[str, dict]:
+        """Per ``<pool>/<service>``, tries by AZ and Envoy's zone-routing counters (pools with locality features)."""
+        out = {}
+        for pool, gws in self.gateways.items():
+            if not uses_localities(self.exp.topology.gateways[pool].cluster):
+                continue
+            for svc in gws[0].clusters:
+                out[f"{pool}/{svc}"] = locality_pool_results(self.exp.topology.gateways[pool].az,
+                                                             [gw.clusters[svc] for gw in gws])
+        return out
 
     def traffic_graph(self, instances: bool) -> dict:
         """The fleet with the requests each edge carried in the window.

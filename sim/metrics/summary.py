@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from sim.metrics.cost import cost_section
 from sim.metrics.recorder import Recorder
 from sim.metrics.recovery import RECOVERY_RULES, analyse_recovery
 
@@ -41,6 +42,12 @@ class FleetResults:
         bytes_by_az_pair: ``Network.results()``'s bytes per AZ pair.
         faults: ``FaultTimeline.summary()``.
         in_flight: counted requests still unanswered at the end.
+        bytes_by_purpose: ``Network.bytes_by_purpose()``: bytes per purpose and AZ pair.
+        az_region: every AZ's region.
+        balancers: region -> ``{"kind", "tries"}``: each regional balancer's kind and the tries
+            its nodes forwarded.
+        zone_routing: ``<pool>/<service>`` -> :func:`sim.components.locality.pool_results`, for
+            pools whose cluster uses priorities, locality weights or zone-aware routing.
     """
 
     backends: dict[str, list[dict]]
@@ -52,6 +59,10 @@ class FleetResults:
     bytes_by_az_pair: dict[str, float] = field(default_factory=dict)
     faults: list[dict] = field(default_factory=list)
     in_flight: int = 0
+    bytes_by_purpose: dict[str, dict[str, float]] = field(default_factory=dict)
+    az_region: dict[str, str] = field(default_factory=dict)
+    balancers: dict[str, dict] = field(default_factory=dict)
+    zone_routing: dict[str, dict] = field(default_factory=dict)
 
 
 def _sum(rows: list[dict], key: str):
@@ -241,7 +252,23 @@ def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: b
         "faults": parts.faults,  # kind, at_s, for_s, targets (names)
         "outlier": outlier,  # {ejections, by_reason, detected, overflow}
         "health_checks": health_checks,  # {probes, probe_rate_per_s, failures, timeouts}
+        **geo_sections(exp, rec, parts, window),
     }
+
+
+def geo_sections(exp, recorder: Recorder, parts: FleetResults, window_s: float) -> dict:
+    """``zone_routing`` (pools with locality features) and ``bytes_by_purpose`` and ``cost`` (with ``cost``).
+
+    Empty for an experiment that uses neither, so its summary keeps its keys.
+    """
+    out: dict = {}
+    if parts.zone_routing:
+        out["zone_routing"] = parts.zone_routing
+    if exp.cost is not None:
+        out["bytes_by_purpose"] = parts.bytes_by_purpose
+        out["cost"] = cost_section(exp.cost, parts.bytes_by_purpose, parts.az_region, parts.balancers,
+                                   recorder.offered, window_s)
+    return out
 
 
 def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
@@ -303,6 +330,6 @@ def rows_by_name(table: dict[str, list]) -> dict[str, dict]:
     return {name: {k: table[k][i] for k in keys} for i, name in enumerate(table["name"])}
 
 
-__all__ = ["FleetResults", "backend_section", "client_section", "columns", "gateway_section",
+__all__ = ["FleetResults", "backend_section", "client_section", "columns", "gateway_section", "geo_sections",
            "group_counters", "health_counters", "health_section", "health_timeseries", "merge_counts", "recovery_section",
            "retries_section", "rows_by_name", "summarise", "timeseries"]
