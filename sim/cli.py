@@ -265,6 +265,14 @@ def _print_summary(s: dict) -> None:
     cost = s.get("cost")
     if cost:
         print(f"  {describe_cost(cost)}")
+    gslb = s.get("gslb")
+
+    def g(x):
+        return "n/a" if x is None or x != x else format(x, ".1f")  # n/a: none, or NaN (not within the run)
+    for region, row in ((gslb or {}).get("failover_by_region") or {}).items():
+        print(f"  dns       {region} failed at {g(row.get('failed_at_s'))} s: the GSLB noticed "
+              f"{g(row.get('detection_s'))} s later, 95% of its traffic had moved {g(row.get('time_to_move_s'))} s "
+              f"after the failure ({gslb['policy']} policy, TTL {gslb['ttl_s']:g} s)")
     retries = s.get("retries") or {}
     if retries.get("amplification") is not None:
         over = retries.get("overflow", {})

@@ -95,6 +95,7 @@ def check_experiment(exp: Experiment) -> list[Problem]:
                             f"must be at least base_interval_s ({bo.base_interval_s:g})"))
 
     out += _check_locality(exp, az_region)
+    out += _check_gslb(exp)
 
     wl = exp.workload
     bo = wl.client.backoff
@@ -152,6 +153,37 @@ def _check_locality(exp: Experiment, az_region: dict[str, str]) -> list[Problem]
             for i, pool in enumerate(za.local_cluster or []):
                 if pool not in topo.gateways:
                     out.append((where + (i,), f"unknown gateway pool {pool!r} (pools: {', '.join(topo.gateways)})"))
+    return out
+
+
+def _check_gslb(exp: Experiment) -> list[Problem]:
+    """The GSLB names regions with balancers; an extending resolver holds at least the TTL."""
+    topo = exp.topology
+    gslb = topo.gslb
+    if gslb is None:
+        return []
+    out: list[Problem] = []
+    base = ("topology", "gslb")
+    served = sorted(topo.balancers)
+    if not served:
+        out.append((base, "needs at least one region with a balancer to answer with"))
+    for key in ("primary", "secondary"):
+        region = getattr(gslb, key)
+        if region is not None and region not in topo.balancers:
+            out.append((base + (key,), f"region {region!r} has no balancer (regions with one: {', '.join(served)})"))
+    for region in gslb.weights:
+        if region not in topo.balancers:
+            out.append((base + ("weights", region), f"region {region!r} has no balancer (regions with one: "
+                                                    f"{', '.join(served)})"))
+    for src, row in gslb.latency_s.items():
+        if src not in topo.regions:
+            out.append((base + ("latency_s", src), f"unknown region {src!r} (regions: {', '.join(topo.regions)})"))
+        for dst in row:
+            if dst not in topo.regions:
+                out.append((base + ("latency_s", src, dst), f"unknown region {dst!r} (regions: {', '.join(topo.regions)})"))
+    if gslb.extended_ttl_s is not None and gslb.extended_ttl_s < gslb.ttl_s:
+        out.append((base + ("extended_ttl_s",), f"must be at least ttl_s ({gslb.ttl_s:g}): a resolver that "
+                                                "extends TTLs keeps answers longer"))
     return out
 
 

@@ -554,6 +554,73 @@ class Service(StrictModel):
                                   "set by a calibration profile.")
 
 
+class GslbHealthCheck(StrictModel):
+    """The GSLB's health checks of each region's endpoint (Route 53's, docs/facts.md#dns-and-gslb).
+
+    ``checkers`` checker locations each probe every ``interval_s`` from a
+    random phase; a probe of a failed endpoint is known failed
+    ``timeout_s`` later. A checker changes its view after
+    ``failure_threshold`` consecutive probes say so (either way, as Route
+    53's failure threshold). The region is healthy while more than
+    ``healthy_fraction`` of the checkers see it healthy.
+    """
+
+    interval_s: float = Field(default=30.0, gt=0, description="Route 53: 30 s, or 10 s (fast).")
+    failure_threshold: int = Field(default=3, ge=1, le=10, description="Route 53's default: 3.")
+    timeout_s: float = Field(default=4.0, ge=0, description="Route 53 waits 4 s for the TCP connection.")
+    checkers: int = Field(default=8, ge=1, description="Checker locations (an assumption: one per checker region).")
+    healthy_fraction: float = Field(default=0.18, ge=0, lt=1, description=(
+        "Route 53 considers an endpoint healthy when more than 18% of its checkers report it healthy."))
+
+
+class Gslb(StrictModel):
+    """DNS-based global balancing: which region's balancer each client's resolver is told.
+
+    Clients of every region (except those naming ``gateway_pools``) resolve
+    the service through one of ``resolvers`` resolvers of their region
+    (each call picks one uniformly). A resolver keeps its answer for
+    ``ttl_s`` (a ``ttl_extending_fraction`` of them for
+    ``extended_ttl_s``) and asks again on the first call after it expires;
+    at t=0 each holds an answer fetched at a uniformly random time in the
+    previous TTL. An answer names a region; the client then connects to
+    one of that region's balancer nodes that are up. Policies: ``geo``
+    (the client's own region; when it is unhealthy, the healthy region
+    nearest by ``latency_s``), ``latency`` (the healthy region with the
+    lowest ``latency_s``), ``weighted`` (healthy regions by ``weights``,
+    drawn per answer), ``failover`` (``primary`` while healthy, else
+    ``secondary``). With no region healthy every region counts as healthy
+    (Route 53 does so). Failover time is never a parameter: it comes from
+    the checks (detection) and the resolvers' TTLs.
+    """
+
+    policy: Literal["geo", "latency", "weighted", "failover"]
+    ttl_s: float = Field(default=60.0, gt=0)
+    resolvers: int = Field(default=200, ge=1, description="Resolvers per client region.")
+    ttl_extending_fraction: Probability = Field(default=0.0, description=(
+        "Share of resolvers that keep answers for extended_ttl_s instead (8.74% measured, docs/facts.md)."))
+    extended_ttl_s: float | None = Field(default=None, gt=0, description=(
+        "How long a TTL-extending resolver keeps an answer (at least ttl_s); required with a non-zero "
+        "ttl_extending_fraction."))
+    weights: dict[Name, Annotated[float, Field(ge=0)]] = Field(default={}, description=(
+        "weighted: each region's weight (a region left out weighs 0)."))
+    primary: Name | None = None
+    secondary: Name | None = None
+    latency_s: dict[Name, dict[Name, Annotated[float, Field(ge=0)]]] = Field(default={}, description=(
+        "Extra one-way seconds from clients of a region (outer key) to the fleet in a region (inner "
+        "key), added to the internet hop both ways; a pair left out adds 0."))
+    health_check: GslbHealthCheck = GslbHealthCheck()
+
+    @model_validator(mode="after")
+    def _policy_fields(self) -> Gslb:
+        if self.policy == "failover" and (self.primary is None or self.secondary is None):
+            raise ValueError("policy failover needs primary and secondary")
+        if self.policy == "weighted" and not any(self.weights.values()):
+            raise ValueError("policy weighted needs weights with at least one above 0")
+        if self.ttl_extending_fraction > 0 and self.extended_ttl_s is None:
+            raise ValueError("extended_ttl_s is required when ttl_extending_fraction is above 0")
+        return self
+
+
 class Topology(StrictModel):
     """A fleet: regions and AZs, network, clients, balancers, gateways, services."""
 
@@ -566,6 +633,9 @@ class Topology(StrictModel):
         default={}, description="Keyed by region; a region whose clients name gateway_pools has none.")
     gateways: dict[Name, GatewayPool] = Field(min_length=1)
     services: dict[Name, Service] = Field(min_length=1)
+    gslb: Gslb | None = Field(default=None, description=(
+        "DNS-based global balancing across the regions' balancers (null: clients use their own "
+        "region's balancer)."))
     calibration: str | None = Field(
         default=None,
         description="A calibration profile (from `fleetsim calibrate`), relative to the topology file: "

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from sim.components.backend import BackendInstance
 from sim.components.balancer import DirectEntry, RegionalBalancer
 from sim.components.gateway import GatewayInstance
+from sim.components.gslb import Gslb, GslbEntry
 from sim.components.locality import pool_results as locality_pool_results
 from sim.components.locality import uses_localities
 from sim.components.network import Network
@@ -107,6 +108,10 @@ class Fleet:
         services = [(s, share, topo.services[s].request_bytes) for s, share in service_mix(exp).items()]
         self.clients = []
         self.direct: dict[str, DirectEntry] = {}  # regions whose clients skip the balancer
+        self.gslb: Gslb | None = None
+        self.dns: dict[str, GslbEntry] = {}  # regions whose clients resolve through the GSLB
+        if topo.gslb is not None:
+            self.gslb = Gslb(ctx, topo.gslb, {r: list(b.nodes.values()) for r, b in self.balancers.items()})
         for region, pop in topo.clients.items():
             spikes = [(f.at_s, f.at_s + f.for_s, f.factor) for f in exp.faults
                       if f.kind == "load_spike" and f.target.region in (None, region)]
@@ -117,6 +122,9 @@ class Fleet:
                                     self.network)
                 self.direct[region] = entry
                 nodes = [entry]
+            elif self.gslb is not None:
+                self.dns[region] = GslbEntry(ctx, f"dns.{region}", region, self.gslb)
+                nodes = [self.dns[region]]
             else:
                 nodes = [self.balancers[region].nodes[g.nodes[lb]["az"]]
                          for lb in g.successors(f"client:{region}")]
@@ -154,7 +162,8 @@ class Fleet:
 
     def _end_warmup(self, _value=None) -> None:
         self.network.reset()
-        for part in [*self.all_gateways(), *self.all_backends(), *self.balancers.values(), *self.direct.values()]:
+        for part in [*self.all_gateways(), *self.all_backends(), *self.balancers.values(), *self.direct.values(),
+                     *self.dns.values()]:
             part.reset()
 
     def run(self, progress: Callable[[float], None] | None = None) -> dict:
@@ -163,6 +172,8 @@ class Fleet:
             self.ctx.call_later(self.exp.warmup_s, self._end_warmup)
         self.ctx.call_later(1.0, self._sample_queues)
         self.faults.start()  # before the clients: a fault precedes requests at the same instant
+        if self.gslb is not None:
+            self.gslb.start()
         # Outlier-detection intervals and first health-check probes (sim.components.health).
         for gw in self.all_gateways():
             for cluster in gw.clusters.values():
@@ -239,7 +250,14 @@ class Fleet:
                                 "tries": sum(sum(node.connections) for node in bal.nodes.values())}
                        for region, bal in self.balancers.items()},
             zone_routing=self.zone_routing(),
+            gslb=self.gslb_results(),
         )
+
+    def gslb_results(self) -> dict:
+        """The GSLB's view and ground truth, and each client region's tries by answered region (or {})."""
+        if self.gslb is None:
+            return {}
+        return {**self.gslb.results(), "entries": {r: e.results() for r, e in self.dns.items()}}
 
     def zone_routing(self) -> dict[str, dict]:
         """Per ``<pool>/<service>``, tries by AZ and Envoy's zone-routing counters (pools with locality features)."""

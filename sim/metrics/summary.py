@@ -48,6 +48,7 @@ class FleetResults:
             its nodes forwarded.
         zone_routing: ``<pool>/<service>`` -> :func:`sim.components.locality.pool_results`, for
             pools whose cluster uses priorities, locality weights or zone-aware routing.
+        gslb: ``Gslb.results()`` with ``entries`` (client region -> ``GslbEntry.results()``), or {}.
     """
 
     backends: dict[str, list[dict]]
@@ -63,6 +64,7 @@ class FleetResults:
     az_region: dict[str, str] = field(default_factory=dict)
     balancers: dict[str, dict] = field(default_factory=dict)
     zone_routing: dict[str, dict] = field(default_factory=dict)
+    gslb: dict = field(default_factory=dict)
 
 
 def _sum(rows: list[dict], key: str):
@@ -264,11 +266,49 @@ def geo_sections(exp, recorder: Recorder, parts: FleetResults, window_s: float) 
     out: dict = {}
     if parts.zone_routing:
         out["zone_routing"] = parts.zone_routing
+    if parts.gslb:
+        out["gslb"] = gslb_section(exp, parts.gslb)
     if exp.cost is not None:
         out["bytes_by_purpose"] = parts.bytes_by_purpose
         out["cost"] = cost_section(exp.cost, parts.bytes_by_purpose, parts.az_region, parts.balancers,
                                    recorder.offered, window_s)
     return out
+
+
+def gslb_by_region_ts(gslb: dict) -> dict[str, list[int]]:
+    """Tries per second by the region DNS answered with, over every client region."""
+    out: dict[str, list[int]] = {}
+    for entry in gslb["entries"].values():
+        for region, series in entry["by_region_ts"].items():
+            col = out.setdefault(region, [0] * len(series))
+            for i, v in enumerate(series):
+                col[i] += v
+    return out
+
+
+def gslb_section(exp, gslb: dict) -> dict:
+    """``gslb``: tries by answered region (window), the GSLB's view changes, failures and failover times.
+
+    ``failover``: per ground-truth failure of a region's endpoint, when 95%
+    of its traffic had moved (:func:`sim.components.gslb.failover_times`);
+    ``detected_at_s``: when the GSLB's checkers marked it unhealthy.
+    """
+    from sim.components.gslb import failover_times
+
+    cfg = exp.topology.gslb
+    tries = merge_counts(e["tries"] for e in gslb["entries"].values())
+    rows = failover_times([tuple(t) for t in gslb["truth"]], gslb_by_region_ts(gslb))
+    for row in rows:
+        later = [t for t, r, ok in gslb["changes"] if r == row["region"] and not ok and t >= row["failed_at_s"]]
+        row["detected_at_s"] = later[0] if later else None
+        row["detection_s"] = later[0] - row["failed_at_s"] if later else None
+    first: dict[str, dict] = {}
+    for row in rows:  # each region's first failure, as numbers the replications average
+        first.setdefault(row["region"], {k: (math.nan if row[k] is None else row[k])
+                                         for k in ("failed_at_s", "detection_s", "time_to_move_s")})
+    return {"policy": cfg.policy, "ttl_s": cfg.ttl_s, "tries_by_region": dict(sorted(tries.items())),
+            "queries": gslb["queries"], "view_changes": gslb["changes"], "failover": rows,
+            "failover_by_region": first}
 
 
 def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
@@ -291,6 +331,9 @@ def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
     ts.update(health_timeseries(parts.health, rec.n))
     for svc, series in parts.backend_queue.items():
         ts[f"queue_{svc}"] = series
+    if parts.gslb:
+        for region, series in sorted(gslb_by_region_ts(parts.gslb).items()):
+            ts[f"dns_{region}"] = series[:rec.n]
     return ts
 
 

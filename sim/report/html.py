@@ -108,6 +108,7 @@ from sim.report.fleet_graph import (  # noqa: F401  (re-exported: defined here b
     fleet_panel,
     parse_fleet_graph,
 )
+from sim.report.geo import geo_panel
 from sim.report.health import POOL_KEYS, host_health_panel, host_health_present, pool_table
 from sim.report.resilience import faults_panel, recovery_panel, retries_panel
 
@@ -485,6 +486,7 @@ PANEL_BUILDERS: list[PanelBuilder] = [
     rates_panel,
     inflight_panel,
     bytes_panel,
+    geo_panel,
     config_panel,
 ]
 
