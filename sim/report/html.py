@@ -185,6 +185,15 @@ def kpi_panel(data: RunData) -> Panel | None:
             inner += "<h3>Rates</h3>" + table(["", "value"], rate_rows)
         if lat_rows:
             inner += "<h3>Latency</h3>" + table(["", "value"], lat_rows)
+        cost = s.get("cost") if isinstance(s.get("cost"), Mapping) else {}
+        if as_number(cost.get("monthly_dollars")) is not None:
+            inner += "<h3>Cost</h3>" + table(["", "value"], [
+                [esc(f"$ / month at {as_number(cost.get('production_rps')) or 0:,.0f} calls/s"),
+                 kpi_cell(data, ("cost", "monthly_dollars"), "$", column=kpi_column(
+                     data, [("cost", "monthly_dollars")], integer=True))],
+                [esc("$ per million calls"), kpi_cell(data, ("cost", "per_million_calls"), "$")]])
+            inner += ('<p class="note">Scaled linearly from the simulated window to the declared '
+                      "production rate (Geography and cost).</p>")
         blocks.append(f"<div>{inner}</div>")
     notes = []
     if req_rows and data.replications > 1:
