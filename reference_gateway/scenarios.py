@@ -22,6 +22,8 @@ time_to_eject_s        first enforced EJECT in Envoy's outlier event     first `
                        log, minus the fault's start                      minus the fault's start
 ejections              enforced ejections in the window                  ``outlier.ejections``
 goodput_curve          200s per second of completion                     ``timeseries.goodput``
+local_fraction_<gw>    backend requests from gateway gw (by its          ``zone_routing.<pool>/<service>.local_fraction``
+                       x-fleetsim-gateway header) in gw's AZ / all       (one gateway per pool)
 =====================  ================================================  =====================================
 
 Goals (the issue's, not tuned): throughput within 3%; p50 within 10%; p99
@@ -52,6 +54,8 @@ from typing import Any
 import numpy as np
 
 from sim.metrics.summary import rows_by_name
+
+from .fleet import backend_instances, gateway_instances
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERFLOW_COUNTERS = (".upstream_rq_active_overflow", ".upstream_rq_pending_overflow")
@@ -95,10 +99,13 @@ GOALS = {
     "time_to_eject_s": Goal("rel", 0.25, timing=True, floor=0.05),
     "ejections": Goal("abs", 0.5),
     "goodput_curve": Goal("nrmse", 0.15, timing=True),
+    "local_fraction": Goal("abs", 0.02, binomial=True),
 }
 
 
 def goal_of(metric: str) -> Goal:
+    if metric.startswith("local_fraction_"):
+        return GOALS["local_fraction"]
     return GOALS["share"] if metric.startswith("share_") else GOALS[metric]
 
 
@@ -143,6 +150,8 @@ SCENARIOS = {s.key: s for s in (
     Scenario("f", "Retry storm around a slowdown", "f_storm.yaml",
              ("goodput_curve",),
              ("duration_s=17", "warmup_s=1", "faults.0.at_s=5", "faults.0.for_s=4")),
+    Scenario("g", "Zone-aware routing: local fraction per gateway", "g_zone_aware.yaml",
+             ("local_fraction",), QUICK_LOAD),
 )}
 
 
@@ -216,6 +225,15 @@ def real_observation(scenario: Scenario, exp, run) -> Observation:
             obs.values[metric] = float(sum(1 for e in run.outlier_events
                                            if e.get("action") == "EJECT" and e.get("enforced", True)
                                            and run.warmup_s <= e.get("t", -1) < run.duration_s))
+        elif metric == "local_fraction":
+            az_of = {name: az for insts in backend_instances(exp).values() for name, az in insts}
+            for gw, pool in gateway_instances(exp):
+                mine = exp.topology.gateways[pool].az
+                by_az = [(az_of.get(b), st.get("by_gateway", {}).get(gw, 0)) for b, st in run.backends.items()]
+                total = sum(k for _, k in by_az)
+                obs.values[f"local_fraction_{gw}"] = (sum(k for az, k in by_az if az == mine) / total
+                                                      if total else math.nan)
+                obs.counts[f"local_fraction_{gw}"] = total
         elif metric == "goodput_curve":
             lo, hi = _curve_window(exp)
             good = answered & (run.status == 200)
@@ -265,6 +283,12 @@ def sim_observation(scenario: Scenario, exp, result: dict, ejections_log: list[t
         elif metric == "ejections":
             obs.values[metric] = float(sum(1 for t, action, _ in ejections_log
                                            if action == "eject" and exp.warmup_s <= t < exp.duration_s))
+        elif metric == "local_fraction":
+            # One instance per pool in this scenario; the pool's tries by AZ (summary zone_routing).
+            for gw, pool in gateway_instances(exp):
+                for key, row in s.get("zone_routing", {}).items():
+                    if key.split("/")[0] == pool:
+                        obs.values[f"local_fraction_{gw}"] = row["local_fraction"]
         elif metric == "goodput_curve":
             lo, hi = _curve_window(exp)
             obs.curve = [float(x) for x in result["timeseries"]["goodput"][lo:hi]]
