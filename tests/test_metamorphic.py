@@ -381,6 +381,7 @@ def relabel_azs(d: dict, new) -> dict:
         region["azs"] = [new(az) for az in region["azs"]]
     for pool in topo["gateways"].values():
         pool["az"] = new(pool["az"])
+        _rename_cluster_azs(pool["cluster"], new)
     for svc in topo["services"].values():
         svc["instances_per_az"] = {new(az): n for az, n in svc["instances_per_az"].items()}
         svc["instance_overrides"] = {_rename_backend(k, new): v for k, v in svc["instance_overrides"].items()}
@@ -395,11 +396,24 @@ def relabel_azs(d: dict, new) -> dict:
     return d
 
 
+def _rename_cluster_azs(cluster: dict, new) -> None:
+    """A pool's cluster with the AZ keys of ``priorities`` and locality weights renamed."""
+    cluster["priorities"] = {new(az): p for az, p in cluster.get("priorities", {}).items()}
+    lw = (cluster.get("common_lb_config") or {}).get("locality_weighted_lb_config")
+    if lw:
+        lw["locality_weights"] = {new(az): w for az, w in lw["locality_weights"].items()}
+
+
 def relabel_summary(s: dict, new, azs) -> dict:
     """The stored summary ``s`` with AZ names renamed where results carry them."""
     s = copy.deepcopy(s)
     side = lambda x: new(x) if x in azs else x  # noqa: E731 - "internet" stays
     s["bytes_by_az_pair"] = {"->".join(side(x) for x in k.split("->")): v for k, v in s["bytes_by_az_pair"].items()}
+    if "bytes_by_purpose" in s:
+        s["bytes_by_purpose"] = {p: {"->".join(side(x) for x in k.split("->")): v for k, v in pairs.items()}
+                                 for p, pairs in s["bytes_by_purpose"].items()}
+    for row in (s.get("zone_routing") or {}).values():
+        row["tries_by_az"] = {new(az): n for az, n in row["tries_by_az"].items()}
     for f in s["faults"]:
         f["targets"] = [_rename_node(t, new, azs) for t in f["targets"]]
     return s
@@ -790,6 +804,19 @@ def _relabel_all(d: dict, draw) -> tuple[dict, dict[str, str], dict[str, str]]:
                     for r, v in topo["clients"].items()}
     t["balancers"] = {regions[r]: v for r, v in topo["balancers"].items()}
     t["gateways"] = {pools[p]: {**v, "az": azs[v["az"]]} for p, v in topo["gateways"].items()}
+    for v in t["gateways"].values():
+        _rename_cluster_azs(v["cluster"], azs.__getitem__)
+        za = v["cluster"]["common_lb_config"].get("zone_aware_lb_config")
+        if za and za.get("local_cluster") is not None:
+            za["local_cluster"] = [pools[p] for p in za["local_cluster"]]
+    gslb = topo.get("gslb")
+    if gslb:
+        g = t["gslb"]
+        for key in ("primary", "secondary"):
+            if g.get(key):
+                g[key] = regions[g[key]]
+        g["weights"] = {regions[r]: w for r, w in gslb["weights"].items()}
+        g["latency_s"] = {regions[a]: {regions[b]: x for b, x in row.items()} for a, row in gslb["latency_s"].items()}
     t["services"] = {services[s]: {**v, "instances_per_az": {azs[a]: n for a, n in v["instances_per_az"].items()},
                                    "instance_overrides": {backend(k): o for k, o in v["instance_overrides"].items()}}
                      for s, v in topo["services"].items()}

@@ -249,3 +249,27 @@ def test_fleet_local_fraction_per_gateway_matches_the_closed_form():
         half = 2.58 * (expected * (1 - expected) / n) ** 0.5 + 2 / BASIS
         assert abs(local / n - expected) <= half, (z, local / n, expected, n)
         assert cluster.selector.results()["state"] in (LOCALITY_DIRECT, LOCALITY_RESIDUAL)
+
+
+def test_health_checks_feed_priority_failover_with_the_healthy_hosts():
+    # Backends a1 (priority 0) and a2 (priority 1), two each. Three failing health checks leave
+    # 1 of 4 healthy: cluster-wide that is panic (25 % < 50 %), but per priority P0 has health 0
+    # and P1 1.4 x 50 % = 70 (normalized 70 < 100, P1's 50 % is not below 50): every pick goes
+    # to the one healthy host of P1.
+    from sim.fleet import Fleet
+
+    hc = {"timeout_s": 1.0, "interval_s": 5.0, "unhealthy_threshold": 1, "healthy_threshold": 1}
+    exp = experiment(topology__regions={"r1": {"azs": ["a1", "a2"]}},
+                     topology__gateways__gw__cluster={"lb_policy": "RANDOM", "priorities": {"a2": 1},
+                                                      "health_check": hc},
+                     topology__services__api__instances_per_az={"a1": 2, "a2": 2})
+    fleet = Fleet(exp)
+    c = fleet.gateways["gw"][0].clusters["api"]
+    assert c.selector.loads == [100, 0]
+    for host in (0, 1, 2):
+        c.health.set_hc_failed(host, True)
+    assert c.selector.loads == [0, 100] and c.selector.panic == [True, False]
+    assert {c.pick() for _ in range(200)} == {3}
+    c.health.set_hc_failed(0, False)  # P0: 1 of 2 healthy -> health 70, P1 30
+    assert c.selector.loads == [70, 30]
+    assert {c.pick() for _ in range(400)} == {0, 3}

@@ -217,6 +217,10 @@ class LocalitySelector:
 
     Same interface as :class:`sim.components.lb.HostSelector`: ``pick`` is the
     current picker and :meth:`use` switches it when host health changes.
+    ``own_panic``: the health module hands it the healthy hosts even when the
+    cluster-wide share is below the panic threshold, since panic is decided
+    per priority level here (the health module's ``panic_clusters`` series
+    still follows the cluster-wide rule).
 
     Args:
         config: the gateway pool's cluster settings.
@@ -228,6 +232,8 @@ class LocalitySelector:
         local_zone: the gateway's AZ.
         local_hosts: the local cluster's hosts per AZ (zone-aware routing; all healthy).
     """
+
+    own_panic = True
 
     def __init__(self, config: Cluster, host_azs: Sequence[str], weights: Sequence[int], active: list[int],
                  picks: UniformStream, draws: UniformStream, local_zone: str,
