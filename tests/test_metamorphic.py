@@ -609,7 +609,8 @@ def test_more_capacity_never_raises_the_failure_fraction(data, draw):
     Any fleet of the whole schema but retries, outlier detection and health
     checks (their effect is not monotone in capacity: an ejection rule counts
     hosts), connect timeouts under a round trip (each added host's or
-    gateway's own connections would fail) and faults. The fraction is of the calls offered that did not
+    gateway's own connections would fail), max_connections below the hosts
+    (see below) and faults. The fraction is of the calls offered that did not
     succeed (failed or unanswered). Paired differences over 8 replications
     with common random numbers; unless the interval lies at or below 0, its
     99 % half-width must be under 0.1 (absolute: a fraction).
@@ -617,6 +618,13 @@ def test_more_capacity_never_raises_the_failure_fraction(data, draw):
     base = accepted(data)
     more = Experiment.model_validate(draw.draw(more_capacity(base.model_dump(mode="json", by_alias=True),
                                                              WORKERS + INSTANCES)))
+    # A cluster-wide max_connections below the cluster's hosts: an added host may find every
+    # allowed connection held (idle) to the others, and its tries wait as pending for good, as
+    # Envoy's breaker has it (found with max_connections 1 and a service doubled to 2 hosts).
+    # Not a capacity effect: left out.
+    hosts = {svc: sum(s.instances_per_az.values()) for svc, s in more.topology.services.items()}
+    assume(all(p.cluster.circuit_breakers.max_connections >= max(hosts.values())
+               for p in more.topology.gateways.values()))
 
     def failing(r: dict) -> float:
         req = r["summary"]["requests"]
@@ -658,11 +666,18 @@ def symmetric_fleets(draw) -> dict:
     pools = {f"gw{i}": (az, instances) for i, az in enumerate(azs)}
     plan = Plan(regions={"r": tuple(azs)}, clients=("r",), direct={"r": tuple(pools)} if direct else {},
                 pools=pools, services=services, duration_s=10.0, warmup_s=1.0)
-    opts = Options(exclude=NO_VARIANTS | {"service.instance_overrides", "experiment.faults"}, variants=False)
+    # Priorities and locality weights name AZs (one AZ singled out); a drawn local cluster may
+    # list some pools only: zone-aware routing keeps its default local cluster (every pool).
+    opts = Options(exclude=NO_VARIANTS | {"service.instance_overrides", "experiment.faults", "pool.cluster.priorities",
+                                          "pool.cluster.common_lb_config.locality_weighted_lb_config"},
+                   variants=False)
     template: dict = {}
     for ext in extensions("pool"):
         if ext.allowed(opts) and draw(st.booleans()):
             set_path(template, ext.path, draw(ext.draw(plan, "gw0", template, opts)))
+    za = template.get("cluster", {}).get("common_lb_config", {}).get("zone_aware_lb_config")
+    if za:
+        za.pop("local_cluster", None)
     topo = {"name": "symmetric", "regions": {"r": {"azs": azs}},
             "clients": {"r": {"share": 1.0, **({"gateway_pools": list(pools)} if direct else {})}},
             "gateways": {p: {**copy.deepcopy(template), "az": az, "instances": n} for p, (az, n) in pools.items()},
