@@ -270,17 +270,25 @@ def cluster(name: str, cl: Cluster, service: Service, ports: list[int], zone: st
         out["health_checks"] = [health_check(cl.health_check)]
     out["common_lb_config"] = {"healthy_panic_threshold": {"value": cl.common_lb_config.healthy_panic_threshold},
                                "update_merge_window": duration(cl.common_lb_config.update_merge_window_s)}
+    za = cl.common_lb_config.zone_aware_lb_config
+    if za is not None:
+        out["common_lb_config"]["zone_aware_lb_config"] = {
+            "routing_enabled": {"value": za.routing_enabled}, "min_cluster_size": za.min_cluster_size}
     out["load_assignment"] = {"cluster_name": name, "endpoints": _endpoints(name, service, ports, zone)}
     return out
 
 
 # --------------------------------------------------------------------------- bootstrap
 
+LOCAL_CLUSTER = "fleetsim_local"
+"""The local cluster's name (zone-aware routing): every gateway with its zone."""
+
 
 def envoy_bootstrap(pool: GatewayPool, services: Services, *, listen_port: int, admin_port: int,
                     backend_ports: Mapping[str, list[int]], node_id: str = "fleetsim-gateway",
                     zone: str | None = None, outlier_event_log: str | Path | None = None,
-                    rate_limit: Any = None, ratelimit_port: int | None = None) -> dict:
+                    rate_limit: Any = None, ratelimit_port: int | None = None,
+                    local_cluster: list[tuple[str, int]] | None = None) -> dict:
     """The Envoy v3 bootstrap (plain data) for one instance of ``pool``.
 
     ``services``: the services it routes to (a mapping, or a topology or
@@ -295,6 +303,10 @@ def envoy_bootstrap(pool: GatewayPool, services: Services, *, listen_port: int, 
     (:mod:`reference_gateway.ratelimit_sidecar`) with the limit's timeout;
     ``failure_mode_allow`` unless ``failure_mode_deny``, and 500 on error as
     Envoy's rate-limit filter gives.
+    ``local_cluster``: (zone, listen
+    port) of every gateway of the local cluster, for zone-aware routing: a
+    STATIC cluster ``fleetsim_local`` with one locality per zone, named by
+    ``cluster_manager.local_cluster_name``.
 
     Raises:
         ValueError: a service without ports, or a port count that does not
@@ -360,6 +372,15 @@ def envoy_bootstrap(pool: GatewayPool, services: Services, *, listen_port: int, 
     }
     if outlier_event_log is not None:
         boot["cluster_manager"] = {"outlier_detection": {"event_log_path": str(outlier_event_log)}}
+    if local_cluster:
+        groups: dict[str, list[dict]] = {}
+        for z, port in local_cluster:
+            groups.setdefault(z, []).append({"endpoint": {"address": _address(port)}})
+        boot["static_resources"]["clusters"].append({
+            "name": LOCAL_CLUSTER, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": LOCAL_CLUSTER, "endpoints": [
+                {"locality": {"zone": z}, "lb_endpoints": eps} for z, eps in groups.items()]}})
+        boot.setdefault("cluster_manager", {})["local_cluster_name"] = LOCAL_CLUSTER
     return boot
 
 

@@ -297,10 +297,16 @@ class RealFleet:
             events = self.run_dir / f"{name}.outlier.jsonl"
             events.unlink(missing_ok=True)
             rl = exp.topology.rate_limit
+            za = pool.cluster.common_lb_config.zone_aware_lb_config
+            local = None
+            if za is not None:  # zone-aware routing: the node's zone and the local cluster of gateways
+                local = [(exp.topology.gateways[p].az, self.envoy_ports[g][0])
+                         for g, p in self.gateways if p in (za.local_cluster or [])]
             envoy_config.write_bootstrap(boot, pool, exp.topology, listen_port=listen, admin_port=admin,
                                          backend_ports=self.backend_ports, node_id=name,
                                          outlier_event_log=events, rate_limit=rl,
-                                         ratelimit_port=self.ratelimit_port if rl is not None else None)
+                                         ratelimit_port=self.ratelimit_port if rl is not None else None,
+                                         zone=pool.az if za is not None else None, local_cluster=local)
             argv = envoy_config.envoy_command(envoy, boot, pool, base_id=envoy_base_id(admin), log_level="warning")
             self.harness.start(name, argv, ready=lambda a=admin: http_ready(f"http://127.0.0.1:{a}/ready"),
                                cpus=self.gateway_cpus)

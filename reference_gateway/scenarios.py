@@ -25,6 +25,8 @@ goodput_curve          200s per second of completion                     ``times
 admitted               requests not answered 429 (issued in the window)  offered - ``rate_limited`` - in flight
 redis_calls_per_s      EVALSHA calls (INFO commandstats) / window        ``rate_limit.redis_calls_per_s``
 redis_usec_per_call    ``usec_per_call`` of EVALSHA (commandstats)       Redis busy time / calls
+local_fraction_<gw>    backend requests from gateway gw (by its          ``zone_routing.<pool>/<service>.local_fraction``
+                       x-fleetsim-gateway header) in gw's AZ / all       (one gateway per pool)
 =====================  ================================================  =====================================
 
 Goals (the issue's, not tuned): throughput within 3%; p50 within 10%; p99
@@ -55,6 +57,8 @@ from typing import Any
 import numpy as np
 
 from sim.metrics.summary import rows_by_name
+
+from .fleet import backend_instances, gateway_instances
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERFLOW_COUNTERS = (".upstream_rq_active_overflow", ".upstream_rq_pending_overflow")
@@ -108,10 +112,13 @@ GOALS = {
     "admitted": Goal("rel", 0.02),
     "redis_calls_per_s": Goal("rel", 0.05),
     "redis_usec_per_call": Goal("rel", 0.15, timing=True),
+    "local_fraction": Goal("abs", 0.02, binomial=True),
 }
 
 
 def goal_of(metric: str) -> Goal:
+    if metric.startswith("local_fraction_"):
+        return GOALS["local_fraction"]
     return GOALS["share"] if metric.startswith("share_") else GOALS[metric]
 
 
@@ -164,6 +171,8 @@ SCENARIOS = {s.key: s for s in (
              ("admitted", "redis_calls_per_s", "redis_usec_per_call", "failure_fraction"),
              ("duration_s=9", "warmup_s=1", "workload.rate_schedule.1.at_s=3", "workload.rate_schedule.2.at_s=6",
               "faults.0.at_s=5", "faults.0.for_s=4")),
+    Scenario("h", "Zone-aware routing: local fraction per gateway", "h_zone_aware.yaml",
+             ("local_fraction",), QUICK_LOAD),
 )}
 
 
@@ -244,6 +253,15 @@ def real_observation(scenario: Scenario, exp, run) -> Observation:
         elif metric == "redis_usec_per_call":
             usec = run.redis.get("usec_per_call")
             obs.values[metric] = float(usec) if usec is not None else math.nan
+        elif metric == "local_fraction":
+            az_of = {name: az for insts in backend_instances(exp).values() for name, az in insts}
+            for gw, pool in gateway_instances(exp):
+                mine = exp.topology.gateways[pool].az
+                by_az = [(az_of.get(b), st.get("by_gateway", {}).get(gw, 0)) for b, st in run.backends.items()]
+                total = sum(k for _, k in by_az)
+                obs.values[f"local_fraction_{gw}"] = (sum(k for az, k in by_az if az == mine) / total
+                                                      if total else math.nan)
+                obs.counts[f"local_fraction_{gw}"] = total
         elif metric == "goodput_curve":
             lo, hi = _curve_window(exp)
             good = answered & (run.status == 200)
@@ -302,6 +320,12 @@ def sim_observation(scenario: Scenario, exp, result: dict, ejections_log: list[t
             servers = s["rate_limit"]["redis"].values()
             calls = sum(r["calls"] for r in servers)
             obs.values[metric] = 1e6 * sum(r["busy_s"] for r in servers) / calls if calls else math.nan
+        elif metric == "local_fraction":
+            # One instance per pool in this scenario; the pool's tries by AZ (summary zone_routing).
+            for gw, pool in gateway_instances(exp):
+                for key, row in s.get("zone_routing", {}).items():
+                    if key.split("/")[0] == pool:
+                        obs.values[f"local_fraction_{gw}"] = row["local_fraction"]
         elif metric == "goodput_curve":
             lo, hi = _curve_window(exp)
             obs.curve = [float(x) for x in result["timeseries"]["goodput"][lo:hi]]

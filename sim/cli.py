@@ -262,6 +262,17 @@ def _print_summary(s: dict) -> None:
     pairs = s.get("bytes_by_az_pair", {})
     cross = sum(v for k, v in pairs.items() if "internet" not in k and k.split("->")[0] != k.split("->")[1])
     print(f"  cross-AZ  {cross / 1e9:.3f} GB in the measurement window")
+    cost = s.get("cost")
+    if cost:
+        print(f"  {describe_cost(cost)}")
+    gslb = s.get("gslb")
+
+    def g(x):
+        return "n/a" if x is None or x != x else format(x, ".1f")  # n/a: none, or NaN (not within the run)
+    for region, row in ((gslb or {}).get("failover_by_region") or {}).items():
+        print(f"  dns       {region} failed at {g(row.get('failed_at_s'))} s: the GSLB noticed "
+              f"{g(row.get('detection_s'))} s later, 95% of its traffic had moved {g(row.get('time_to_move_s'))} s "
+              f"after the failure ({gslb['policy']} policy, TTL {gslb['ttl_s']:g} s)")
     retries = s.get("retries") or {}
     if retries.get("amplification") is not None:
         over = retries.get("overflow", {})
@@ -279,6 +290,17 @@ def _print_summary(s: dict) -> None:
     for svc, b in loads.items():
         print(f"  {svc:<9} {describe_load({'peak_offered_rps': b.get('peak_offered_rps', b['offered_rps']), **b})}; "
               f"measured utilisation {f(b.get('utilization'), '.0%')}")
+
+
+def describe_cost(cost: dict) -> str:
+    """The ``cost`` section in one line: dollars a month at the production rate, its main parts, the scaling."""
+    rel = cost.get("monthly_by_relation") or {}
+    bal = sum(b.get("monthly_dollars", 0.0) for b in (cost.get("balancers") or {}).values())
+    return (f"cost      ${cost['monthly_dollars']:,.0f}/month at {cost['production_rps']:,.0f} calls/s "
+            f"({cost['provider']}; ${cost['per_million_calls']:.3f} per million calls): cross-AZ "
+            f"${rel.get('cross_az', 0.0):,.0f}, cross-region ${rel.get('cross_region', 0.0):,.0f}, internet egress "
+            f"${rel.get('internet_out', 0.0):,.0f}, balancers ${bal:,.0f}; scaled linearly from "
+            f"{cost['simulated_rps']:,.0f} calls/s simulated")
 
 
 def describe_verdict(rec: dict) -> str:

@@ -223,8 +223,14 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
     - ``connections[.pools.<pool>].resumption_rate``: no TLS handshake in the
       window; ``gateway_cpu.pools.<pool>.tls_share``: no CPU charged,
       ``mean_worker_wait_ms``: nothing put on a worker (sim.metrics.gateway_cpu);
+    - ``rate_limit[.keys.<key>].admitted_ratio``: the ideal bucket admitted
+      nothing (sim.metrics.ratelimit);
     - ``rate_limit.redis.<server>.server_ms_*``: the server answered no call
       (sim.components.redis).
+    - ``zone_routing.<pool>/<service>.local_fraction``: the pool sent no try
+      (sim.components.locality.pool_results);
+    - ``cost.per_million_calls``: no call in the window and no production_rps
+      (sim.metrics.cost.cost_section).
     """
     if path[0] == "latency_ms":
         return summary["requests"]["succeeded"] == 0
@@ -244,10 +250,19 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
         return hs["full"] + hs["resumed"] == 0
     if path[0] == "gateway_cpu" and path[-1] in ("tls_share", "utilization"):
         return summary["gateway_cpu"]["pools"][path[2]]["cpu_s"] == 0
+    if path[0] == "rate_limit" and path[-1] == "admitted_ratio":  # over an ideal bucket that admitted nothing
+        node = summary
+        for key in path[:-1]:
+            node = node[key]
+        return node["ideal_admitted"] == 0
     if path[:2] == ("rate_limit", "redis") and path[-1].startswith("server_ms_"):
         return summary["rate_limit"]["redis"][path[2]]["calls"] == 0
     if path[0] == "gateway_cpu" and path[-1] == "mean_worker_wait_ms":
         return counters["gateway"][path[2]]["worker_starts"] == 0
+    if path[0] == "zone_routing" and path[2] == "local_fraction":
+        return sum(summary["zone_routing"][path[1]]["tries_by_az"].values()) == 0
+    if path == ("cost", "per_million_calls"):
+        return summary["cost"]["production_rps"] == 0
     return False
 
 

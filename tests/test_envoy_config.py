@@ -327,12 +327,23 @@ def test_reference_scenarios_generate_bootstraps_envoy_accepts(tmp_path, envoy, 
     """Every bootstrap `fleetsim validate` runs, outlier event log included, passes Envoy's own check."""
     from reference_gateway.envoy_config import write_bootstrap
 
-    pool = exp.topology.gateways["gw"]
-    ports = {"api": [21001, 21002, 21003]}
+    pool = next(iter(exp.topology.gateways.values()))
+    n = sum(exp.topology.services["api"].instances_per_az.values())
+    ports = {"api": list(range(21001, 21001 + n))}
+    za = pool.cluster.common_lb_config.zone_aware_lb_config
+    # Zone-aware pools (scenario h) get their zone and the local cluster of every gateway, as the fleet does.
+    local = ([(exp.topology.gateways[p].az, 21020 + i) for i, p in enumerate(za.local_cluster)]
+             if za is not None else None)
     boot = write_bootstrap(tmp_path / "gw.yaml", pool, exp.topology, listen_port=21000, admin_port=21010,
-                           backend_ports=ports, node_id="gw-0", outlier_event_log=tmp_path / "events.jsonl")
-    assert boot["cluster_manager"] == {"outlier_detection": {"event_log_path": str(tmp_path / "events.jsonl")}}
-    (api,) = boot["static_resources"]["clusters"]
+                           backend_ports=ports, node_id="gw-0", outlier_event_log=tmp_path / "events.jsonl",
+                           zone=pool.az if za is not None else None, local_cluster=local)
+    expected = {"outlier_detection": {"event_log_path": str(tmp_path / "events.jsonl")}}
+    if za is not None:
+        expected["local_cluster_name"] = "fleetsim_local"
+        assert boot["node"]["locality"] == {"zone": pool.az}
+    assert boot["cluster_manager"] == expected
+    api = boot["static_resources"]["clusters"][0]
+    assert len(boot["static_resources"]["clusters"]) == (2 if za is not None else 1)
     assert api["common_lb_config"]["update_merge_window"] == "1s"
     assert api["lb_policy"] == pool.cluster.lb_policy
     assert set(addresses(boot)) == {"127.0.0.1"}

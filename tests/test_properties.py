@@ -188,7 +188,7 @@ def test_every_field_of_every_config_model_is_drawn():
     """
     seen: dict[type, set[str]] = defaultdict(set)
 
-    @settings(max_examples=examples(250, 2500), database=None)
+    @settings(max_examples=examples(400, 2500), database=None)
     @given(data=experiments())
     def collect(data):
         try:

@@ -32,7 +32,7 @@ from __future__ import annotations
 from sim.config.models import Balancer
 from sim.engine import SimContext, UniformStream
 
-from .network import INTERNET
+from .network import BALANCER_GATEWAY, INTERNET
 from .request import GATEWAY_RESET, LOCAL_REPLY_BYTES, NO_HEALTHY_UPSTREAM, Request
 
 
@@ -56,8 +56,8 @@ class BalancerNode:
         self._rr = int(self.uniform() * self.n)
         self.link_in = network.link(INTERNET, az)
         self.link_out = network.link(az, INTERNET)
-        self.links_to = [network.link(az, g.az) for g in targets]
-        self.links_from = [network.link(g.az, az) for g in targets]
+        self.links_to = [network.link(az, g.az, BALANCER_GATEWAY) for g in targets]
+        self.links_from = [network.link(g.az, az, BALANCER_GATEWAY) for g in targets]
         self.reset()
 
     def reset(self) -> None:

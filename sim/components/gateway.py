@@ -27,6 +27,8 @@ from sim.engine import FixedDelayTimers, Sampler, SimContext, UniformStream
 
 from .health import make_host_health
 from .lb import HostSelector
+from .locality import LocalitySelector, uses_localities
+from .network import GATEWAY_BACKEND, HEALTH_CHECK
 from .pool import ON_CONNECTION, ConnectionPool
 from .ratelimit import DENIED_OUTCOME
 from .request import (
@@ -66,7 +68,8 @@ class UpstreamCluster:
 
     __slots__ = ("service", "hosts", "active", "sent", "pick", "links_out", "links_back", "rq_active",
                  "max_requests", "retries_active", "overflow_max_requests", "retry_overflow",
-                 "per_try_timeouts", "retries_by_reason", "selector", "observe", "health", "pool", "jitter")
+                 "per_try_timeouts", "retries_by_reason", "selector", "observe", "health", "pool", "jitter",
+                 "probe_out", "probe_back")
 
     def __init__(self, service: str, hosts: list, active: list[int], policy, links_out: list, links_back: list,
                  max_requests: int):
@@ -81,6 +84,8 @@ class UpstreamCluster:
         self.jitter = None  # uniform [0, 1) draws for this cluster's retry back-off
         self.links_out = links_out
         self.links_back = links_back
+        self.probe_out = links_out  # health-check probes' links (their own purpose when wired by a gateway)
+        self.probe_back = links_back
         self.rq_active = 0  # tries in flight (Envoy upstream_rq_active)
         self.retries_active = 0  # retries scheduled or in flight (the max_retries resource)
         self.max_requests = max_requests
@@ -95,6 +100,8 @@ class UpstreamCluster:
         self.retries_by_reason: dict[str, int] = {}
         if self.health is not None:
             self.health.reset()
+        if isinstance(self.selector, LocalitySelector):
+            self.selector.reset()
 
     def results(self) -> dict:
         """Result hook: tries sent, per-try timeouts, breaker refusals and retries by reason."""
@@ -152,20 +159,32 @@ class GatewayInstance:
         self.reset()
 
     # -- wiring (before t=0)
-    def add_cluster(self, service: str, hosts: list, network) -> None:
-        """Route ``service`` to ``hosts`` (backend instances) over ``network``."""
+    def add_cluster(self, service: str, hosts: list, network, local_cluster: dict[str, int] | None = None) -> None:
+        """Route ``service`` to ``hosts`` (backend instances) over ``network``.
+
+        ``local_cluster``: the local cluster's gateway instances per AZ, for
+        zone-aware routing (:mod:`.locality`).
+        """
         active = [0] * len(hosts)
         # Each cluster has its own streams for host picks and for retry back-off
         # jitter, so turning retries on (or adding a cluster) shifts no other picks.
         picks = UniformStream(self.ctx.rng(f"{self.name}.{service}.lb"))
-        policy = HostSelector(self.config.cluster, [h.lb_weight for h in hosts], active, picks)
-        out = [network.link(self.az, h.az) for h in hosts]
-        back = [network.link(h.az, self.az) for h in hosts]
+        if uses_localities(self.config.cluster):
+            policy = LocalitySelector(self.config.cluster, [h.az for h in hosts], [h.lb_weight for h in hosts],
+                                      active, picks, UniformStream(self.ctx.rng(f"{self.name}.{service}.locality")),
+                                      self.az, local_cluster)
+        else:
+            policy = HostSelector(self.config.cluster, [h.lb_weight for h in hosts], active, picks)
+        out = [network.link(self.az, h.az, GATEWAY_BACKEND) for h in hosts]
+        back = [network.link(h.az, self.az, GATEWAY_BACKEND) for h in hosts]
         self.pools[service] = ConnectionPool(self.ctx, self.config.cluster, out, back,
                                              self._put_on_wire, self._pool_failed)
         cluster = self.clusters[service] = UpstreamCluster(service, hosts, active, policy, out, back,
                                                            self.config.cluster.circuit_breakers.max_requests)
         cluster.pool = self.pools[service]
+        if self.config.cluster.health_check is not None:
+            cluster.probe_out = [network.link(self.az, h.az, HEALTH_CHECK) for h in hosts]
+            cluster.probe_back = [network.link(h.az, self.az, HEALTH_CHECK) for h in hosts]
         if self.retry is not None:
             cluster.jitter = UniformStream(self.ctx.rng(f"{self.name}.{service}.backoff"))
         # Outlier detection and active health checks (sim.components.health); None without them.

@@ -17,6 +17,18 @@ from sim.engine import Sampler, SimContext
 
 INTERNET = "internet"
 
+# What a byte is for (its purpose). Every link carries one purpose; links of
+# one pair share the pair's latency stream, so the purpose changes no draw.
+CLIENT = "client"
+"""Client requests and responses between the internet and the fleet (a balancer node or a gateway)."""
+BALANCER_GATEWAY = "balancer_gateway"
+"""Client requests and responses between a balancer node and a gateway."""
+GATEWAY_BACKEND = "gateway_backend"
+"""Gateway tries to backends and their answers."""
+HEALTH_CHECK = "health_check"
+"""Active health-check probes and their answers."""
+PURPOSES = (CLIENT, BALANCER_GATEWAY, GATEWAY_BACKEND, HEALTH_CHECK)
+
 
 class Link:
     """A directed hop ``src -> dst``.
@@ -24,18 +36,20 @@ class Link:
     Attributes:
         key: ``"src->dst"``, the key of ``bytes_by_az_pair``.
         relation: ``same_az``, ``cross_az``, ``cross_region`` or ``internet``.
+        purpose: what its bytes are for (:data:`PURPOSES`, or another subsystem's name).
         bytes: bytes sent since the end of the warm-up.
         messages: messages sent since the end of the warm-up.
     """
 
-    __slots__ = ("env", "later", "at", "key", "relation", "draw", "bytes", "messages")
+    __slots__ = ("env", "later", "at", "key", "relation", "purpose", "draw", "bytes", "messages")
 
-    def __init__(self, ctx: SimContext, key: str, relation: str, sampler: Sampler):
+    def __init__(self, ctx: SimContext, key: str, relation: str, sampler: Sampler, purpose: str = CLIENT):
         self.env = ctx.env
         self.later = ctx.call_later
         self.at = ctx.call_at
         self.key = key
         self.relation = relation
+        self.purpose = purpose
         self.draw = sampler.draw
         self.bytes = 0.0
         self.messages = 0
@@ -73,7 +87,8 @@ class Network:
         self.name = name
         self.config = config
         self.az_region = dict(az_region)
-        self.links: dict[tuple[str, str], Link] = {}
+        self.links: dict[tuple[str, str, str], Link] = {}
+        self._samplers: dict[tuple[str, str], Sampler] = {}  # one latency stream per pair
 
     def relation(self, src: str, dst: str) -> str:
         """The hop's relation, which picks its latency distribution: ``internet``, ``same_az``, ``cross_az`` or ``cross_region``."""
@@ -85,18 +100,24 @@ class Network:
             return "cross_az"
         return "cross_region"
 
-    def link(self, src: str, dst: str) -> Link:
-        """The link ``src -> dst`` (made on first use)."""
-        key = (src, dst)
+    def link(self, src: str, dst: str, purpose: str = CLIENT) -> Link:
+        """The link ``src -> dst`` for ``purpose`` (made on first use).
+
+        Links of one pair share its latency stream (``network.<src>-><dst>``)
+        and differ only in the purpose their bytes are counted under.
+        """
+        key = (src, dst, purpose)
         link = self.links.get(key)
         if link is None:
             for end in (src, dst):
                 if end != INTERNET and end not in self.az_region:
                     raise ValueError(f"unknown AZ {end!r}")
             rel = self.relation(src, dst)
-            dist = getattr(self.config, f"{rel}_s")
-            sampler = Sampler(dist, self.ctx.rng(f"{self.name}.{src}->{dst}"))
-            link = self.links[key] = Link(self.ctx, f"{src}->{dst}", rel, sampler)
+            sampler = self._samplers.get((src, dst))
+            if sampler is None:
+                dist = getattr(self.config, f"{rel}_s")
+                sampler = self._samplers[(src, dst)] = Sampler(dist, self.ctx.rng(f"{self.name}.{src}->{dst}"))
+            link = self.links[key] = Link(self.ctx, f"{src}->{dst}", rel, sampler, purpose)
         return link
 
     def reset(self) -> None:
@@ -105,14 +126,29 @@ class Network:
             link.reset()
 
     def results(self) -> dict:
-        """Result hook: per link (``<src>-><dst>``), bytes, messages and AZ relation in the window."""
-        return {link.key: {"bytes": link.bytes, "messages": link.messages, "relation": link.relation}
-                for link in self.links.values()}
+        """Result hook: per pair (``<src>-><dst>``), bytes, messages and AZ relation in the window."""
+        out: dict[str, dict] = {}
+        for link in self.links.values():
+            row = out.get(link.key)
+            if row is None:
+                out[link.key] = {"bytes": link.bytes, "messages": link.messages, "relation": link.relation}
+            else:
+                row["bytes"] += link.bytes
+                row["messages"] += link.messages
+        return out
 
     def bytes_by_pair(self) -> dict[str, float]:
         """Bytes sent in the window per ``<src>-><dst>`` key, rounded to whole bytes, sorted by key.
 
         Links that carried no message in the window are left out.
         """
-        links = sorted(self.links.values(), key=lambda link: link.key)
-        return {link.key: round(link.bytes) for link in links if link.messages}
+        rows = self.results()
+        return {key: round(rows[key]["bytes"]) for key in sorted(rows) if rows[key]["messages"]}
+
+    def bytes_by_purpose(self) -> dict[str, dict[str, float]]:
+        """Bytes sent in the window per purpose and ``<src>-><dst>`` key (whole bytes, sorted)."""
+        out: dict[str, dict[str, float]] = {}
+        for link in sorted(self.links.values(), key=lambda lk: (lk.purpose, lk.key)):
+            if link.messages:
+                out.setdefault(link.purpose, {})[link.key] = round(link.bytes)
+        return out

@@ -94,6 +94,9 @@ def check_experiment(exp: Experiment) -> list[Problem]:
                 out.append((T + ("gateways", name, "route", "retry_policy", "retry_back_off", "max_interval_s"),
                             f"must be at least base_interval_s ({bo.base_interval_s:g})"))
 
+    out += _check_locality(exp, az_region)
+    out += _check_gslb(exp)
+
     wl = exp.workload
     bo = wl.client.backoff
     if bo.max_s < bo.base_s:
@@ -212,6 +215,63 @@ def _check_rate_limit(exp: Experiment, az_region: dict[str, str]) -> list[Proble
                 out.append((T + ("redis", "az"), f"unknown AZ {redis.az!r} (AZs: {', '.join(sorted(az_region))})"))
         elif redis.az is not None:
             out.append((T + ("redis", "az"), "placement per_az puts a server in every AZ with gateways; leave az out"))
+    return out
+
+
+def _check_locality(exp: Experiment, az_region: dict[str, str]) -> list[Problem]:
+    """Zone-aware routing, locality weights and priorities name pools and AZs that exist."""
+    out: list[Problem] = []
+    topo = exp.topology
+    azs = sorted(az_region)
+    for name, gw in topo.gateways.items():
+        base = ("topology", "gateways", name, "cluster")
+        for az in gw.cluster.priorities:
+            if az not in az_region:
+                out.append((base + ("priorities", az), f"unknown AZ {az!r} (AZs: {', '.join(azs)})"))
+        clb = gw.cluster.common_lb_config
+        lw = clb.locality_weighted_lb_config
+        if lw is not None:
+            for az in lw.locality_weights:
+                if az not in az_region:
+                    out.append((base + ("common_lb_config", "locality_weighted_lb_config", "locality_weights", az),
+                                f"unknown AZ {az!r} (AZs: {', '.join(azs)})"))
+        za = clb.zone_aware_lb_config
+        if za is not None:
+            where = base + ("common_lb_config", "zone_aware_lb_config", "local_cluster")
+            for i, pool in enumerate(za.local_cluster or []):
+                if pool not in topo.gateways:
+                    out.append((where + (i,), f"unknown gateway pool {pool!r} (pools: {', '.join(topo.gateways)})"))
+    return out
+
+
+def _check_gslb(exp: Experiment) -> list[Problem]:
+    """The GSLB names regions with balancers; an extending resolver holds at least the TTL."""
+    topo = exp.topology
+    gslb = topo.gslb
+    if gslb is None:
+        return []
+    out: list[Problem] = []
+    base = ("topology", "gslb")
+    served = sorted(topo.balancers)
+    if not served:
+        out.append((base, "needs at least one region with a balancer to answer with"))
+    for key in ("primary", "secondary"):
+        region = getattr(gslb, key)
+        if region is not None and region not in topo.balancers:
+            out.append((base + (key,), f"region {region!r} has no balancer (regions with one: {', '.join(served)})"))
+    for region in gslb.weights:
+        if region not in topo.balancers:
+            out.append((base + ("weights", region), f"region {region!r} has no balancer (regions with one: "
+                                                    f"{', '.join(served)})"))
+    for src, row in gslb.latency_s.items():
+        if src not in topo.regions:
+            out.append((base + ("latency_s", src), f"unknown region {src!r} (regions: {', '.join(topo.regions)})"))
+        for dst in row:
+            if dst not in topo.regions:
+                out.append((base + ("latency_s", src, dst), f"unknown region {dst!r} (regions: {', '.join(topo.regions)})"))
+    if gslb.extended_ttl_s is not None and gslb.extended_ttl_s < gslb.ttl_s:
+        out.append((base + ("extended_ttl_s",), f"must be at least ttl_s ({gslb.ttl_s:g}): a resolver that "
+                                                "extends TTLs keeps answers longer"))
     return out
 
 

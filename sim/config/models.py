@@ -104,15 +104,27 @@ class ClientPopulation(StrictModel):
 
 
 class Balancer(StrictModel):
-    """The regional L4 balancer of one region (the map key).
+    """The regional balancer of one region (the map key): ``l4`` (an NLB) or ``l7`` (an ALB).
 
     It has a node in every AZ of the region that holds gateways; a client
     connects to one node (DNS answers with all of them). With ``cross_zone``
-    off a node forwards only to gateways in its own AZ.
+    off a node forwards only to gateways in its own AZ. Both kinds forward
+    each client try as the simulator's balancer always has; the kind sets
+    the default of ``cross_zone`` (off for ``l4``, on for ``l7``, as AWS's
+    NLB and ALB) and which prices ``cost`` charges it.
     """
 
+    kind: Literal["l4", "l7"] = "l4"
     policy: Literal["round_robin", "random", "least_connections"] = "round_robin"
-    cross_zone: bool = True
+    cross_zone: bool | None = Field(default=None, description=(
+        "Forward to gateways in every AZ of the region. Default (null): off for kind l4, on for "
+        "kind l7, filled in when the configuration is loaded."))
+
+    @model_validator(mode="after")
+    def _resolve_cross_zone(self) -> Balancer:
+        if self.cross_zone is None:
+            _fill(self, "cross_zone", self.kind == "l7")
+        return self
 
 
 class LeastRequestLbConfig(StrictModel):
@@ -309,6 +321,46 @@ class HealthCheck(StrictModel):
         return self
 
 
+class ZoneAwareLbConfig(StrictModel):
+    """Envoy ``common_lb_config.zone_aware_lb_config``: keep traffic in the gateway's own zone.
+
+    Rules (Envoy's ``ZoneAwareLoadBalancerBase``, docs/facts.md#zone-aware-routing):
+    priority 0 only; off when the upstream cluster has fewer than two zones,
+    the local cluster fewer than two, the local cluster has no host in the
+    gateway's zone, the upstream cluster has fewer than ``min_cluster_size``
+    healthy hosts, or the chosen priority or the local cluster is in panic.
+    Otherwise each zone's share of healthy hosts is compared in the local and
+    the upstream cluster (basis points, integer division, as Envoy).
+
+    The local cluster (Envoy ``cluster_manager.local_cluster_name``) is the
+    gateway pools named in ``local_cluster``, each instance a host in its
+    pool's AZ, statically configured (always healthy, as a STATIC cluster
+    without health checks).
+    """
+
+    routing_enabled: float = Field(default=100.0, ge=0, le=100, description=(
+        "Percent of picks that try zone-aware routing (Envoy rounds it to a whole number)."))
+    min_cluster_size: int = Field(default=6, ge=0, description=(
+        "Fewest healthy upstream hosts (priority 0) for zone-aware routing to apply."))
+    local_cluster: list[Name] | None = Field(default=None, description=(
+        "Gateway pools forming the local cluster. Default (null): every gateway pool in the same "
+        "region as this pool, filled in when the topology is loaded."))
+
+
+class LocalityWeightedLbConfig(StrictModel):
+    """Envoy ``common_lb_config.locality_weighted_lb_config``: pick a zone by weight, then a host in it.
+
+    A zone's effective weight is ``locality_weights[az]`` x min(1,
+    ``overprovisioning_factor`` / 100 x healthy / hosts) of the cluster's
+    priority level; zones are picked by an EDF schedule on those weights.
+    ``locality_weights`` stands for Envoy's per-locality
+    ``load_balancing_weight`` in the endpoints; a zone left out weighs 1
+    (Envoy gives a locality with no weight none: set it there).
+    """
+
+    locality_weights: dict[Name, Annotated[int, Field(ge=1)]] = {}
+
+
 class CommonLbConfig(StrictModel):
     """Envoy ``common_lb_config``.
 
@@ -328,6 +380,18 @@ class CommonLbConfig(StrictModel):
         "ejections and returns, health-check transitions) reach the workers' balancers at once "
         "if the cluster's last delivery is more than this old, else when a timer armed for one "
         "window by the first waiting change fires. 0: always at once."))
+    zone_aware_lb_config: ZoneAwareLbConfig | None = Field(default=None, description=(
+        "Zone-aware routing (null: off). Cannot be combined with locality_weighted_lb_config."))
+    locality_weighted_lb_config: LocalityWeightedLbConfig | None = Field(default=None, description=(
+        "Locality-weighted balancing (null: off)."))
+
+    @model_validator(mode="after")
+    def _one_locality_config(self) -> CommonLbConfig:
+        if self.zone_aware_lb_config is not None and self.locality_weighted_lb_config is not None:
+            # Envoy: both are members of the oneof locality_config_specifier.
+            raise ValueError("zone_aware_lb_config and locality_weighted_lb_config cannot both be set "
+                             "(Envoy's locality_config_specifier is a oneof)")
+        return self
 
 
 class Cluster(StrictModel):
@@ -344,6 +408,13 @@ class Cluster(StrictModel):
     outlier_detection: OutlierDetection | None = None
     health_check: HealthCheck | None = None
     common_lb_config: CommonLbConfig = CommonLbConfig()
+    priorities: dict[Name, Annotated[int, Field(ge=0, le=7)]] = Field(default={}, description=(
+        "Envoy endpoint priority of the hosts in each AZ (LocalityLbEndpoints.priority); an AZ "
+        "left out is priority 0. Load goes to lower numbers first, spilling over as their "
+        "health x overprovisioning_factor falls below 100%."))
+    overprovisioning_factor: int = Field(default=140, ge=1, description=(
+        "Envoy ClusterLoadAssignment.Policy.overprovisioning_factor, percent: a priority's or "
+        "locality's availability is min(100%, factor x healthy / hosts)."))
 
 
 RetryOn = Literal["5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes"]
@@ -729,6 +800,73 @@ class Service(StrictModel):
                                   "set by a calibration profile.")
 
 
+class GslbHealthCheck(StrictModel):
+    """The GSLB's health checks of each region's endpoint (Route 53's, docs/facts.md#dns-and-gslb).
+
+    ``checkers`` checker locations each probe every ``interval_s`` from a
+    random phase; a probe of a failed endpoint is known failed
+    ``timeout_s`` later. A checker changes its view after
+    ``failure_threshold`` consecutive probes say so (either way, as Route
+    53's failure threshold). The region is healthy while more than
+    ``healthy_fraction`` of the checkers see it healthy.
+    """
+
+    interval_s: float = Field(default=30.0, gt=0, description="Route 53: 30 s, or 10 s (fast).")
+    failure_threshold: int = Field(default=3, ge=1, le=10, description="Route 53's default: 3.")
+    timeout_s: float = Field(default=4.0, ge=0, description="Route 53 waits 4 s for the TCP connection.")
+    checkers: int = Field(default=8, ge=1, description="Checker locations (an assumption: one per checker region).")
+    healthy_fraction: float = Field(default=0.18, ge=0, lt=1, description=(
+        "Route 53 considers an endpoint healthy when more than 18% of its checkers report it healthy."))
+
+
+class Gslb(StrictModel):
+    """DNS-based global balancing: which region's balancer each client's resolver is told.
+
+    Clients of every region (except those naming ``gateway_pools``) resolve
+    the service through one of ``resolvers`` resolvers of their region
+    (each call picks one uniformly). A resolver keeps its answer for
+    ``ttl_s`` (a ``ttl_extending_fraction`` of them for
+    ``extended_ttl_s``) and asks again on the first call after it expires;
+    at t=0 each holds an answer fetched at a uniformly random time in the
+    previous TTL. An answer names a region; the client then connects to
+    one of that region's balancer nodes that are up. Policies: ``geo``
+    (the client's own region; when it is unhealthy, the healthy region
+    nearest by ``latency_s``), ``latency`` (the healthy region with the
+    lowest ``latency_s``), ``weighted`` (healthy regions by ``weights``,
+    drawn per answer), ``failover`` (``primary`` while healthy, else
+    ``secondary``). With no region healthy every region counts as healthy
+    (Route 53 does so). Failover time is never a parameter: it comes from
+    the checks (detection) and the resolvers' TTLs.
+    """
+
+    policy: Literal["geo", "latency", "weighted", "failover"]
+    ttl_s: float = Field(default=60.0, gt=0)
+    resolvers: int = Field(default=200, ge=1, description="Resolvers per client region.")
+    ttl_extending_fraction: Probability = Field(default=0.0, description=(
+        "Share of resolvers that keep answers for extended_ttl_s instead (8.74% measured, docs/facts.md)."))
+    extended_ttl_s: float | None = Field(default=None, gt=0, description=(
+        "How long a TTL-extending resolver keeps an answer (at least ttl_s); required with a non-zero "
+        "ttl_extending_fraction."))
+    weights: dict[Name, Annotated[float, Field(ge=0)]] = Field(default={}, description=(
+        "weighted: each region's weight (a region left out weighs 0)."))
+    primary: Name | None = None
+    secondary: Name | None = None
+    latency_s: dict[Name, dict[Name, Annotated[float, Field(ge=0)]]] = Field(default={}, description=(
+        "Extra one-way seconds from clients of a region (outer key) to the fleet in a region (inner "
+        "key), added to the internet hop both ways; a pair left out adds 0."))
+    health_check: GslbHealthCheck = GslbHealthCheck()
+
+    @model_validator(mode="after")
+    def _policy_fields(self) -> Gslb:
+        if self.policy == "failover" and (self.primary is None or self.secondary is None):
+            raise ValueError("policy failover needs primary and secondary")
+        if self.policy == "weighted" and not any(self.weights.values()):
+            raise ValueError("policy weighted needs weights with at least one above 0")
+        if self.ttl_extending_fraction > 0 and self.extended_ttl_s is None:
+            raise ValueError("extended_ttl_s is required when ttl_extending_fraction is above 0")
+        return self
+
+
 class Topology(StrictModel):
     """A fleet: regions and AZs, network, clients, balancers, gateways, services."""
 
@@ -747,6 +885,9 @@ class Topology(StrictModel):
     cpu_pricing: CpuPricing | None = Field(
         default=None, description="vCPU price and target utilisation for the gateway CPU figures; null: "
                                   "the defaults, when a pool has TLS, access logs or CPU costs.")
+    gslb: Gslb | None = Field(default=None, description=(
+        "DNS-based global balancing across the regions' balancers (null: clients use their own "
+        "region's balancer)."))
     calibration: str | None = Field(
         default=None,
         description="A calibration profile (from `fleetsim calibrate`), relative to the topology file: "
@@ -773,6 +914,28 @@ class Topology(StrictModel):
         if rl.global_burst is None:
             update["global_burst"] = max(1.0, burst)
         _fill(self, "rate_limit", rl.model_copy(update=update))
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_local_clusters(self) -> Topology:
+        # A zone-aware pool's local cluster defaults to every gateway pool of its own region
+        # (sorted by name), so config.resolved.yaml names them.
+        region_of = {az: r for r, reg in self.regions.items() for az in reg.azs}
+        gateways = dict(self.gateways)
+        changed = False
+        for name, gp in self.gateways.items():
+            za = gp.cluster.common_lb_config.zone_aware_lb_config
+            if za is None or za.local_cluster is not None:
+                continue
+            mine = region_of.get(gp.az)
+            local = sorted(p for p, other in self.gateways.items() if region_of.get(other.az) == mine)
+            clb = gp.cluster.common_lb_config
+            cluster = gp.cluster.model_copy(update={"common_lb_config": clb.model_copy(
+                update={"zone_aware_lb_config": za.model_copy(update={"local_cluster": local})})})
+            gateways[name] = gp.model_copy(update={"cluster": cluster})
+            changed = True
+        if changed:
+            _fill(self, "gateways", gateways)
         return self
 
 
@@ -1007,6 +1170,73 @@ Fault = Annotated[
 ]
 
 
+class BalancerPrices(StrictModel):
+    """What one regional balancer of a kind costs (US dollars); see :mod:`sim.config.pricing`."""
+
+    hourly: float = Field(ge=0, description="Per balancer (one per region) per hour.")
+    capacity_unit_hourly: float = Field(ge=0, description="Per capacity unit (LCU, NLCU) per hour; 0: none.")
+    capacity_unit_gb_per_hour: float | None = Field(gt=0, description=(
+        "Processed gigabytes per hour one capacity unit covers (null: no such dimension)."))
+    capacity_unit_new_connections_per_s: float | None = Field(gt=0, description=(
+        "New connections per second one capacity unit covers (null: no such dimension)."))
+    per_gb: float = Field(ge=0, description="Per processed gigabyte (GCP, Azure).")
+    cross_az_billed: bool = Field(description=(
+        "Bytes between the balancer's node and a gateway in another AZ are billed as cross-AZ "
+        "(AWS: yes for an NLB with cross-zone on, no for an ALB)."))
+
+
+class Prices(StrictModel):
+    """Prices in US dollars: bytes by relation, and the regional balancers by kind."""
+
+    gb_bytes: float = Field(gt=0, description="Bytes in the provider's gigabyte: 1e9 (GB) or 1073741824 (GiB).")
+    cross_az_per_gb: float = Field(ge=0, description="A byte crossing between AZs of a region once, every side billed.")
+    cross_region_per_gb: float = Field(ge=0)
+    internet_egress_per_gb: float = Field(ge=0, description="Bytes from the fleet to clients; ingress is free.")
+    l4: BalancerPrices
+    l7: BalancerPrices
+
+
+class Cost(StrictModel):
+    """Dollars from the bytes and balancers of a run, scaled to ``production_rps``.
+
+    ``prices`` starts from the ``provider``'s preset (:data:`sim.config.pricing.PRESETS`);
+    any field given replaces the preset's (with ``provider: custom`` every
+    field must be given). The summary's ``cost`` section gives dollars per
+    million calls and per month at ``production_rps`` calls a second: the
+    simulated window's bytes and connections per call times that rate, plus
+    each balancer's hourly charge (a linear scaling of the simulated slice).
+    """
+
+    provider: Literal["aws", "gcp", "azure", "custom"] = "aws"
+    prices: Prices
+    production_rps: float | None = Field(default=None, gt=0, description=(
+        "Calls a second in production. Default (null): the simulated window's offered rate."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        # Fill prices from the provider's preset, field by field, before validation: the resolved
+        # configuration then lists every price the run used.
+        if not isinstance(data, dict):
+            return data
+        from .pricing import PRESETS
+
+        provider = data.get("provider", "aws")
+        preset = PRESETS.get(provider)
+        if preset is None:
+            return data
+        given = data.get("prices") or {}
+        if isinstance(given, BaseModel):
+            given = given.model_dump()
+        if not isinstance(given, dict):
+            return data
+        merged = {**preset, **given}
+        for kind in ("l4", "l7"):
+            if isinstance(given.get(kind), dict):
+                merged[kind] = {**preset[kind], **given[kind]}
+        return {**data, "prices": merged}
+
+
 class Output(StrictModel):
     """What a run writes besides its summary, time series and per-pool and per-service results."""
 
@@ -1044,6 +1274,8 @@ class Experiment(StrictModel):
     output: Output = Field(default=Output(), description="What a run writes beyond the aggregates.")
     control_plane: ControlPlane | None = Field(default=None, description=(
         "An xDS control plane and its gateway subscribers (sim.components.controlplane); none by default."))
+    cost: Cost | None = Field(default=None, description=(
+        "Dollars per million calls and per month from the run's bytes and balancers (null: none)."))
 
     @model_validator(mode="after")
     def _resolve_service_mix(self) -> Experiment:

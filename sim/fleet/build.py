@@ -18,6 +18,9 @@ from sim.components.balancer import DirectEntry, RegionalBalancer
 from sim.components.controlplane import ControlPlane
 from sim.components.gateway import GatewayInstance
 from sim.components.gateway_cpu import AccountedGateway
+from sim.components.gslb import Gslb, GslbEntry
+from sim.components.locality import pool_results as locality_pool_results
+from sim.components.locality import uses_localities
 from sim.components.network import Network
 from sim.components.ratelimit import IdealBucket, LocalLimit, RemoteLimit
 from sim.components.redis import RedisServer
@@ -45,6 +48,18 @@ def accounted(pool, connections) -> bool:
     """
     return (pool.tls is not None or pool.access_log is not None or pool.cpu_costs is not None
             or connections is not None)
+
+
+def local_cluster(topo, pool: str) -> dict[str, int] | None:
+    """Gateway instances per AZ of ``pool``'s zone-aware local cluster (None without zone-aware routing)."""
+    za = topo.gateways[pool].cluster.common_lb_config.zone_aware_lb_config
+    if za is None:
+        return None
+    out: dict[str, int] = {}
+    for name in za.local_cluster or []:
+        gp = topo.gateways[name]
+        out[gp.az] = out.get(gp.az, 0) + gp.instances
+    return out
 
 
 class ConservationError(RuntimeError):
@@ -96,9 +111,10 @@ class Fleet:
                 if g.nodes[be]["kind"] != "backend":  # a Redis the pool's rate limit calls
                     continue
                 hosts_of.setdefault(g.nodes[be]["service"], []).extend(self.parts[be])
+            local = local_cluster(topo, pool)
             for gw in self.gateways[pool]:
                 for svc, hosts in hosts_of.items():
-                    gw.add_cluster(svc, hosts, self.network)
+                    gw.add_cluster(svc, hosts, self.network, local)
 
         self.connections = None
         node_class = None
@@ -119,6 +135,10 @@ class Fleet:
         services = [(s, share, topo.services[s].request_bytes) for s, share in service_mix(exp).items()]
         self.clients = []
         self.direct: dict[str, DirectEntry] = {}  # regions whose clients skip the balancer
+        self.gslb: Gslb | None = None
+        self.dns: dict[str, GslbEntry] = {}  # regions whose clients resolve through the GSLB
+        if topo.gslb is not None:
+            self.gslb = Gslb(ctx, topo.gslb, {r: list(b.nodes.values()) for r, b in self.balancers.items()})
         for region, pop in topo.clients.items():
             spikes = [(f.at_s, f.at_s + f.for_s, f.factor) for f in exp.faults
                       if f.kind == "load_spike" and f.target.region in (None, region)]
@@ -129,6 +149,9 @@ class Fleet:
                                     self.network)
                 self.direct[region] = entry
                 nodes = [entry]
+            elif self.gslb is not None:
+                self.dns[region] = GslbEntry(ctx, f"dns.{region}", region, self.gslb)
+                nodes = [self.dns[region]]
             else:
                 nodes = [self.balancers[region].nodes[g.nodes[lb]["az"]]
                          for lb in g.successors(f"client:{region}")]
@@ -217,7 +240,8 @@ class Fleet:
 
     def _end_warmup(self, _value=None) -> None:
         self.network.reset()
-        for part in [*self.all_gateways(), *self.all_backends(), *self.balancers.values(), *self.direct.values()]:
+        for part in [*self.all_gateways(), *self.all_backends(), *self.balancers.values(), *self.direct.values(),
+                     *self.dns.values()]:
             part.reset()
         for part in [*self.rate_limits, *self.redis.values()]:
             part.reset()
@@ -232,6 +256,8 @@ class Fleet:
             self.ctx.call_later(self.exp.warmup_s, self._end_warmup)
         self.ctx.call_later(1.0, self._sample_queues)
         self.faults.start()  # before the clients: a fault precedes requests at the same instant
+        if self.gslb is not None:
+            self.gslb.start()
         # Outlier-detection intervals and first health-check probes (sim.components.health).
         for gw in self.all_gateways():
             for cluster in gw.clusters.values():
@@ -308,6 +334,13 @@ class Fleet:
             control_plane=self.control_plane.results() if self.control_plane is not None else None,
             rate_limit=self._rate_limit_results(),
             connections=self.connections.results() if self.connections is not None else None,
+            bytes_by_purpose=self.network.bytes_by_purpose() if self.exp.cost is not None else {},
+            az_region=self.az_region,
+            balancers={region: {"kind": bal.config.kind,
+                                "tries": sum(sum(node.connections) for node in bal.nodes.values())}
+                       for region, bal in self.balancers.items()},
+            zone_routing=self.zone_routing(),
+            gslb=self.gslb_results(),
         )
 
     def _bytes_by_az_pair(self) -> dict[str, float]:
@@ -329,6 +362,23 @@ class Fleet:
                 "redis": [r.results(window) for r in self.redis.values()],
                 "redis_bytes_by_az_pair": (self.redis_network.bytes_by_pair()
                                            if self.redis_network is not None else {})}
+
+    def gslb_results(self) -> dict:
+        """The GSLB's view and ground truth, and each client region's tries by answered region (or {})."""
+        if self.gslb is None:
+            return {}
+        return {**self.gslb.results(), "entries": {r: e.results() for r, e in self.dns.items()}}
+
+    def zone_routing(self) -> dict[str, dict]:
+        """Per ``<pool>/<service>``, tries by AZ and Envoy's zone-routing counters (pools with locality features)."""
+        out = {}
+        for pool, gws in self.gateways.items():
+            if not uses_localities(self.exp.topology.gateways[pool].cluster):
+                continue
+            for svc in gws[0].clusters:
+                out[f"{pool}/{svc}"] = locality_pool_results(self.exp.topology.gateways[pool].az,
+                                                             [gw.clusters[svc] for gw in gws])
+        return out
 
     def traffic_graph(self, instances: bool) -> dict:
         """The fleet with the requests each edge carried in the window.

@@ -112,6 +112,11 @@ def plan(exp: Experiment) -> nx.DiGraph:
                                      f"unknown gateway pool {pool!r} (pools: {', '.join(topo.gateways)})")
                 g.add_edge(client, f"gw:{pool}", relation="internet")
             continue
+        if topo.gslb is not None:
+            # DNS (the GSLB) may answer with any region's balancer.
+            for lb in [n for n, d in g.nodes(data=True) if d["kind"] == "balancer"]:
+                g.add_edge(client, lb, relation="internet")
+            continue
         if region not in topo.balancers:
             raise FleetError(T + ("clients", region), f"no balancer in region {region!r} for these clients "
                              "(or give clients.<region>.gateway_pools to send straight to gateways)")

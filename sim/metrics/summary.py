@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from sim.config.models import CpuPricing
 from sim.metrics import gateway_cpu as gc
+from sim.metrics.cost import cost_section
 from sim.metrics.ratelimit import rate_limit_section, rate_limit_timeseries
 from sim.metrics.recorder import Recorder
 from sim.metrics.recovery import RECOVERY_RULES, analyse_recovery
@@ -46,6 +47,13 @@ class FleetResults:
         in_flight: counted requests still unanswered at the end.
         control_plane: ``ControlPlane.results()`` (None without a control plane).
         connections: the connection layer's per-pool counters (``workload.connections``), else None.
+        bytes_by_purpose: ``Network.bytes_by_purpose()``: bytes per purpose and AZ pair.
+        az_region: every AZ's region.
+        balancers: region -> ``{"kind", "tries"}``: each regional balancer's kind and the tries
+            its nodes forwarded.
+        zone_routing: ``<pool>/<service>`` -> :func:`sim.components.locality.pool_results`, for
+            pools whose cluster uses priorities, locality weights or zone-aware routing.
+        gslb: ``Gslb.results()`` with ``entries`` (client region -> ``GslbEntry.results()``), or {}.
     """
 
     backends: dict[str, list[dict]]
@@ -60,6 +68,11 @@ class FleetResults:
     control_plane: dict | None = None
     rate_limit: dict | None = None
     connections: dict | None = None  # ConnectionLayer.results(), when clients hold connections
+    bytes_by_purpose: dict[str, dict[str, float]] = field(default_factory=dict)
+    az_region: dict[str, str] = field(default_factory=dict)
+    balancers: dict[str, dict] = field(default_factory=dict)
+    zone_routing: dict[str, dict] = field(default_factory=dict)
+    gslb: dict = field(default_factory=dict)
 
 
 def _sum(rows: list[dict], key: str):
@@ -257,6 +270,7 @@ def summarise(exp, recorder: Recorder, parts: FleetResults, *, judge_recovery: b
         "outlier": outlier,  # {ejections, by_reason, detected, overflow}
         "health_checks": health_checks,  # {probes, probe_rate_per_s, failures, timeouts}
         **control_plane_section(parts.control_plane),
+        **geo_sections(exp, rec, parts, window),
     }
     if parts.rate_limit is not None:  # only with topology.rate_limit: other summaries stay as they were
         out["rate_limit"] = rate_limit_section(parts.rate_limit, exp.topology.rate_limit, exp.warmup_s,
@@ -283,6 +297,59 @@ def connection_sections(exp, parts: FleetResults, window_s: float) -> dict:
     if logs is not None:
         out["access_log"] = logs
     return out
+
+
+def geo_sections(exp, recorder: Recorder, parts: FleetResults, window_s: float) -> dict:
+    """``zone_routing`` (pools with locality features) and ``bytes_by_purpose`` and ``cost`` (with ``cost``).
+
+    Empty for an experiment that uses neither, so its summary keeps its keys.
+    """
+    out: dict = {}
+    if parts.zone_routing:
+        out["zone_routing"] = parts.zone_routing
+    if parts.gslb:
+        out["gslb"] = gslb_section(exp, parts.gslb)
+    if exp.cost is not None:
+        out["bytes_by_purpose"] = parts.bytes_by_purpose
+        out["cost"] = cost_section(exp.cost, parts.bytes_by_purpose, parts.az_region, parts.balancers,
+                                   recorder.offered, window_s)
+    return out
+
+
+def gslb_by_region_ts(gslb: dict) -> dict[str, list[int]]:
+    """Tries per second by the region DNS answered with, over every client region."""
+    out: dict[str, list[int]] = {}
+    for entry in gslb["entries"].values():
+        for region, series in entry["by_region_ts"].items():
+            col = out.setdefault(region, [0] * len(series))
+            for i, v in enumerate(series):
+                col[i] += v
+    return out
+
+
+def gslb_section(exp, gslb: dict) -> dict:
+    """``gslb``: tries by answered region (window), the GSLB's view changes, failures and failover times.
+
+    ``failover``: per ground-truth failure of a region's endpoint, when 95%
+    of its traffic had moved (:func:`sim.components.gslb.failover_times`);
+    ``detected_at_s``: when the GSLB's checkers marked it unhealthy.
+    """
+    from sim.components.gslb import failover_times
+
+    cfg = exp.topology.gslb
+    tries = merge_counts(e["tries"] for e in gslb["entries"].values())
+    rows = failover_times([tuple(t) for t in gslb["truth"]], gslb_by_region_ts(gslb))
+    for row in rows:
+        later = [t for t, r, ok in gslb["changes"] if r == row["region"] and not ok and t >= row["failed_at_s"]]
+        row["detected_at_s"] = later[0] if later else None
+        row["detection_s"] = later[0] - row["failed_at_s"] if later else None
+    first: dict[str, dict] = {}
+    for row in rows:  # each region's first failure, as numbers the replications average
+        first.setdefault(row["region"], {k: (math.nan if row[k] is None else row[k])
+                                         for k in ("failed_at_s", "detection_s", "time_to_move_s")})
+    return {"policy": cfg.policy, "ttl_s": cfg.ttl_s, "tries_by_region": dict(sorted(tries.items())),
+            "queries": gslb["queries"], "view_changes": gslb["changes"], "failover": rows,
+            "failover_by_region": first}
 
 
 def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
@@ -312,6 +379,9 @@ def timeseries(recorder: Recorder, parts: FleetResults) -> dict[str, list]:
             ts[f"cp_{k}"] = series
     if parts.rate_limit is not None:
         ts.update(rate_limit_timeseries(parts.rate_limit, rec.n))
+    if parts.gslb:
+        for region, series in sorted(gslb_by_region_ts(parts.gslb).items()):
+            ts[f"dns_{region}"] = series[:rec.n]
     return ts
 
 
@@ -355,5 +425,6 @@ def rows_by_name(table: dict[str, list]) -> dict[str, dict]:
 
 
 __all__ = ["FleetResults", "backend_section", "client_section", "columns", "connection_sections", "control_plane_section",
-           "gateway_section", "group_counters", "health_counters", "health_section", "health_timeseries", "merge_counts", "recovery_section",
+           "gateway_section", "geo_sections", "group_counters", "health_counters", "health_section", "health_timeseries",
+           "merge_counts", "recovery_section",
            "retries_section", "rows_by_name", "summarise", "timeseries"]

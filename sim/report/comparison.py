@@ -544,6 +544,10 @@ def summary_panel(variants: Sequence[Variant]) -> Panel:
         (header_cell("Cross-AZ bytes", per_rep), _bytes_cells([c[0] for c in cross])),
         (header_cell("per request", "offered"),
          _bytes_cells([c[1] for c in cross])),
+        (header_cell("Cost", "$ / month at production_rps"),
+         _number_cells(loaded, ("cost", "monthly_dollars"), integer=True)),
+        (header_cell("per million", "calls, $"),
+         _number_cells(loaded, ("cost", "per_million_calls"), decimals=3)),
         (header_cell("Failed requests", per_rep, "by cause"), _failures_cells(loaded)),
     ]
     # A column without a value for any variant says nothing: leave it out.
@@ -572,6 +576,9 @@ def summary_panel(variants: Sequence[Variant]) -> Panel:
         notes.append(f"Cross-AZ bytes: bytes sent between two different AZs (excluding "
                      f"{'/'.join(sorted(EXTERNAL_ENDPOINTS))}) over the measurement window; "
                      "per request: divided by the requests offered in it.")
+    if any(v.value("cost", "monthly_dollars")[0] is not None for v in loaded):
+        notes.append("Cost: dollars a month at each variant's declared production_rps, scaled "
+                     "linearly from the simulated window (summary.json cost).")
     if per_rep:
         notes.append(f"Counts and bytes are means per replication over the {n_reps} "
                      "replications; ± values are 95 % confidence-interval half-widths.")

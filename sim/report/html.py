@@ -109,6 +109,7 @@ from sim.report.fleet_graph import (  # noqa: F401  (re-exported: defined here b
     fleet_panel,
     parse_fleet_graph,
 )
+from sim.report.geo import geo_panel
 from sim.report.health import POOL_KEYS, host_health_panel, host_health_present, pool_table
 from sim.report.ratelimit import rate_limit_panel
 from sim.report.resilience import faults_panel, recovery_panel, retries_panel
@@ -187,6 +188,15 @@ def kpi_panel(data: RunData) -> Panel | None:
             inner += "<h3>Rates</h3>" + table(["", "value"], rate_rows)
         if lat_rows:
             inner += "<h3>Latency</h3>" + table(["", "value"], lat_rows)
+        cost = s.get("cost") if isinstance(s.get("cost"), Mapping) else {}
+        if as_number(cost.get("monthly_dollars")) is not None:
+            inner += "<h3>Cost</h3>" + table(["", "value"], [
+                [esc(f"$ / month at {as_number(cost.get('production_rps')) or 0:,.0f} calls/s"),
+                 kpi_cell(data, ("cost", "monthly_dollars"), "$", column=kpi_column(
+                     data, [("cost", "monthly_dollars")], integer=True))],
+                [esc("$ per million calls"), kpi_cell(data, ("cost", "per_million_calls"), "$")]])
+            inner += ('<p class="note">Scaled linearly from the simulated window to the declared '
+                      "production rate (Geography and cost).</p>")
         blocks.append(f"<div>{inner}</div>")
     notes = []
     if req_rows and data.replications > 1:
@@ -491,6 +501,7 @@ PANEL_BUILDERS: list[PanelBuilder] = [
     rates_panel,
     inflight_panel,
     bytes_panel,
+    geo_panel,
     config_panel,
 ]
 

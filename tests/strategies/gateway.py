@@ -58,7 +58,8 @@ def retry_policies(draw, route_timeout_s: float, opts: Options) -> dict:
         "per_try_timeout_s": floats(0.001, route_timeout_s * 0.99),
         "retry_host_predicate": st.sampled_from([[], ["previous_hosts"]]),
         "host_selection_retry_max_attempts": st.integers(min_value=1, max_value=5),
-        "retry_back_off": back_offs(),
+        # Exact-time relations halve durations: a 1 ms base would fall below the schema's minimum.
+        "retry_back_off": back_offs(min_base_s=0.002 if opts.exact_time else 0.001),
     }
     rp = {"retry_on": on, **draw(fields(spec))}
     if opts.exact_time:
@@ -67,11 +68,12 @@ def retry_policies(draw, route_timeout_s: float, opts: Options) -> dict:
 
 
 @st.composite
-def back_offs(draw) -> dict:
-    """Envoy's retry back-off: a base (whole milliseconds and not), a max or the derived default."""
+def back_offs(draw, min_base_s: float = 0.001) -> dict:
+    """Envoy's retry back-off: a base (whole milliseconds and not, at least ``min_base_s``), a max or the default."""
     out = {}
     if draw(st.booleans()):
-        out["base_interval_s"] = draw(st.sampled_from([0.001, 0.005, 0.025, 0.0255, 0.1]))
+        out["base_interval_s"] = draw(st.sampled_from([b for b in (0.001, 0.005, 0.025, 0.0255, 0.1)
+                                                       if b >= min_base_s]))
     if draw(st.booleans()):
         out["max_interval_s"] = out.get("base_interval_s", 0.025) * draw(st.sampled_from([1, 3, 20]))
     return out

@@ -115,8 +115,10 @@ def topologies(draw, plan: Plan, opts: Options = WHOLE_SCHEMA) -> dict:
         bal: dict = {}
         if draw(st.booleans()):
             bal["policy"] = draw(st.sampled_from(["round_robin", "random", "least_connections"]))
+        if draw(st.booleans()):
+            bal["kind"] = draw(st.sampled_from(["l4", "l7"]))
         if opts.one_target_per_node:
-            bal["cross_zone"] = False
+            bal["cross_zone"] = False  # explicit: kind l7 would default it on
         elif draw(st.booleans()):
             bal["cross_zone"] = draw(st.booleans())
         balancers[r] = bal

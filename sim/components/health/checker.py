@@ -141,13 +141,13 @@ class HealthChecker:
         if sec < len(self.probes_ts):
             self.probes_ts[sec] += 1
         self.later(self.timeout_s, self._timed_out, probe)
-        self.cluster.links_out[i].send(PROBE_BYTES, backend.accept, probe)
+        self.cluster.probe_out[i].send(PROBE_BYTES, backend.accept, probe)
 
     def _replied(self, probe: Probe) -> None:
         """The backend answered (or refused, or reset): the answer travels back."""
         if probe.abandoned:  # the checker closed the connection at its timeout
             return
-        self.cluster.links_back[probe.host].send(PROBE_BYTES, self._arrived, probe)
+        self.cluster.probe_back[probe.host].send(PROBE_BYTES, self._arrived, probe)
 
     def _arrived(self, probe: Probe) -> None:
         i = probe.host

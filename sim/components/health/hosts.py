@@ -169,7 +169,11 @@ class HostHealth:
         # host and the threshold at 0 Envoy answers 503 (no healthy upstream);
         # the router here always needs a host, so every host is used then too.
         panic = h == 0 or 100.0 * h / n < self.panic_threshold
-        if panic:
+        if getattr(self.cluster.selector, "own_panic", False):
+            # A picker with priorities or localities (sim.components.locality) decides panic per
+            # priority level itself: it needs the healthy hosts whatever the cluster-wide share.
+            self.cluster.use_hosts(healthy if h < n else None, False)
+        elif panic:
             self.cluster.use_hosts(None, True)
         elif h == n:
             self.cluster.use_hosts(None, False)
