@@ -2,8 +2,10 @@
 
 :class:`CpuAccount` holds the CPU seconds (of one worker) and the event
 counts of one gateway instance by cause, over the measurement window. A cause
-is one entry of :data:`CPU_CAUSES`; a later one (the control plane's
-``config_apply``) is one more entry there and a ``charge`` where it happens.
+is one entry of :data:`CPU_CAUSES` and a ``charge`` where it happens: the
+control plane's ``config_apply`` is charged by :meth:`AccountedGateway.apply_config`
+(the control plane also counts every gateway's apply CPU itself, accounted
+pools or not).
 
 :class:`AccountedGateway` is a :class:`~sim.components.gateway.GatewayInstance`
 that keeps the account, built only for pools with TLS, access logging or CPU
@@ -36,10 +38,10 @@ from .request import GATEWAY_RESET, OK
 
 #: The causes of gateway CPU, in the order results list them.
 CPU_CAUSES = ("tls_full_handshake", "tls_resumed_handshake", "request", "retry", "upstream_connect",
-              "response", "health_check", "access_log")
+              "response", "health_check", "access_log", "config_apply")
 
 #: Causes that take worker time in the simulation (the rest are counted only).
-QUEUED_CAUSES = frozenset({"tls_full_handshake", "tls_resumed_handshake", "request", "access_log"})
+QUEUED_CAUSES = frozenset({"tls_full_handshake", "tls_resumed_handshake", "request", "access_log", "config_apply"})
 
 _HANDSHAKE_CAUSE = {"full": "tls_full_handshake", "resumed": "tls_resumed_handshake"}
 
@@ -116,6 +118,11 @@ class AccountedGateway(GatewayInstance):
         self.wait_s = 0.0  # worker-queue waits of items that started in the window
         self.waited = 0
         self.started = 0
+
+    def apply_config(self, cpu_s: float) -> None:
+        """As :meth:`GatewayInstance.apply_config`, charged to ``config_apply`` (the control plane's pushes)."""
+        self.cpu.charge("config_apply", cpu_s)
+        super().apply_config(cpu_s)
 
     # -- worker CPU: the slice is the request's own plus its connection's handshake
     def _slice(self, req) -> float:

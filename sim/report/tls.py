@@ -47,7 +47,7 @@ C_RESUMED = "#009e73"
 
 #: CPU causes in the order the tables show them (sim.components.gateway_cpu.CPU_CAUSES).
 CAUSE_ORDER = ("tls_full_handshake", "tls_resumed_handshake", "request", "retry", "upstream_connect",
-               "response", "health_check", "access_log")
+               "response", "health_check", "access_log", "config_apply")
 
 
 def _num(v: Any, digits: int = 3) -> str:
