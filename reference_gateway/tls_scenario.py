@@ -19,9 +19,9 @@ Goals (issue #12): resumption rate within 3 points; CPU per handshake type
 (phases of only full, then only resumed handshakes) within 15%; total
 gateway CPU within 10%.
 
-Run (under the real-fleet lock)::
+Run (alone on the machine: it measures CPU)::
 
-    flock /tmp/fleetsim-realfleet.lock python -m reference_gateway.tls_scenario [--quick]
+    .venv/bin/python -m reference_gateway.tls_scenario [--quick]
 
 Not yet part of ``fleetsim validate`` or its committed baseline.
 """

@@ -27,7 +27,9 @@ GATEWAY_BACKEND = "gateway_backend"
 """Gateway tries to backends and their answers."""
 HEALTH_CHECK = "health_check"
 """Active health-check probes and their answers."""
-PURPOSES = (CLIENT, BALANCER_GATEWAY, GATEWAY_BACKEND, HEALTH_CHECK)
+#: Calls from a gateway's rate-limit filter to Redis and their answers (sim.components.ratelimit).
+GATEWAY_REDIS = "gateway_redis"
+PURPOSES = (CLIENT, BALANCER_GATEWAY, GATEWAY_BACKEND, HEALTH_CHECK, GATEWAY_REDIS)
 
 
 class Link:

@@ -21,7 +21,7 @@ from sim.components.gateway_cpu import AccountedGateway
 from sim.components.gslb import Gslb, GslbEntry
 from sim.components.locality import pool_results as locality_pool_results
 from sim.components.locality import uses_localities
-from sim.components.network import Network
+from sim.components.network import GATEWAY_REDIS, Network
 from sim.components.ratelimit import IdealBucket, LocalLimit, RemoteLimit
 from sim.components.redis import RedisServer
 from sim.components.workload import ClientPopulation, RateFunction
@@ -214,7 +214,8 @@ class Fleet:
             filt = LocalLimit(self.ctx, name, rl, self.ideal_bucket, gw)
         else:
             filt = RemoteLimit(self.ctx, name, rl, self.ideal_bucket, gw, server,
-                               self.redis_network.link(gw.az, server.az), self.redis_network.link(server.az, gw.az))
+                               self.redis_network.link(gw.az, server.az, GATEWAY_REDIS),
+                               self.redis_network.link(server.az, gw.az, GATEWAY_REDIS))
         gw.use_rate_limit(filt)
         self.rate_limits.append(filt)
 
@@ -334,7 +335,7 @@ class Fleet:
             control_plane=self.control_plane.results() if self.control_plane is not None else None,
             rate_limit=self._rate_limit_results(),
             connections=self.connections.results() if self.connections is not None else None,
-            bytes_by_purpose=self.network.bytes_by_purpose() if self.exp.cost is not None else {},
+            bytes_by_purpose=self._bytes_by_purpose() if self.exp.cost is not None else {},
             az_region=self.az_region,
             balancers={region: {"kind": bal.config.kind,
                                 "tries": sum(sum(node.connections) for node in bal.nodes.values())}
@@ -350,6 +351,13 @@ class Fleet:
             return out
         redis = self.redis_network.bytes_by_pair()
         return {k: out.get(k, 0) + redis.get(k, 0) for k in sorted({*out, *redis})}
+
+    def _bytes_by_purpose(self) -> dict[str, dict[str, float]]:
+        """Bytes per purpose and AZ pair in the window, calls to Redis (``gateway_redis``) included."""
+        out = self.network.bytes_by_purpose()
+        if self.redis_network is not None:
+            out.update(self.redis_network.bytes_by_purpose())
+        return dict(sorted(out.items()))
 
     def _rate_limit_results(self) -> dict | None:
         """The filters', the ideal bucket's and the Redis servers' results (None without a rate limit)."""
