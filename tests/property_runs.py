@@ -223,6 +223,9 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
     - ``connections[.pools.<pool>].resumption_rate``: no TLS handshake in the
       window; ``gateway_cpu.pools.<pool>.tls_share``: no CPU charged,
       ``mean_worker_wait_ms``: nothing put on a worker (sim.metrics.gateway_cpu);
+    - ``gslb.failover_by_region.<region>.detection_s`` / ``time_to_move_s``:
+      the failure was not detected, or its traffic had not moved, when the
+      run ended (sim.metrics.summary.gslb_section);
     - ``rate_limit[.keys.<key>].admitted_ratio``: the ideal bucket admitted
       nothing (sim.metrics.ratelimit);
     - ``rate_limit.redis.<server>.server_ms_*``: the server answered no call
@@ -250,6 +253,9 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
         return hs["full"] + hs["resumed"] == 0
     if path[0] == "gateway_cpu" and path[-1] in ("tls_share", "utilization"):
         return summary["gateway_cpu"]["pools"][path[2]]["cpu_s"] == 0
+    if path[:2] == ("gslb", "failover_by_region"):  # not detected, or not moved, before the run ended
+        row = next(r for r in summary["gslb"]["failover"] if r["region"] == path[2])
+        return row[path[3]] is None
     if path[0] == "rate_limit" and path[-1] == "admitted_ratio":  # over an ideal bucket that admitted nothing
         node = summary
         for key in path[:-1]:
