@@ -226,6 +226,8 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
     - ``gslb.failover_by_region.<region>.detection_s`` / ``time_to_move_s``:
       the failure was not detected, or its traffic had not moved, when the
       run ended (sim.metrics.summary.gslb_section);
+    - ``rate_limit.latency_added_ms.*``: no remote check was decided in the
+      window (sim.metrics.ratelimit);
     - ``rate_limit[.keys.<key>].admitted_ratio``: the ideal bucket admitted
       nothing (sim.metrics.ratelimit);
     - ``rate_limit.redis.<server>.server_ms_*``: the server answered no call
@@ -256,6 +258,8 @@ def nan_allowed(summary: dict, counters: dict, path: tuple[str, ...]) -> bool:
     if path[:2] == ("gslb", "failover_by_region"):  # not detected, or not moved, before the run ended
         row = next(r for r in summary["gslb"]["failover"] if r["region"] == path[2])
         return row[path[3]] is None
+    if path[:2] == ("rate_limit", "latency_added_ms"):  # no remote check decided in the window
+        return summary["rate_limit"]["checked"] == 0
     if path[0] == "rate_limit" and path[-1] == "admitted_ratio":  # over an ideal bucket that admitted nothing
         node = summary
         for key in path[:-1]:
