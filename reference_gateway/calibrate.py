@@ -1,9 +1,9 @@
 """``fleetsim calibrate``: measure what the simulator cannot know, on this machine.
 
-Three figures, each measured on the real fleet of
-``topologies/reference_loopback.yaml`` (HAProxy, one Envoy with
-``--concurrency 1``, uvloop backends, the open-loop generator), and written as
-a calibration profile (:mod:`sim.config.calibration`) that topologies include:
+Five figures, each measured on a real fleet (HAProxy, Envoy with
+``--concurrency 1``, uvloop backends, the open-loop generator; the first
+three on ``topologies/reference_loopback.yaml``), and written as a
+calibration profile (:mod:`sim.config.calibration`) that topologies include:
 
 1. **Loopback hop latency.** With backends that answer at once (service time
    0), at a light load (300 requests/s), every request's latency is the
@@ -30,6 +30,18 @@ a calibration profile (:mod:`sim.config.calibration`) that topologies include:
    drawn time plus an error of about -0.5 to +1.5 ms. The backends record
    every error; at 60% load with exponential 10 ms services the profile
    keeps its quantile table as ``backend.timer_error_s``.
+4. **Redis's time per token-bucket script call** (``redis.evalsha_time_s``):
+   ``usec_per_call`` of EVALSHA in Redis's commandstats over a steady run of
+   the rate-limit fleet (scenario rl's topology: two Envoys, the sidecar,
+   Redis) at 250 requests/s. Measured inside that fleet because the figure
+   depends on what else the machine runs (see :data:`REDIS_RATE`).
+5. **TLS handshake CPU** (``gateway.handshake_cpu_s``): one Envoy
+   terminating TLS 1.3 with an ECDSA P-256 certificate behind HAProxy; its
+   CPU per connection (one request each) over connections that offer no
+   ticket (all full handshakes), then over connections that offer their
+   latest ticket (all resumed); minus the CPU per request of (2), the rest
+   is the handshake's (with the connection's own set-up and close, which
+   the simulator charges nowhere else).
 
 The profile also records when and where it was measured, the versions, and
 how busy the machine was; a calibration on a machine other load disturbed is
@@ -162,15 +174,22 @@ def calibrate(out: str | Path, *, quick: bool = False, work_dir: str | Path | No
         trust.append(run.busy.reason)
     if samples.size < 100:
         raise RuntimeError(f"calibration: only {samples.size} timer samples from the backends")
-    # 4: Redis's server time per token-bucket script call, at the rate the rate-limit scenario calls it.
-    log(f"calibrate: Redis EVALSHA time at {REDIS_RATE:g} calls/s for {span:g} s")
-    redis_usec = redis_script_usec(work / "redis", rate=REDIS_RATE, duration_s=span)
+    # 4: Redis's server time per token-bucket script call, on the rate-limit fleet itself.
+    log(f"calibrate: Redis EVALSHA time on the rate-limit fleet at {REDIS_RATE:g} requests/s for {span:g} s")
+    redis_usec, redis_calls, redis_trust = redis_script_usec(work / "redis", rate=REDIS_RATE, span=span)
+    if redis_trust:
+        trust.append(redis_trust)
     timer_table = quantile_table(samples, floor=None)
     timer_samples = samples
     win = heavy.window()
     proxied = int(((heavy.status > 0) & win).sum())
     envoy_cpu = heavy.cpu_s.get(gw, math.nan) - idle_rate * (heavy.duration_s - heavy.warmup_s)
     cpu_per_request = max(envoy_cpu / proxied, 1e-6) if proxied else 60e-6
+    # 5: CPU of a TLS connection with a full and with a resumed handshake, on one Envoy.
+    log(f"calibrate: TLS handshake CPU on one Envoy, {TLS_CONNECTIONS[quick]} connections of each kind")
+    tls_key, tls_conn, tls_trust = tls_connection_cpu(work / "tls", TLS_CONNECTIONS[quick])
+    trust += tls_trust
+    handshake = {kind: max(tls_conn[kind] - cpu_per_request, 0.0) for kind in ("full", "resumed")}
     ok = light.window() & (light.status == 200)
     chain = light.latency[ok]
     if chain.size < 100 or direct.size < 100:
@@ -223,13 +242,18 @@ def calibrate(out: str | Path, *, quick: bool = False, work_dir: str | Path | No
                                "p99": round(1000 * float(np.quantile(samples, 0.99)), 4)},
             "timer_samples": int(samples.size),
             "redis_evalsha_usec_per_call": round(redis_usec, 3),
-            "redis_calls_per_s": REDIS_RATE,
+            "redis_calls": redis_calls,
+            "redis_requests_per_s": REDIS_RATE,
+            "tls_connection_cpu_us": {k: round(1e6 * v, 2) for k, v in tls_conn.items()},
+            "tls_connections": TLS_CONNECTIONS[quick],
         },
         "network": {
             "same_az_s": {"dist": "empirical", "quantiles": same_table},
             "internet_s": {"dist": "empirical", "quantiles": internet_table},
         },
-        "gateway": {"cpu_time_s": {"dist": "constant", "value": round(cpu_per_request, 9)}},
+        "gateway": {"cpu_time_s": {"dist": "constant", "value": round(cpu_per_request, 9)},
+                    "handshake_cpu_s": {tls_key: {"full_s": round(handshake["full"], 9),
+                                                  "resumed_s": round(handshake["resumed"], 9)}}},
         "backend": {"timer_error_s": {"quantiles": timer_table}},
         "redis": {"evalsha_time_s": {"dist": "constant", "value": round(redis_usec * 1e-6, 9)}},
     }
@@ -239,45 +263,56 @@ def calibrate(out: str | Path, *, quick: bool = False, work_dir: str | Path | No
     return profile
 
 
-#: Calls per second at which Redis's script time is measured: about the rate the rate-limit
-#: scenario (rl) calls it. Redis takes ~2x longer per call at such rates than back to back
-#: (measured here: ~17 us at 200 calls/s, 9.4 us back to back, 5.6 us pipelined 16 deep).
+#: Requests per second through the rate-limit fleet while Redis's script time is measured: about
+#: the mean rate of scenario rl, each request one EVALSHA. Redis's time per call depends on what
+#: else the machine runs (caches, clock speed, which core): back to back it is about half of what
+#: it is at a few hundred calls a second on an idle machine, and on one machine the same script took
+#: 28 us per call from a lone client but 20 us inside the fleet. So it is measured inside the fleet
+#: it predicts: the rate-limit topology, its sidecar and Redis pinned as in scenario rl, at a
+#: steady load that is not one of the scenario's.
 REDIS_RATE = 250.0
+REDIS_EXPERIMENT = ROOT / "experiments" / "reference" / "rl_ratelimit.yaml"
+#: TLS connections of each kind (full, resumed) that the handshake CPU is measured over.
+TLS_CONNECTIONS = {False: 1500, True: 400}
 
 
-def redis_script_usec(work: Path, *, rate: float, duration_s: float) -> float:
-    """Redis's ``usec_per_call`` of the token-bucket script, called one at a time at ``rate`` per second."""
-    import socket
+def redis_script_usec(work: Path, *, rate: float, span: float) -> tuple[float, int, str | None]:
+    """Redis's ``usec_per_call`` of the token-bucket script and its calls, over a steady run of the
+    rate-limit fleet at ``rate`` requests/s, and why the run is untrustworthy (None when it is)."""
+    from sim.config.loader import load_experiment
 
-    from .harness import Harness, free_port, redis_argv, redis_ready
-    from .ratelimit_sidecar import TOKEN_BUCKET_LUA, encode_command
-
-    port = free_port()
-    work.mkdir(parents=True, exist_ok=True)
-    with Harness(work) as h:
-        h.start("redis", redis_argv(port, work), ready=lambda: redis_ready(port))
-        sha = measure.redis_command(port, "SCRIPT", "LOAD", TOKEN_BUCKET_LUA)
-        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            measure.redis_command(port, "CONFIG", "RESETSTAT")
-            start = time.monotonic()
-            n = int(rate * duration_s)
-            for i in range(n):
-                delay = start + i / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                sock.sendall(encode_command("EVALSHA", sha, 1, "ratelimit:calibration", int(time.time() * 1000),
-                                            200, 50, 1000))
-                reply = b""
-                while not reply.endswith(b"\r\n"):
-                    chunk = sock.recv(64)
-                    if not chunk:
-                        raise RuntimeError("calibration: Redis closed the connection")
-                    reply += chunk
-        stats = measure.redis_info(port).get("cmdstat_evalsha", {})
-    if not stats.get("calls"):
+    data = load_experiment(REDIS_EXPERIMENT).config.model_dump(mode="json", by_alias=True)
+    data.update(faults=[], duration_s=span + 1, warmup_s=1, seed=105, variants={})
+    data["workload"]["rate_schedule"] = [{"at_s": 0, "rate_per_s": rate}]
+    exp = Experiment.model_validate(data)
+    with RealFleet(exp, work) as fleet:
+        run = fleet.run(seed=6, tag="redis")
+    calls, usec = run.redis.get("calls", 0), run.redis.get("usec_per_call")
+    if not calls or usec is None:
         raise RuntimeError("calibration: Redis counted no EVALSHA calls")
-    return float(stats["usec_per_call"])
+    why = run.busy.reason if run.busy is not None and not run.busy.trustworthy else None
+    return float(usec), int(calls), why
+
+
+def tls_connection_cpu(work: Path, n: int) -> tuple[str, dict[str, float], list[str]]:
+    """One TLS Envoy behind HAProxy: its CPU per connection (one request) with a full handshake and
+    with a resumed one (:func:`reference_gateway.tls_scenario.connection_cpu`), and the profile key
+    of its TLS version and certificate, and what disturbed the measurement (empty when nothing did)."""
+    from sim.config.loader import load_experiment
+
+    from .tls_scenario import EXPERIMENT, TlsRealFleet, connection_cpu, secrets_dir
+
+    exp = load_experiment(EXPERIMENT, ["topology.gateways.gw.instances=1"]).config
+    tls = exp.topology.gateways["gw"].tls
+    with secrets_dir() as secrets, TlsRealFleet(exp, work) as fleet:
+        fleet.start_envoys(exp, secrets, shared=False)
+        phases = connection_cpu(fleet, n, tls.tls_version)
+    if phases["full"]["failed"] or phases["resumed"]["failed"]:
+        raise RuntimeError(f"calibration: TLS connections failed ({phases})")
+    if phases["full"]["resumed"] > 0 or phases["resumed"]["resumed"] < 0.99:
+        raise RuntimeError(f"calibration: the TLS phases were not pure full and resumed handshakes ({phases})")
+    return (f"{tls.tls_version}/{tls.certificate}", {k: v["cpu_per_conn_s"] for k, v in phases.items()},
+            [v["disturbed_by"] for v in phases.values() if v["disturbed_by"]])
 
 
 HEADER = """\

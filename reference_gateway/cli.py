@@ -99,7 +99,9 @@ def register(sub) -> None:
     cal.set_defaults(func=cmd_calibrate)
 
     v = sub.add_parser("validate", help="run the validation scenarios on the real fleet and in the simulator")
-    v.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="a b c d e f g (default: all)")
+    from .scenarios import SCENARIOS
+
+    v.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=f"{' '.join(SCENARIOS)} (default: all)")
     v.add_argument("--quick", action="store_true",
                    help="short runs; timing metrics gate only when off by more than twice their goal")
     v.add_argument("--profile", help="calibration profile to use (default: calibrate first)")

@@ -113,6 +113,12 @@ GOALS = {
     "redis_calls_per_s": Goal("rel", 0.05),
     "redis_usec_per_call": Goal("rel", 0.15, timing=True),
     "local_fraction": Goal("abs", 0.02, binomial=True),
+    # Scenario t, TLS (issue's goals): resumption within 3 points, CPU per handshake type within
+    # 15%, total gateway CPU within 10% (per connection here: the same error for the same connections).
+    "resumption_rate": Goal("abs", 0.03, binomial=True),
+    "cpu_full_handshake_conn_ms": Goal("rel", 0.15, timing=True),
+    "cpu_resumed_handshake_conn_ms": Goal("rel", 0.15, timing=True),
+    "cpu_per_connection_ms": Goal("rel", 0.10, timing=True),
 }
 
 
@@ -141,7 +147,9 @@ class Scenario:
     quick: tuple[str, ...] = ()
     quick_variants: tuple[str, ...] | None = None
     notes: str = ""
-    runner: str = "fleet"  # "control_plane": the reference control plane and Envoys (reference_gateway.cp_validate)
+    #: "fleet" (RealFleet.run), "control_plane" (reference_gateway.cp_validate) or
+    #: "tls" (TLS Envoys and a TLS client, reference_gateway.tls_scenario)
+    runner: str = "fleet"
 
     @property
     def path(self) -> Path:
@@ -173,6 +181,10 @@ SCENARIOS = {s.key: s for s in (
               "faults.0.at_s=5", "faults.0.for_s=4")),
     Scenario("h", "Zone-aware routing: local fraction per gateway", "h_zone_aware.yaml",
              ("local_fraction",), QUICK_LOAD),
+    Scenario("t", "TLS session resumption and handshake CPU, own vs shared ticket keys", "t_tls.yaml",
+             ("resumption_rate", "cpu_per_connection_ms", "cpu_full_handshake_conn_ms",
+              "cpu_resumed_handshake_conn_ms"),
+             ("duration_s=6",), ("own_keys", "shared_keys"), runner="tls"),
 )}
 
 

@@ -1,4 +1,4 @@
-"""Validation scenario (g): TLS session resumption and handshake CPU on real Envoys.
+"""Validation scenario (t): TLS session resumption and handshake CPU on real Envoys.
 
 HAProxy (TCP, round robin or random) in front of three Envoy 1.40 gateways
 that terminate TLS with a throwaway self-signed ECDSA P-256 certificate
@@ -11,47 +11,48 @@ that client's ticket: the one from its previous connection (``latest``) or
 the first it got, until it expires (``first``); it records whether each
 connection resumed (``SSLSocket.session_reused``).
 
-Measured: resumptions and handshakes from each Envoy's listener stats
-(``ssl.handshake``, ``ssl.session_reused``), CPU from ``/proc/<pid>/stat``
-of the Envoys. Simulated: ``experiments/reference/g_tls.yaml`` with the same
-balancer policy, key scope, ticket policy, clients and connection count.
-Goals (issue #12): resumption rate within 3 points; CPU per handshake type
-(phases of only full, then only resumed handshakes) within 15%; total
-gateway CPU within 10%.
+Measured (:func:`real_observations`): the resumption rate from each
+Envoy's listener stats (``ssl.handshake``, ``ssl.session_reused``); the
+Envoys' CPU per connection from ``/proc/<pid>/stat``; with shared keys and
+round robin, two more phases on the same Envoys, one of only full handshakes
+(the client offers no ticket) and one of only resumed ones, each giving the
+CPU of a connection of that kind (its one request included). Simulated
+(:func:`sim_observation`): ``experiments/reference/t_tls.yaml`` at the same
+variant, with the handshake CPU that ``fleetsim calibrate`` measured on one
+Envoy (:func:`connection_cpu`, a different fleet: no balancer, one
+instance). Goals (issue #12): resumption rate within 3 points; CPU per
+handshake type within 15%; total gateway CPU (here per connection: the same
+relative error for the same connections) within 10%.
 
-Run (alone on the machine: it measures CPU)::
-
-    .venv/bin/python -m reference_gateway.tls_scenario [--quick]
-
-Not yet part of ``fleetsim validate`` or its committed baseline.
+Run by ``fleetsim validate --scenario t``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
 import os
 import random  # noqa: TID251 - the load generator's own seeded choice of client, not the simulator's
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sim.config import load_experiment
-from sim.fleet import Fleet
+from sim.config.models import Experiment
 
 from . import envoy_config
 from .fleet import RealFleet
 from .harness import envoy_base_id, envoy_binary, http_ready
-from .measure import envoy_stats, proc_cpu_seconds
+from .measure import Busyness, envoy_stats, proc_cpu_seconds
+from .scenarios import Observation
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENT = ROOT / "experiments" / "reference" / "g_tls.yaml"
+EXPERIMENT = ROOT / "experiments" / "reference" / "t_tls.yaml"
 TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
-GOALS = {"resumption_rate": 0.03, "cpu_per_handshake": 0.15, "total_cpu": 0.10}
 
 
 def make_secrets(folder: Path) -> dict[str, Path]:
@@ -163,102 +164,97 @@ def load(port: int, connections: int, clients: int, policy: str, version: str, s
     return {"connections": connections, "resumed_client": resumed, "failed": failed}
 
 
-def simulate(exp) -> dict:
-    s = Fleet(exp).run()["summary"]
+def connections(exp: Experiment) -> int:
+    """How many connections a run of ``exp`` opens: its rate times its length (one request each)."""
+    return round(exp.workload.rate_schedule[0].rate_per_s * exp.duration_s)
+
+
+def runs_phases(exp: Experiment) -> bool:
+    """Whether a variant also measures CPU per handshake type (shared keys, round robin: every offered
+    ticket resumes, so a phase of offered tickets is a phase of resumed handshakes)."""
+    return (exp.topology.gateways["gw"].tls.session_ticket_keys_scope != "instance"
+            and exp.topology.balancers["local"].policy == "round_robin")
+
+
+@contextmanager
+def secrets_dir():
+    """A temporary folder with :func:`make_secrets` in it, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="fleetsim-tls-") as tmp:
+        yield make_secrets(Path(tmp))
+
+
+def connection_cpu(fleet: TlsRealFleet, n: int, version: str) -> dict[str, dict[str, float]]:
+    """Envoy CPU per connection of ``n`` connections with only full handshakes (no ticket offered),
+    then ``n`` offering the latest ticket (resumed wherever the Envoys share keys), one client."""
+    out = {}
+    for kind, offer in (("full", False), ("resumed", True)):
+        c0 = fleet.envoy_cpu_s()
+        h0, r0 = fleet.ssl_counts()
+        busy = Busyness().start(fleet._pids())
+        res = load(fleet.listen_port, n, 1, "latest", version, seed=1, offer=offer)
+        cpu = fleet.envoy_cpu_s() - c0
+        quiet = busy.stop()
+        h1, r1 = fleet.ssl_counts()
+        out[kind] = {"cpu_per_conn_s": cpu / n, "resumed": (r1 - r0) / max(1, h1 - h0), "failed": res["failed"],
+                     "disturbed_by": None if quiet.trustworthy else quiet.reason}
+    return out
+
+
+def real_observations(exp: Experiment, run_dir: Path, repetitions: int, done: int, *, pin: bool = True,
+                      log=print) -> Iterator[Observation]:
+    """Repetitions ``done`` .. ``repetitions`` - 1 of one variant on the real fleet (one fleet, its Envoys
+    restarted for each: new keys), each yielded as soon as it is measured."""
+    n = connections(exp)
+    tls = exp.topology.gateways["gw"].tls
+    with secrets_dir() as secrets, TlsRealFleet(exp, run_dir, pin=pin) as fleet:
+        for rep in range(done, repetitions):
+            log(f"  real run {rep + 1}/{repetitions}: {n} TLS connections")
+            fleet.start_envoys(exp, secrets, shared=tls.session_ticket_keys_scope != "instance")
+            h0, r0 = fleet.ssl_counts()
+            c0 = fleet.envoy_cpu_s()
+            busy = Busyness().start(fleet._pids())
+            res = load(fleet.listen_port, n, exp.workload.connections.clients, exp.workload.connections.ticket_policy,
+                       tls.tls_version, seed=exp.seed * 1000 + rep)
+            cpu = fleet.envoy_cpu_s() - c0
+            quiet = busy.stop()
+            h1, r1 = fleet.ssl_counts()
+            hs = h1 - h0
+            obs = Observation(values={"resumption_rate": (r1 - r0) / hs if hs else math.nan,
+                                      "cpu_per_connection_ms": 1000 * cpu / n},
+                              counts={"resumption_rate": hs})
+            failed = res["failed"]
+            if runs_phases(exp):
+                phases = connection_cpu(fleet, max(200, n // 3), tls.tls_version)
+                obs.values["cpu_full_handshake_conn_ms"] = 1000 * phases["full"]["cpu_per_conn_s"]
+                obs.values["cpu_resumed_handshake_conn_ms"] = 1000 * phases["resumed"]["cpu_per_conn_s"]
+                failed += phases["full"]["failed"] + phases["resumed"]["failed"]
+                disturbed = [p["disturbed_by"] for p in phases.values() if p["disturbed_by"]]
+                if disturbed:
+                    obs.trustworthy = False
+                    obs.note = "; ".join(disturbed)
+                if phases["full"]["resumed"] > 0 or phases["resumed"]["resumed"] < 0.99:
+                    obs.note = (f"phases not pure: {phases['full']['resumed']:.3f} of full-phase and "
+                                f"{phases['resumed']['resumed']:.3f} of resumed-phase handshakes resumed")
+            if failed:
+                obs.trustworthy = False
+                obs.note = f"{failed} connections failed"
+            elif not quiet.trustworthy:
+                obs.trustworthy = False
+                obs.note = quiet.reason
+            yield obs
+
+
+def sim_observation(exp: Experiment, result: dict) -> Observation:
+    """Scenario t's metrics from one simulated replication (CPU per connection that completed its request)."""
+    s = result["summary"]
     cpu = s["gateway_cpu"]["pools"]["gw"]
     ev, sec = cpu["events_by_cause"], cpu["cpu_by_cause_s"]
-    return {"resumption_rate": s["connections"]["resumption_rate"], "cpu_s": cpu["cpu_s"],
-            "handshakes": ev["tls_full_handshake"] + ev["tls_resumed_handshake"],
-            "full_cpu_per_conn": (sec["tls_full_handshake"] / ev["tls_full_handshake"] + sec["request"] / ev["request"])
-            if ev["tls_full_handshake"] else None,
-            "resumed_cpu_per_conn": (sec["tls_resumed_handshake"] / ev["tls_resumed_handshake"]
-                                     + sec["request"] / ev["request"]) if ev["tls_resumed_handshake"] else None}
-
-
-def sim_experiment(connections: int, clients: int, lb: str, scope: str, policy: str, sets: list[str] = ()):
-    rate = 100.0
-    base = [f"workload.connections.clients={clients}", f"workload.connections.ticket_policy={policy}",
-            f"topology.balancers.local.policy={lb}", f"topology.gateways.gw.tls.session_ticket_keys_scope={scope}",
-            f"duration_s={connections / rate + 0.5}", *sets]
-    return load_experiment(EXPERIMENT, base).config
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer connections and cases")
-    ap.add_argument("--out", default=str(ROOT / "results" / "validation_tls"))
-    args = ap.parse_args(argv)
-    n = 1000 if args.quick else 3000
-    clients = 8
-    cases = [("instance", "round_robin", "latest"), ("fleet", "round_robin", "latest")]
-    if not args.quick:
-        cases += [("instance", "random", "latest"), ("instance", "round_robin", "first"),
-                  ("instance", "random", "first"), ("fleet", "random", "first")]
-    base = load_experiment(EXPERIMENT).config
-    version = base.topology.gateways["gw"].tls.tls_version
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="fleetsim-tls-") as tmp:
-        secrets = make_secrets(Path(tmp))
-        for scope, lb, policy in cases:
-            exp = sim_experiment(n, clients, lb, scope, policy)
-            with TlsRealFleet(exp, out_dir / f"{scope}-{lb}-{policy}") as fleet:
-                fleet.start_envoys(exp, secrets, shared=scope != "instance")
-                cpu0 = fleet.envoy_cpu_s()
-                real = load(fleet.listen_port, n, clients, policy, version, seed=exp.seed)
-                cpu1 = fleet.envoy_cpu_s()
-                hs, reused = fleet.ssl_counts()
-                phases = {}
-                if scope != "instance" and lb == "round_robin":
-                    # CPU per handshake type: only full (no ticket offered), then only resumed (shared keys).
-                    for name, offer in (("full", False), ("resumed", True)):
-                        c0 = fleet.envoy_cpu_s()
-                        h0, r0 = fleet.ssl_counts()
-                        load(fleet.listen_port, n, 1, "latest", version, seed=1, offer=offer)
-                        h1, r1 = fleet.ssl_counts()
-                        phases[name] = {"cpu_per_conn_s": (fleet.envoy_cpu_s() - c0) / n,
-                                        "resumed": (r1 - r0) / max(1, h1 - h0)}
-            sim = simulate(exp)
-            row = {"case": f"{scope}/{lb}/{policy}", "connections": n,
-                   "real_resumption": reused / hs if hs else None, "real_resumption_client":
-                   real["resumed_client"] / n, "real_failed": real["failed"], "sim_resumption": sim["resumption_rate"],
-                   "real_cpu_s": cpu1 - cpu0, "sim_cpu_s": sim["cpu_s"], "phases": phases,
-                   "sim_full_cpu_per_conn_s": sim["full_cpu_per_conn"],
-                   "sim_resumed_cpu_per_conn_s": sim["resumed_cpu_per_conn"]}
-            judge(row, quick=args.quick)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    (out_dir / "tls_validation.json").write_text(json.dumps(rows, indent=1))
-    return 0 if all(r["pass"] for r in rows) else 1
-
-
-def judge(row: dict, quick: bool) -> None:
-    """Each goal's error and verdict, and the row's ``pass``.
-
-    Resumption: within 3 points, or the measurement's 95% binomial interval
-    when that is wider (as the other fractions of ``fleetsim validate``).
-    CPU (total, per handshake type) depends on how busy this shared machine
-    is: in ``quick`` runs it fails the row only beyond twice its goal.
-    """
-    p, n = row["real_resumption"], row["connections"]
-    ci = 1.96 * (p * (1 - p) / n) ** 0.5
-    row["resumption_error"] = row["sim_resumption"] - p
-    row["resumption_goal"] = max(GOALS["resumption_rate"], ci)
-    row["resumption_ok"] = abs(row["resumption_error"]) <= row["resumption_goal"]
-    slack = 2.0 if quick else 1.0
-    row["total_cpu_error"] = row["sim_cpu_s"] / row["real_cpu_s"] - 1 if row["real_cpu_s"] else None
-    row["total_cpu_ok"] = row["total_cpu_error"] is not None and abs(row["total_cpu_error"]) <= slack * GOALS["total_cpu"]
-    ok = row["resumption_ok"] and row["total_cpu_ok"]
-    for kind in ("full", "resumed"):
-        phase = row["phases"].get(kind)
-        sim = row[f"sim_{kind}_cpu_per_conn_s"]
-        if phase and sim:
-            err = sim / phase["cpu_per_conn_s"] - 1
-            row[f"{kind}_cpu_error"] = err
-            ok = ok and abs(err) <= slack * GOALS["cpu_per_handshake"]
-    row["pass"] = ok
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    values = {"resumption_rate": s["connections"]["resumption_rate"],
+              "cpu_per_connection_ms": 1000 * cpu["cpu_s"] / ev["request"]}
+    if runs_phases(exp):
+        request = sec["request"] / ev["request"]
+        for kind in ("full", "resumed"):
+            n = ev[f"tls_{kind}_handshake"]
+            values[f"cpu_{kind}_handshake_conn_ms"] = (
+                1000 * (sec[f"tls_{kind}_handshake"] / n + request) if n else math.nan)
+    return Observation(values=values)

@@ -167,8 +167,9 @@ def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path =
         done = json.loads(store.read_text()) if store.exists() else {}
         real: dict[str, list[Observation]] = {label: [Observation(**o) for o in done.get(label, [])]
                                               for label, _ in pts}
-        if sc.runner == "control_plane":
-            rows += _control_plane_rows(sc, pts, real, real_dir, store, repetitions, reps, quick, log)
+        if sc.runner in ("control_plane", "tls"):
+            runner = _control_plane_rows if sc.runner == "control_plane" else _tls_rows
+            rows += runner(sc, pts, real, real_dir, store, repetitions, reps, quick, log)
             manifest["durations_s"][key] = round(time.time() - t0, 1)
             atomic_write_json(run_dir / VALIDATION_JSON, rows)
             atomic_write_json(run_dir / "manifest.json", manifest)
@@ -213,6 +214,38 @@ def _control_plane_rows(sc: Scenario, pts, real: dict, real_dir: Path, store: Pa
         log(f"validate {label}: {reps} simulated replications")
         sim = cp_validate.simulate(exp, real[label], reps)
         for metric in cp_validate.METRICS:
+            rows.append(compare(label, metric, real[label], sim, quick=quick))
+    return rows
+
+
+def _tls_sim_worker(args: tuple[dict, int]) -> dict:
+    from sim.fleet import Fleet
+
+    from .tls_scenario import sim_observation
+
+    exp = Experiment.model_validate(args[0])
+    return sim_observation(exp, Fleet(exp, args[1]).run()).values
+
+
+def _tls_rows(sc: Scenario, pts, real: dict, real_dir: Path, store: Path, repetitions: int, reps: int,
+              quick: bool, log: Callable[[str], None]) -> list[dict]:
+    """Scenario t: TLS Envoys and a TLS client (reference_gateway.tls_scenario), then the simulator."""
+    from .tls_scenario import real_observations
+
+    rows = []
+    for label, exp in pts:
+        if len(real[label]) < repetitions:
+            log(f"validate {label}: real runs {len(real[label]) + 1}..{repetitions} (TLS)")
+            for obs in real_observations(exp, real_dir / label.replace(":", "-"), repetitions, len(real[label]),
+                                         log=log):
+                real[label].append(obs)
+                atomic_write_json(store, {k: [asdict(o) for o in v] for k, v in real.items()})
+        log(f"validate {label}: {reps} simulated replications")
+        data = exp.model_dump(mode="json", by_alias=True)
+        tasks = [(data, r) for r in range(reps)]
+        with ProcessPoolExecutor(max_workers=min(2, reps), mp_context=mp.get_context("spawn")) as pool:
+            sim = [Observation(values=v) for v in pool.map(_tls_sim_worker, tasks)]
+        for metric in sorted({m for o in real[label] + sim for m in o.values}):
             rows.append(compare(label, metric, real[label], sim, quick=quick))
     return rows
 

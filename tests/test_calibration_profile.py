@@ -172,3 +172,30 @@ def test_profile_fills_redis_script_time_only_where_the_topology_has_redis(tmp_p
     assert topo.redis.evalsha_time_s.value == pytest.approx(0.00001)  # the topology's own
     topo = load_experiment(_write(tmp_path, profile)).config.topology
     assert topo.redis is None  # no Redis is made for the profile's figure
+
+
+def test_handshake_cpu_fills_tls_added_by_an_override_a_set_or_a_variant(tmp_path):
+    """The profile fills a pool once every change is made: TLS that an override, --set or a
+    variant gives a pool gets the handshake CPU measured for its version and certificate, and a
+    variant that changes the version gets that version's figures, not the base's."""
+    profile = PROFILE.replace("  cpu_time_s: {dist: constant, value: 0.00007}\n",
+                              "  cpu_time_s: {dist: constant, value: 0.00007}\n"
+                              "  handshake_cpu_s:\n"
+                              "    TLSv1_3/ecdsa_p256: {full_s: 0.0004, resumed_s: 0.0003}\n"
+                              "    TLSv1_2/ecdsa_p256: {full_s: 0.0006, resumed_s: 0.0002}\n")
+    exp = _write(tmp_path, profile)
+    exp.write_text(EXPERIMENT.replace("arrivals: deterministic\n", "arrivals: deterministic\n  connections: {clients: 4}\n")
+                   + "overrides:\n  gateways.gw.tls: {tls_version: TLSv1_3}\n"
+                   "variants:\n  tls12: {topology.gateways.gw.tls.tls_version: TLSv1_2}\n"
+                   "  rsa: {topology.gateways.gw.tls.certificate: rsa_2048}\n")
+    loaded = load_experiment(exp, ["topology.gateways.gw2.tls.tls_version=TLSv1_2"])
+    tls = loaded.config.topology.gateways["gw"].tls
+    assert (tls.full_handshake_cpu_s, tls.resumed_handshake_cpu_s) == (0.0004, 0.0003)
+    tls2 = loaded.config.topology.gateways["gw2"].tls  # TLS from --set
+    assert (tls2.full_handshake_cpu_s, tls2.resumed_handshake_cpu_s) == (0.0006, 0.0002)
+    v12 = loaded.variants["tls12"].topology.gateways["gw"].tls
+    assert (v12.full_handshake_cpu_s, v12.resumed_handshake_cpu_s) == (0.0006, 0.0002)
+    # Nothing measured for RSA: the preset, not the ECDSA figures.
+    from sim.config.models import HANDSHAKE_CPU_PRESETS_S
+    rsa = loaded.variants["rsa"].topology.gateways["gw"].tls
+    assert (rsa.full_handshake_cpu_s, rsa.resumed_handshake_cpu_s) == HANDSHAKE_CPU_PRESETS_S[("TLSv1_3", "rsa_2048")]

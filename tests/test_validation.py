@@ -255,3 +255,36 @@ def test_resume_runs_only_what_is_missing(tmp_path):
     # No real fleet was started: no harness files, no load generator output.
     assert not (run_dir / "real-b" / "pids.json").exists()
     assert not list((run_dir / "real-b").glob("*.npz"))
+
+
+def test_tls_scenario_metrics_and_connection_count():
+    """Scenario t: the real client opens as many connections as the simulated run does; the
+    simulated CPU per connection is the handshake mix's plus one request's (a closed form); only
+    variants whose phases give pure full and resumed handshakes (shared keys, round robin) carry
+    the CPU per handshake type."""
+    from reference_gateway.tls_scenario import connections, runs_phases, sim_observation
+    from sim.fleet import Fleet
+
+    sc = SCENARIOS["t"]
+    loaded = load_experiment(sc.path, list(sc.quick))
+    assert set(sc.quick_variants) <= set(loaded.variants)
+    for name in ("own_keys", "shared_keys"):
+        exp = loaded.variants[name]
+        result = Fleet(exp).run()
+        pool = result["summary"]["connections"]["pools"]["gw"]
+        assert pool["connections_opened"] == connections(exp) == 600
+        obs = sim_observation(exp, result)
+        tls = exp.topology.gateways["gw"].tls
+        request = exp.topology.gateways["gw"].cpu_time_s.mean
+        events = result["summary"]["gateway_cpu"]["pools"]["gw"]["events_by_cause"]
+        per_conn = (events["tls_full_handshake"] * tls.full_handshake_cpu_s
+                    + events["tls_resumed_handshake"] * tls.resumed_handshake_cpu_s) / events["request"] + request
+        assert obs.values["cpu_per_connection_ms"] == pytest.approx(1000 * per_conn, rel=0.01)
+        assert runs_phases(exp) == (name == "shared_keys")
+        if runs_phases(exp):
+            assert obs.values["cpu_full_handshake_conn_ms"] == pytest.approx(
+                1000 * (tls.full_handshake_cpu_s + request))
+            assert obs.values["cpu_resumed_handshake_conn_ms"] == pytest.approx(
+                1000 * (tls.resumed_handshake_cpu_s + request))
+        else:
+            assert not any(k.startswith("cpu_full") for k in obs.values)

@@ -812,9 +812,10 @@ def load_experiment(
         f, line = positions[("topology",)]
         raise ConfigError([Issue(f, line, "topology", "expected a file path or a mapping")])
 
+    profile = None
     if isinstance(data.get("topology"), dict):
         topo_file = (path.parent / topo_ref) if isinstance(topo_ref, str) else path
-        _include_calibration(data["topology"], positions, topo_file, calibration)
+        profile = _read_calibration(data["topology"], positions, topo_file, calibration)
 
     overridden: dict[tuple, Pos] = {}
     overrides = data.get("overrides") or {}
@@ -843,12 +844,22 @@ def load_experiment(
 
     # The base and every variant are checked before anything is reported, so one pass
     # names every problem of every variant.
+    # The calibration profile fills what the topology leaves out once every change is made (the
+    # overrides, --set, each variant's), so that a pool given TLS by an override or a variant
+    # gets the handshake CPU measured for its TLS version and certificate.
+    def calibrated(d: dict, pos: dict[tuple, Pos]) -> tuple[dict, dict[tuple, Pos]]:
+        if profile is None or not isinstance(d.get("topology"), dict):
+            return d, pos
+        d, pos = copy.deepcopy(d), dict(pos)
+        _fill_calibration(d["topology"], pos, *profile)
+        return d, pos
+
     issues: list[Issue] = []
     try:
-        base = validate(data, positions, label, overridden)
+        base = validate(*calibrated(data, positions), label, overridden)
     except ConfigError as e:
         issues += e.issues
-    variants, variant_issues = _load_variants(data, positions, overridden, label, issues)
+    variants, variant_issues = _load_variants(data, positions, overridden, label, issues, calibrated)
     issues += variant_issues
     if issues:
         raise ConfigError(issues)
@@ -856,7 +867,7 @@ def load_experiment(
 
 
 def _load_variants(data: dict, positions: dict[tuple, Pos], overridden: dict[tuple, Pos], label: str,
-                   inherited: list[Issue]) -> tuple[dict[str, Experiment], list[Issue]]:
+                   inherited: list[Issue], calibrated) -> tuple[dict[str, Experiment], list[Issue]]:
     """Every variant of ``data`` validated, and the problems of all of them.
 
     A variant is the experiment with its dotted-path changes applied. Each
@@ -887,7 +898,7 @@ def _load_variants(data: dict, positions: dict[tuple, Pos], overridden: dict[tup
             except ConfigError as e:
                 found += e.issues
         try:
-            exp = validate(vdata, vpositions, label, voverridden)
+            exp = validate(*calibrated(vdata, vpositions), label, voverridden)
         except ConfigError as e:
             found += [i for i in e.issues if str(i) not in known]
         else:
@@ -901,16 +912,16 @@ def _load_variants(data: dict, positions: dict[tuple, Pos], overridden: dict[tup
     return variants, issues
 
 
-def _include_calibration(topo: dict, positions: dict[tuple, Pos], topo_file: Path,
-                         forced: str | Path | None) -> None:
-    """Fill ``topo`` from its calibration profile (see :mod:`sim.config.calibration`)."""
+def _read_calibration(topo: dict, positions: dict[tuple, Pos], topo_file: Path,
+                      forced: str | Path | None) -> tuple[Document, Path] | None:
+    """``topo``'s calibration profile (see :mod:`sim.config.calibration`), read and checked, and its path."""
     ref = topo.get("calibration")
     if forced is not None:
         prof_path = Path(forced)
         topo["calibration"] = str(prof_path)
         positions[("topology", "calibration")] = (CLI, None)
     elif ref is None:
-        return
+        return None
     elif not isinstance(ref, str):
         f, line = positions[("topology", "calibration")]
         raise ConfigError([Issue(f, line, "topology.calibration", "expected a file path")])
@@ -932,6 +943,11 @@ def _include_calibration(topo: dict, positions: dict[tuple, Pos], topo_file: Pat
             f, line = _locate(pdoc.positions, p, str(prof_path))
             issues.append(Issue(f, line, dotted(p), f"calibration profile: {reason}"))
         raise ConfigError(issues)
+    return pdoc, prof_path
+
+
+def _fill_calibration(topo: dict, positions: dict[tuple, Pos], pdoc: Document, prof_path: Path) -> None:
+    """Fill ``topo`` from the profile where it has no value, pointing each filled field at its profile line."""
     for tpath, ppath in calib.fill_topology(topo, pdoc.data):
         here = pdoc.positions.get(ppath, (str(prof_path), None))
         for p, pos in pdoc.positions.items():
