@@ -90,3 +90,29 @@ def test_without_cost_the_summary_has_no_cost_keys():
 
     s = Fleet(experiment()).run()["summary"]
     assert "cost" not in s and "bytes_by_purpose" not in s and "zone_routing" not in s
+
+
+def test_access_logs_shipped_to_another_az_are_cross_az_bytes_priced_as_logs():
+    """Every line a gateway logs ships ``bytes_per_line`` to the collector's AZ: counted by pair
+    (``bytes_by_az_pair``) and purpose (``logs``), and priced as cross-AZ bytes."""
+    from sim.fleet import Fleet
+
+    exp = experiment(topology__regions={"r1": {"azs": ["a1", "a2"]}},
+                     topology__gateways={"gw": {"az": "a1", "instances": 2, "workers": 1, "cpu_time_s": 0.0001,
+                                                "route": {"timeout_s": 10.0},
+                                                "access_log": {"success_sample": 1.0, "failure_sample": 1.0,
+                                                               "bytes_per_line": 500, "collector_az": "a2"}}},
+                     workload={"arrivals": "deterministic", "rate_schedule": [{"at_s": 0, "rate_per_s": 10.0}],
+                               "connections": {"clients": 4}},
+                     duration_s=10.5, cost={"provider": "aws", "production_rps": 100.0})
+    s = Fleet(exp).run()["summary"]
+    lines = s["access_log"]["pools"]["gw"]["lines"]
+    assert lines > 90
+    assert s["bytes_by_purpose"]["logs"] == {"a1->a2": 500 * lines}
+    pairs: dict[str, float] = {}
+    for per in s["bytes_by_purpose"].values():
+        for k, v in per.items():
+            pairs[k] = pairs.get(k, 0) + v
+    assert pairs == s["bytes_by_az_pair"]
+    scale = 100.0 * SECONDS_PER_MONTH / s["requests"]["offered"]
+    assert s["cost"]["monthly_by_purpose"]["logs"] == pytest.approx(500 * lines / 1e9 * 0.02 * scale)

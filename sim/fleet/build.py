@@ -345,18 +345,35 @@ class Fleet:
         )
 
     def _bytes_by_az_pair(self) -> dict[str, float]:
-        """Bytes per AZ pair in the window: requests and responses, and calls to Redis when there are any."""
+        """Bytes per AZ pair in the window: requests, responses, Redis calls and shipped access logs."""
         out = self.network.bytes_by_pair()
-        if self.redis_network is None:
-            return out
-        redis = self.redis_network.bytes_by_pair()
-        return {k: out.get(k, 0) + redis.get(k, 0) for k in sorted({*out, *redis})}
+        for more in (self.redis_network.bytes_by_pair() if self.redis_network is not None else {},
+                     self._log_bytes_by_pair()):
+            if more:
+                out = {k: out.get(k, 0) + more.get(k, 0) for k in sorted({*out, *more})}
+        return out
 
     def _bytes_by_purpose(self) -> dict[str, dict[str, float]]:
-        """Bytes per purpose and AZ pair in the window, calls to Redis (``gateway_redis``) included."""
+        """Bytes per purpose and AZ pair in the window, Redis calls and shipped access logs included."""
         out = self.network.bytes_by_purpose()
         if self.redis_network is not None:
             out.update(self.redis_network.bytes_by_purpose())
+        logs = self._log_bytes_by_pair()
+        if logs:
+            out["logs"] = logs
+        return dict(sorted(out.items()))
+
+    def _log_bytes_by_pair(self) -> dict[str, float]:
+        """Access-log bytes shipped in the window, by (pool's AZ -> collector's AZ)."""
+        out: dict[str, float] = {}
+        for pool, gws in self.gateways.items():
+            cfg = self.exp.topology.gateways[pool]
+            if cfg.access_log is None or cfg.access_log.collector_az is None:
+                continue
+            shipped = sum(g.log_bytes for g in gws)
+            if shipped:
+                key = f"{cfg.az}->{cfg.access_log.collector_az}"
+                out[key] = out.get(key, 0) + shipped
         return dict(sorted(out.items()))
 
     def _rate_limit_results(self) -> dict | None:

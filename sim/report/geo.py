@@ -27,7 +27,8 @@ from sim.report.common import Panel, RunData, as_number, dig, esc, figure_html, 
 from sim.report.numbers import fmt_bytes
 
 PURPOSE_COLOURS = {"client": "rgba(0,114,178,0.45)", "balancer_gateway": "rgba(230,159,0,0.5)",
-                   "gateway_backend": "rgba(213,94,0,0.5)", "health_check": "rgba(0,158,115,0.5)"}
+                   "gateway_backend": "rgba(213,94,0,0.5)", "health_check": "rgba(0,158,115,0.5)",
+                   "gateway_redis": "rgba(204,121,167,0.5)", "logs": "rgba(86,180,233,0.5)"}
 OTHER_COLOUR = "rgba(120,120,120,0.4)"
 
 
