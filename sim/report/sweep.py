@@ -456,22 +456,24 @@ def parameter_panels(points: Sequence[Point], numbers: Mapping[str, Any]) -> lis
             for ci, (label, curve) in enumerate(curves.items()):
                 ordered, xs = _ordered(curve, param)
                 _band_traces(fig, xs, [p.estimates.get(name) for p in ordered], esc(label),
-                             COLOURS[ci % len(COLOURS)], scale=scale, show_legend=len(curves) > 1)
+                             COLOURS[ci % len(COLOURS)], scale=scale, show_legend=False)
             unit = _unit(name)
             better = {"lower": " · lower is better", "higher": " · higher is better"}.get(meta.better, "")
             fig.update_layout(title={"text": esc(name) + (f" ({esc(unit)})" if unit else ""),
                                      "font": {"size": 12}, "x": 0, "xanchor": "left"})
             fig.update_xaxes(title_text=esc(param))
             parts.append(f'<div title="{esc(name + better)}">'
-                         + figure_html(fig, f"fig-sweep-{pi}-{ki}", 280, hovermode="closest",
-                                       layout={"margin": {"l": 56, "r": 12, "t": 56, "b": 44}})
+                         + figure_html(fig, f"fig-sweep-{pi}-{ki}", 260, hovermode="closest",
+                                       layout={"margin": {"l": 56, "r": 12, "t": 32, "b": 44}})
                          + "</div>")
         if group is not None:
             parts.append("</div>")
         note = ("Mean over the replications with its 95 % confidence band (Student t); one curve per "
                 "combination of the other swept values. Ratios in percent.")
-        panels.append(Panel(f"KPIs against {param}", "".join(parts) + f'<p class="note">{esc(note)}</p>',
-                            f"param-{pi}"))
+        legend = "".join(f'<span class="curve"><span class="swatch" style="background:{COLOURS[ci % len(COLOURS)]}">'
+                         f"</span> {esc(label)}</span>" for ci, label in enumerate(curves))
+        panels.append(Panel(f"KPIs against {param}", f'<p class="legend">{legend}</p>' + "".join(parts)
+                            + f'<p class="note">{esc(note)}</p>', f"param-{pi}"))
     return panels
 
 
@@ -526,6 +528,9 @@ main, header.page, footer.page { max-width:1360px; }
 table.ranking td:nth-child(2), table.ranking td:nth-child(3), table.ranking th:nth-child(2),
 table.ranking th:nth-child(3) { text-align:left; }
 table.knees td, table.knees th { text-align:left; }
+.grid2 > div { min-width:0; }
+p.legend { margin:0 0 6px; font-size:12px; }
+p.legend .curve { margin-right:16px; white-space:nowrap; }
 """
 
 
