@@ -49,7 +49,6 @@ from sim.metrics.kpis import (
     kpi_estimates,
     kpi_meta,
 )
-
 from sim.report.common import (
     C_OFFERED,
     COMPARISON_FILE,

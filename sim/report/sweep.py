@@ -231,8 +231,11 @@ def _ordered(points: Sequence[Point], along: str) -> tuple[list[Point], list[Any
 
 
 def load_parameter(points: Sequence[Point], swept: Sequence[str], wanted: str | None) -> str | None:
-    """The swept parameter the latency curves run along: ``wanted`` when swept, else the one whose
-    values track the busiest utilisation best (Spearman's rank correlation, by absolute value)."""
+    """The swept parameter the latency curves run along.
+
+    ``wanted`` when it is swept, else the numeric parameter whose values track
+    the busiest utilisation best (Spearman's rank correlation, by absolute value).
+    """
     if wanted in swept:
         return wanted
     numeric = [n for n in swept if _numeric([p.coords().get(n) for p in points])]
