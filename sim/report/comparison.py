@@ -330,7 +330,7 @@ def _row_format(name: str, cells: Sequence[tuple[float | None, float | None]]):
     values = [m for m, _ in cells if m is not None]
     cis = [h for _, h in cells if h is not None]
     if meta.unit in ("B", "B/s", "B/request"):
-        unit = bytes_unit(max((abs(x) for x in values), default=0.0))
+        unit = bytes_unit(max((abs(x) for x in [*values, *cis]), default=0.0))
         decimals = bytes_decimals(values, unit)
         suffix = meta.unit[1:]
 
