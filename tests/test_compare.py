@@ -192,3 +192,15 @@ def test_compare_refuses_what_is_not_a_finished_run(variants_run, tmp_path, caps
     assert code == 2 and len(err) == 1
     assert err[0].startswith(f"{bad}: (document): {expected}")
     assert not (tmp_path / "c").exists()
+
+
+def test_compare_escapes_hostile_folder_names(variants_run, tmp_path):
+    import shutil
+
+    evil = tmp_path / "<img src=x onerror=alert(1)>"
+    shutil.copytree(variants_run / "variants" / "zone_off", evil)
+    out = tmp_path / "c"
+    assert main(["compare", str(variants_run / "variants" / "zone_on"), str(evil), "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert json.loads((out / "comparison.json").read_text())["runs"][1]["name"].endswith("<img src=x onerror=alert(1)>")

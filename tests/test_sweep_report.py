@@ -194,3 +194,18 @@ def test_sweep_report_escapes_hostile_names(tmp_path, real_points):
     assert evil not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     json.loads((tmp_path / SWEEP_KPIS_FILE).read_text())  # valid JSON all the same
+
+
+def test_sweep_of_named_variants_with_one_replication(tmp_path, real_points):
+    # No swept parameter, three named variants, one replication each: "variant" is the axis, no bands.
+    points = [{"label": f"v{i}", "params": {}, "variant": f"v{i}", "summaries": p["summaries"][:1]}
+              for i, p in enumerate(real_points[:3])]
+    write_sweep_report(tmp_path, points, {"name": "variants", "seed": 5, "replications": 1, "sweep": {}})
+    numbers = json.loads((tmp_path / SWEEP_KPIS_FILE).read_text())
+    assert numbers["swept"] == ["variant"]
+    assert numbers["settings"]["load_parameter"] is None and numbers["knees"][0]["curve"] == "all points"
+    assert all(k["ci95"] is None and k["n"] == 1 for p in numbers["points"] for k in p["kpis"].values())
+    varying = [n for n in numbers["kpis"] if n not in numbers["constant"]]
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('class="plotly-graph-div"') == 1 + len(varying)
+    assert "KPIs against variant" in page

@@ -531,6 +531,9 @@ main, header.page, footer.page { max-width:1360px; }
 table.ranking td:nth-child(2), table.ranking td:nth-child(3), table.ranking th:nth-child(2),
 table.ranking th:nth-child(3) { text-align:left; }
 table.knees td, table.knees th { text-align:left; }
+/* auto-fill, not auto-fit: each chart is drawn as its div arrives, and with auto-fit the first ones
+   would be drawn as wide as the empty tracks they do not yet share. */
+.grid2 { grid-template-columns:repeat(auto-fill,minmax(320px,1fr)); }
 .grid2 > div { min-width:0; }
 p.legend { margin:0 0 6px; font-size:12px; }
 p.legend .curve { margin-right:16px; white-space:nowrap; }
