@@ -6,6 +6,7 @@
     fleetsim check FILE.yaml [...] [--max-events N]
     fleetsim schema
     fleetsim report RUN_DIR
+    fleetsim compare RUN_A RUN_B [--out DIR]
     fleetsim import-envoy ENVOY.yaml [--pool NAME] [--az AZ] [--instances N] [--cluster NAME] [--out FILE]
     fleetsim calibrate ... / fleetsim validate ...   (from reference_gateway, see reference_gateway/cli.py)
 
@@ -177,6 +178,9 @@ def cmd_run(args) -> int:
     loaded, _ = got
     if args.jobs < 1:
         return report_issues([Issue(CLI, None, "--jobs", f"must be at least 1, got {args.jobs}")])
+    if args.baseline is not None and args.baseline not in (loaded.variants or {}):
+        names = ", ".join(loaded.variants or {}) or "none: the experiment has no variants"
+        return report_issues([Issue(CLI, None, "--baseline", f"no variant {args.baseline!r} (variants: {names})")])
     bad = [i for i in (_positive(args.max_events, "--max-events"),
                        _positive(args.progress_every, "--progress-every"), _output_issue(args)) if i]
     if bad:
@@ -195,7 +199,7 @@ def cmd_run(args) -> int:
         kwargs = dict(jobs=args.jobs, run_dir=run_dir, show_progress=not args.quiet, report=not args.no_report,
                       progress_every=args.progress_every)
         if loaded.variants:
-            run_dir = run_variants(loaded.config, loaded.variants, Path(args.out), **kwargs)
+            run_dir = run_variants(loaded.config, loaded.variants, Path(args.out), baseline=args.baseline, **kwargs)
         else:
             run_dir = run_experiment(loaded.config, Path(args.out), **kwargs)
     except FileExistsError as e:
@@ -371,6 +375,21 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """Compare two run folders: every KPI with its CI and the difference to the first (comparison.json, report.html)."""
+    from sim.report.comparison import RunFolderError, compare_runs
+
+    try:
+        out = compare_runs(Path(args.run_a), Path(args.run_b), Path(args.out) if args.out else None)
+    except RunFolderError as e:
+        return report_issues([Issue(str(e.path), None, "", e.reason)])
+    except OSError as e:
+        report_issues([Issue(CLI, None, "--out", f"cannot write {e.filename or args.out}: {e.strerror or e}")])
+        return EXIT_FAILURE if e.errno in _MACHINE_ERRNOS else EXIT_USAGE
+    print(out / "report.html")
+    return 0
+
+
 def cmd_import_envoy(args) -> int:
     """Print (or write) the gateway pool an Envoy bootstrap describes; list what it ignores."""
     from sim.config.envoy_import import import_envoy, write_atomic
@@ -430,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run even when the estimate exceeds --max-events or the memory available")
     r.add_argument("--progress-every", type=float, metavar="SECONDS",
                    help="seconds between progress lines when stderr is not a terminal (default 5)")
+    r.add_argument("--baseline", metavar="VARIANT",
+                   help="the variant the comparison sets the others against (default: the first)")
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("check", help="validate experiment files and estimate their runs, without running them")
@@ -448,6 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--self-contained", action="store_true",
                      help="inline plotly.js: one file to share (variant pages otherwise share one copy)")
     rep.set_defaults(func=cmd_report)
+
+    cmp = sub.add_parser("compare", help="compare two run folders: every KPI, its CI and the difference to RUN_A")
+    cmp.add_argument("run_a", metavar="RUN_A", help="the baseline run folder")
+    cmp.add_argument("run_b", metavar="RUN_B")
+    cmp.add_argument("--out", metavar="DIR", help="write comparison.json and report.html here "
+                     "(default: results/compare/<UTC time>/)")
+    cmp.set_defaults(func=cmd_compare)
 
     ie = sub.add_parser("import-envoy", help="print the gateway pool an Envoy v3 bootstrap describes")
     ie.add_argument("envoy", metavar="ENVOY.yaml")

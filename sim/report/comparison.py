@@ -3,10 +3,15 @@
 A comparison folder (written by ``sim.runner.run_variants``) holds
 ``comparison.json``::
 
-    {"experiment", "description", "seed", "replications",
-     "variants": [{"name", "dir": "variants/<name>", "overrides": {path: value}}]}
+    {"experiment", "description", "seed", "replications", "baseline",
+     "variants": [{"name", "dir": "variants/<name>", "overrides": {path: value}}],
+     "kpis": {...}}
 
-and one complete run folder per variant.  :func:`write_comparison` reads every
+and one complete run folder per variant.  ``kpis`` (written here, by
+:func:`write_comparison_json`) holds every KPI of every variant
+(:mod:`sim.metrics.kpis`) with its 95 % half-width over the replications and
+the difference to the baseline variant (``baseline``, the first unless
+chosen) with a paired t-test's p-value (the variants share their seeds).  :func:`write_comparison` reads every
 variant with :func:`sim.report.common.load_run` and writes
 ``<folder>/report.html``: a headline generated from the data (each variant's
 recovery verdict: recovered and when, metastable with its evidence, not
@@ -14,7 +19,7 @@ recovered within the run (run longer), or each replication's when they
 disagree; a fleet already failing before the fault; how many backend tries
 each sent per client call, and the cross-AZ bytes and mean latency when those
 differ), a summary table (resilience, latency, cross-AZ bytes,
-failures), goodput and amplification over time with every variant overlaid,
+failures), every KPI against the baseline (:func:`kpi_panel`), goodput and amplification over time with every variant overlaid,
 offered load against backend attempts per variant, and relative links to
 each variant's own report.  It also (re)writes those variant reports; all the
 pages load one shared ``<folder>/plotly.min.js``.
@@ -25,6 +30,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import pathlib
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -34,6 +40,15 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from sim.files import atomic_write_json
+from sim.metrics.kpis import (
+    ALPHA,
+    Estimate,
+    compare_kpis,
+    estimates_from_summary,
+    kpi_estimates,
+    kpi_meta,
+)
 from sim.report.common import (
     C_OFFERED,
     COMPARISON_FILE,
@@ -115,6 +130,8 @@ class Variant:
     colour: str
     data: RunData | None = None
     error: str | None = None
+    #: Every KPI over the replications (:func:`run_kpis`), once read.
+    estimates: dict[str, Estimate] | None = None
 
     @property
     def recovery(self) -> Recovery | None:
@@ -193,6 +210,224 @@ def load_comparison(run_dir: pathlib.Path) -> tuple[dict[str, Any], list[Variant
             variant.error = f"{type(exc).__name__}: {exc}"
         variants.append(variant)
     return meta, variants
+
+
+# --------------------------------------------------------------------------
+# Every KPI, with confidence intervals and the difference to the baseline
+# --------------------------------------------------------------------------
+
+#: Where a run folder keeps each replication's full result (``rep-NNN.json``, with its ``summary``).
+REPLICATIONS_DIR = "replications"
+
+
+def replication_summaries(run_dir: pathlib.Path) -> list[dict[str, Any]] | None:
+    """Each replication's ``summary`` from ``run_dir/replications/rep-*.json``, in replication order.
+
+    Returns None when the folder has none, or when one cannot be read (the
+    run's combined ``summary.json`` is then used, without pairing).
+    """
+    paths = sorted(pathlib.Path(run_dir, REPLICATIONS_DIR).glob("rep-*.json"))
+    out = []
+    for path in paths:
+        try:
+            with path.open(encoding="utf-8") as fh:
+                summary = json.load(fh).get("summary")
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("comparison: %s unreadable (%s); using the run's summary.json", path, exc)
+            return None
+        if not isinstance(summary, dict):
+            return None
+        out.append(summary)
+    return out or None
+
+
+def run_kpis(data: RunData) -> dict[str, Estimate]:
+    """Every KPI of a run: from its replications when stored, else from its ``summary.json`` (means and ci95)."""
+    reps = replication_summaries(data.run_dir)
+    if reps is not None and len(reps) == data.replications:
+        return kpi_estimates(reps)
+    return estimates_from_summary(data.summary)
+
+
+def _estimates(v: Variant) -> dict[str, Estimate]:
+    if v.estimates is None:
+        v.estimates = run_kpis(v.data) if v.data is not None else {}
+    return v.estimates
+
+
+def common_random_numbers(variants: Sequence[Variant]) -> bool:
+    """Whether the runs share their seeds replication by replication (same seed, same replications)."""
+    loaded = _loaded(variants)
+    seeds = {json.dumps(v.data.summary.get("seed")) for v in loaded}
+    reps = {v.data.replications for v in loaded}
+    return len(loaded) > 1 and len(seeds) == 1 and len(reps) == 1 and "null" not in seeds
+
+
+def choose_baseline(variants: Sequence[Variant], wanted: str | None) -> str | None:
+    """The baseline's name: ``wanted`` when it is a readable variant, else the first readable one."""
+    names = [v.name for v in _loaded(variants)]
+    if wanted in names:
+        return wanted
+    if wanted is not None:
+        log.warning("comparison: baseline %r is not a readable variant; using %s", wanted,
+                    names[0] if names else None)
+    return names[0] if names else None
+
+
+def kpi_comparison(variants: Sequence[Variant], baseline: str | None) -> dict[str, Any] | None:
+    """Every KPI of every readable variant and the differences to ``baseline`` (:func:`compare_kpis`).
+
+    Paired t-tests when the variants share seeds (:func:`common_random_numbers`), Welch's otherwise.
+    None without a readable variant.
+    """
+    loaded = _loaded(variants)
+    base = choose_baseline(variants, baseline)
+    if base is None:
+        return None
+    return compare_kpis({v.name: _estimates(v) for v in loaded}, base,
+                        paired=common_random_numbers(loaded))
+
+
+def write_comparison_json(run_dir: pathlib.Path, baseline: str | None = None) -> dict[str, Any]:
+    """Add the numbers to a comparison folder's ``comparison.json`` (atomically) and return it.
+
+    Sets ``baseline`` (``baseline`` when given, else the file's own, else the
+    first variant) and ``kpis`` (:func:`kpi_comparison`); every other key is
+    kept as the runner wrote it.
+
+    Raises:
+        FileNotFoundError: ``comparison.json`` is absent.
+        OSError: It cannot be written.
+    """
+    return _update_numbers(pathlib.Path(run_dir), baseline)[0]
+
+
+def _compared_runs(run_dir: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path] | None:
+    """The two run folders of a ``fleetsim compare`` folder (``kind: runs``), else None."""
+    try:
+        meta = json.loads((run_dir / COMPARISON_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    runs = meta.get("runs") if isinstance(meta, dict) and meta.get("kind") == "runs" else None
+    if isinstance(runs, list) and len(runs) == 2 and all(isinstance(r, dict) and r.get("path") for r in runs):
+        return pathlib.Path(runs[0]["path"]), pathlib.Path(runs[1]["path"])
+    return None
+
+
+def _update_numbers(run_dir: pathlib.Path, baseline: str | None) -> tuple[dict[str, Any], list[Variant]]:
+    meta, variants = load_comparison(run_dir)
+    numbers = kpi_comparison(variants, baseline or meta.get("baseline"))
+    meta = dict(meta)
+    meta["baseline"] = numbers["baseline"] if numbers else None
+    meta["kpis"] = numbers
+    atomic_write_json(run_dir / COMPARISON_FILE, meta)
+    return meta, variants
+
+
+def _row_format(name: str, cells: Sequence[tuple[float | None, float | None]]):
+    """How a KPI row prints: (format of a value and half-width, format of a signed difference, unit shown)."""
+    meta = kpi_meta(name)
+    values = [m for m, _ in cells if m is not None]
+    cis = [h for _, h in cells if h is not None]
+    if meta.unit in ("B", "B/s", "B/request"):
+        unit = bytes_unit(max((abs(x) for x in [*values, *cis]), default=0.0))
+        decimals = bytes_decimals(values, unit)
+        suffix = meta.unit[1:]
+
+        def fmt(x: float, hw: float | None = None) -> str:
+            text = fmt_bytes(x, unit, decimals) + suffix
+            return text + (f" ± {fmt_bytes(hw, unit, decimals)}" if hw else "")
+        return fmt, ""
+    scale, shown = (100.0, "%") if meta.unit == "ratio" else (1.0, "" if meta.unit == "count" else meta.unit)
+    column = Column.of(values, cis, scale=scale, integer=meta.unit == "count")
+
+    def fmt(x: float, hw: float | None = None) -> str:
+        return column(x, hw)
+    return fmt, shown
+
+
+def _p_text(p: float | None) -> str:
+    if p is None:
+        return "no test (one replication)"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _delta_html(name: str, d: Mapping[str, Any], fmt) -> str:
+    """The difference to the baseline under a value: signed, with its interval, relative change and p-value.
+
+    ``fmt`` is the format of the row's differences (:func:`_row_format` of every difference of the row).
+    """
+    diff, hw, rel, p = d.get("diff"), d.get("ci95"), d.get("relative"), d.get("p_value")
+    if diff is None:
+        return ""
+    text = ("−" if diff < 0 else "+") + fmt(abs(diff), hw)
+    if rel is not None and diff != 0:
+        text += f" ({rel:+.1%})".replace("-", "−")
+    text += f" · {_p_text(p)}"
+    better = kpi_meta(name).better
+    cls = "ns"
+    if d.get("significant"):
+        cls = "sig" if better is None else ("better" if (diff < 0) == (better == "lower") else "worse")
+    return f'<br><span class="delta {cls}">Δ {esc(text)}</span>'
+
+
+def kpi_panel_html(numbers: Mapping[str, Any] | None, order: Sequence[str], *, noun: str = "variant") -> str:
+    """The table of every KPI (rows, by group) for every run (columns), with the differences to the baseline.
+
+    Args:
+        numbers: :func:`kpi_comparison`'s result.
+        order: The runs' names, in column order.
+        noun: What a run is called in the notes ("variant", "run").
+
+    Returns:
+        Trusted markup ("" without numbers).
+    """
+    if not numbers:
+        return ""
+    base = numbers["baseline"]
+    rows = numbers["kpis"]
+    shown = [n for n, r in rows.items() if not r["same"]]
+    names = [n for n in order if any(n in r["values"] for r in rows.values())]
+    head = "<th>KPI</th>" + "".join(
+        f"<th>{esc(n)}" + ('<br><span class="unit">baseline</span>' if n == base else "") + "</th>" for n in names)
+    body, group = [], None
+    for name in shown:
+        row = rows[name]
+        if row["group"] != group:
+            group = row["group"]
+            body.append(f'<tr class="group"><td colspan="{len(names) + 1}">{esc(group)}</td></tr>')
+        cells = [(row["values"].get(n, {}).get("mean"), row["values"].get(n, {}).get("ci95")) for n in names]
+        fmt, unit = _row_format(name, cells)
+        dfmt = _row_format(name, [(abs(d["diff"]), d.get("ci95")) for d in row["vs_baseline"].values()])[0]
+        better = {"lower": " (lower is better)", "higher": " (higher is better)"}.get(row["better"], "")
+        tds = [f'<td title="{esc(name + better)}"><code>{esc(name)}</code>'
+               + (f' <span class="unit">{esc(unit)}</span>' if unit else "") + "</td>"]
+        for n, (mean, hw) in zip(names, cells, strict=True):
+            if mean is None:
+                tds.append("<td>—</td>")
+                continue
+            cell = esc(fmt(mean, hw)).replace(" ± ", "&nbsp;±&nbsp;")
+            d = row["vs_baseline"].get(n)
+            if d is not None:
+                cell += _delta_html(name, d, dfmt)
+            tds.append(f"<td>{cell}</td>")
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    html = ('<div class="scroll"><table class="kpi allkpis"><thead><tr>' + head + "</tr></thead><tbody>"
+            + "".join(body) + "</tbody></table></div>")
+    notes = [f"Each value is the mean over the replications ± the 95 % confidence half-width (Student t); "
+             f"Δ is the difference to the baseline {noun}, {base}, with its own 95 % half-width, the relative "
+             f"change and the p-value of {numbers['test']} (significant below {ALPHA:g}: green when better, "
+             "orange when worse, grey when not significant). Ratios are in percent and their differences in "
+             "percentage points. Counts and bytes are per replication over the measurement window."]
+    folded = numbers.get("folded") or []
+    if folded:
+        items = []
+        for name in folded:
+            v = next(iter(rows[name]["values"].values()))
+            fmt, unit = _row_format(name, [(v["mean"], None)])
+            items.append(f"{name} = {fmt(v['mean'])}{(' ' + unit) if unit else ''}")
+        notes.append(f"The same in every {noun}, so left out of the table: " + "; ".join(items) + ".")
+    return html + "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
 
 
 # --------------------------------------------------------------------------
@@ -781,6 +1016,15 @@ table.variants td, table.variants th { text-align:left; }
 table.variants td:first-child { width:180px; }
 table.variants td:last-child { width:260px; font-size:12px; }
 ul.overrides { margin:0; padding-left:16px; text-align:left; }
+table.allkpis { font-size:13px; }
+table.allkpis td { white-space:nowrap; }
+table.allkpis tr.group td { background:#f5f7fa; font-weight:600; text-align:left; color:var(--muted);
+                            font-size:12px; text-transform:uppercase; letter-spacing:.05em; }
+.delta { font-size:11px; }
+.delta.better { color:#007a5a; font-weight:600; }
+.delta.worse { color:#b44d00; font-weight:600; }
+.delta.sig { font-weight:600; }
+.delta.ns { color:var(--muted); }
 ul.overrides code { overflow-wrap:anywhere; }
 """
 
@@ -812,17 +1056,30 @@ def _footer(run_dir: pathlib.Path) -> str:
             f"<code>{esc(run_dir)}</code></dd></dl></footer>")
 
 
+def kpi_panel(variants: Sequence[Variant], numbers: Mapping[str, Any] | None) -> Panel | None:
+    """Every KPI of every variant with its 95 % interval and the difference to the baseline; None without."""
+    html = kpi_panel_html(numbers, [v.name for v in variants])
+    if not html:
+        return None
+    return Panel(f"Every KPI against the baseline ({numbers['baseline']})", html, "kpis")
+
+
 def render_comparison(meta: Mapping[str, Any], variants: Sequence[Variant],
                       run_dir: pathlib.Path, plotly_src: str | None = None) -> str:
     """The comparison page: the header with the headline, the summary table, then the panels.
 
     ``plotly_src`` is the relative URL of a shared ``plotly.min.js``; ``None``
-    inlines plotly.js.
+    inlines plotly.js.  The KPI table uses ``meta["kpis"]`` when present,
+    else computes it (baseline ``meta["baseline"]`` or the first variant).
     """
+    numbers = meta.get("kpis") if isinstance(meta.get("kpis"), Mapping) else None
+    if numbers is None:
+        numbers = kpi_comparison(variants, meta.get("baseline"))
+    cmp_panel = run_builders((lambda vs: kpi_panel(vs, numbers),), variants)
     if control_plane_only(variants):  # no requests ran: the request panels would be empty
-        panels = run_builders((control_plane_comparison_panel, variants_panel), variants)
+        panels = [*cmp_panel, *run_builders((control_plane_comparison_panel, variants_panel), variants)]
     else:
-        panels = [summary_panel(variants),
+        panels = [summary_panel(variants), *cmp_panel,
                   *run_builders((goodput_panel, amplification_panel, load_panel, tls_comparison_panel,
                                  control_plane_comparison_panel, variants_panel), variants)]
     title = f"{meta.get('experiment') or run_dir.name} — fleetsim comparison"
@@ -831,8 +1088,10 @@ def render_comparison(meta: Mapping[str, Any], variants: Sequence[Variant],
 
 
 def write_comparison(run_dir: pathlib.Path, *, self_contained: bool = False,
-                     variant_reports: bool = True) -> pathlib.Path:
+                     variant_reports: bool = True, baseline: str | None = None) -> pathlib.Path:
     """Write the pages of a comparison folder (atomically): its ``report.html`` and the variants'.
+
+    ``comparison.json`` gets its numbers first (:func:`write_comparison_json`).
 
     plotly.js is written once, as ``run_dir/plotly.min.js``, and every page
     loads it by its relative path (``plotly.min.js`` from the comparison,
@@ -848,6 +1107,8 @@ def write_comparison(run_dir: pathlib.Path, *, self_contained: bool = False,
         variant_reports: Also (re)write each readable variant's
             ``report.html``, sharing the folder's ``plotly.min.js``; ``False``
             leaves the variant pages as they are.
+        baseline: The variant the others are compared with (default: the
+            one ``comparison.json`` names, else the first).
 
     Returns:
         The comparison page's path.
@@ -857,7 +1118,10 @@ def write_comparison(run_dir: pathlib.Path, *, self_contained: bool = False,
         OSError: A file cannot be read or written.
     """
     run_dir = pathlib.Path(run_dir).absolute()
-    meta, variants = load_comparison(run_dir)
+    runs = _compared_runs(run_dir)
+    if runs is not None:  # a folder fleetsim compare wrote: compare its two runs again
+        return compare_runs(*runs, run_dir) / REPORT_FILE
+    meta, variants = _update_numbers(run_dir, baseline)
     pages = _loaded(variants) if variant_reports else []
     plotly_js = write_plotly_js(run_dir) if pages or not self_contained else None
     for v in pages:
@@ -865,3 +1129,126 @@ def write_comparison(run_dir: pathlib.Path, *, self_contained: bool = False,
     src = None if self_contained or plotly_js is None else relative_url(plotly_js, run_dir)
     return write_atomic(run_dir / REPORT_FILE,
                         render_comparison(meta, variants, run_dir, plotly_src=src))
+
+
+# --------------------------------------------------------------------------
+# Two run folders: fleetsim compare
+# --------------------------------------------------------------------------
+
+
+class RunFolderError(Exception):
+    """A path given to ``fleetsim compare`` that is not a finished run folder."""
+
+    def __init__(self, path: pathlib.Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _read_run_folder(path: pathlib.Path) -> RunData:
+    """A finished run folder's results, or :class:`RunFolderError` saying why it is not one."""
+    from sim.runner.run import INCOMPLETE
+
+    if not path.exists():
+        raise RunFolderError(path, "no such folder")
+    if not path.is_dir():
+        raise RunFolderError(path, "is a file, expected a run folder")
+    if (path / INCOMPLETE).exists():
+        raise RunFolderError(path, "an incomplete run (it holds INCOMPLETE): finish it with "
+                                   f"fleetsim run EXPERIMENT --run-dir {path}")
+    if not (path / "summary.json").is_file():
+        if (path / COMPARISON_FILE).is_file():
+            first = sorted(p.name for p in (path / "variants").glob("*") if p.is_dir())
+            hint = f", e.g. {path / 'variants' / first[0]}" if first else ""
+            raise RunFolderError(path, "a comparison of variants, not one run: compare two of its variant "
+                                       f"folders{hint}")
+        raise RunFolderError(path, "not a run folder (no summary.json)")
+    try:
+        return load_run(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunFolderError(path, f"summary.json is not valid JSON or UTF-8 ({exc})") from exc
+
+
+def _run_name(data: RunData) -> str:
+    experiment = data.summary.get("experiment")
+    name = data.run_dir.name
+    return f"{experiment}/{name}" if isinstance(experiment, str) and experiment and experiment != name else name
+
+
+def runs_panel(variants: Sequence[Variant]) -> Panel:
+    """The two runs: experiment, folder, seed, replications and a link to each one's report."""
+    rows = []
+    for v in variants:
+        s = v.data.summary
+        rows.append([_name_cell(v), esc(s.get("experiment")), f"<code>{esc(v.data.run_dir)}</code>",
+                     esc(s.get("seed")), esc(v.data.replications), _link_cell(v, "open its report")])
+    body = table(["Run", "Experiment", "Folder", "Seed", "Replications", "Report"], rows, cls="kpi variants")
+    paired = common_random_numbers(variants)
+    body += ('<p class="note">'
+             + ("Both runs have the same seed and replications, so replication r of one shares its random "
+                "streams with replication r of the other where their configurations agree (common random "
+                "numbers): the differences are tested pairwise." if paired else
+                "The runs differ in seed or replications: the differences are tested with Welch's t-test "
+                "(independent samples).") + "</p>")
+    return Panel("Runs", body, "runs")
+
+
+def default_compare_dir(root: pathlib.Path = pathlib.Path("results") / "compare") -> pathlib.Path:
+    """A new folder ``results/compare/<UTC time>`` (``-2``, ``-3``... if taken)."""
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path, k = root / stamp, 1
+    while path.exists():
+        k += 1
+        path = root / f"{stamp}-{k}"
+    return path
+
+
+def compare_runs(run_a: pathlib.Path, run_b: pathlib.Path, out: pathlib.Path | None = None) -> pathlib.Path:
+    """Compare two run folders: ``out/comparison.json`` and a self-contained ``out/report.html``.
+
+    Every KPI of both runs (from their stored replications, else their
+    ``summary.json``) with its 95 % half-width, and B's difference to A (the
+    baseline) with its p-value: paired when both runs share seed and
+    replications (:func:`common_random_numbers`), Welch's otherwise.
+
+    Args:
+        run_a: The baseline run folder.
+        run_b: The run compared with it.
+        out: The folder to write (default :func:`default_compare_dir`).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        RunFolderError: A path is missing, a file, an incomplete run, a
+            comparison of variants, or has no readable ``summary.json``.
+        OSError: ``out`` cannot be written.
+    """
+    datas = [_read_run_folder(pathlib.Path(run_a)), _read_run_folder(pathlib.Path(run_b))]
+    out = pathlib.Path(out) if out is not None else default_compare_dir()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(20, "is a file, expected a folder", str(out))
+    names = [_run_name(d) for d in datas]
+    if names[0] == names[1]:
+        names = [f"{names[0]} (A)", f"{names[1]} (B)"]
+    variants = []
+    for i, (data, name) in enumerate(zip(datas, names, strict=True)):
+        rel = pathlib.PurePath(os.path.relpath(data.run_dir.absolute(), out.absolute())).as_posix()
+        variants.append(Variant(name=name, rel_dir=rel, overrides={}, colour=VARIANT_COLOURS[i], data=data))
+    numbers = kpi_comparison(variants, names[0])
+    meta = {"kind": "runs", "experiment": f"{names[0]} vs {names[1]}", "baseline": names[0],
+            "runs": [{"name": n, "path": str(d.run_dir.absolute()), "experiment": d.summary.get("experiment"),
+                      "seed": d.summary.get("seed"), "replications": d.replications}
+                     for n, d in zip(names, datas, strict=True)],
+            "kpis": numbers}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / COMPARISON_FILE, meta)
+    panels = [summary_panel(variants),
+              *run_builders((lambda vs: kpi_panel(vs, numbers), goodput_panel, amplification_panel, load_panel,
+                             tls_comparison_panel, control_plane_comparison_panel, runs_panel), variants)]
+    header = (f'<header class="page"><p class="kicker">fleetsim comparison of two runs</p>'
+              f"<h1>{esc(names[1])} against {esc(names[0])}</h1>" + headline_html(variants) + "</header>")
+    page = page_html(f"{names[1]} vs {names[0]} — fleetsim comparison", header, panels_html(panels),
+                     _footer(out), COMPARISON_CSS)
+    write_atomic(out / REPORT_FILE, page)
+    return out

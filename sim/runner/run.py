@@ -325,6 +325,7 @@ def run_variants(
     show_progress: bool = True,
     report: bool = True,
     progress_every: float | None = None,
+    baseline: str | None = None,
 ) -> Path:
     """Run every named variant of an experiment and write one comparison.
 
@@ -345,6 +346,7 @@ def run_variants(
         show_progress: Draw progress on stderr.
         report: Write each variant's report and the comparison.
         progress_every: Seconds between progress lines off a terminal.
+        baseline: The variant the comparison sets the others against (default: the first).
 
     Returns:
         The comparison folder.
@@ -394,11 +396,13 @@ def run_variants(
                         "overrides": base.variants.get(name, {})})
     atomic_write_json(run_dir / "comparison.json", {
         "experiment": base.name, "description": base.description, "seed": base.seed,
-        "replications": base.replications, "variants": entries,
+        "replications": base.replications, "baseline": baseline or next(iter(variants)), "variants": entries,
     })
-    if report:
-        from sim.report import write_comparison
+    from sim.report.comparison import write_comparison, write_comparison_json
 
-        write_comparison(run_dir)
+    if report:
+        write_comparison(run_dir)  # comparison.json's numbers, then the pages
+    else:
+        write_comparison_json(run_dir)  # every KPI with its CI and the difference to the baseline
     mark_complete(run_dir)
     return run_dir
