@@ -269,6 +269,17 @@ def _print_summary(s: dict) -> None:
     cost = s.get("cost")
     if cost:
         print(f"  {describe_cost(cost)}")
+    conns, cpu = s.get("connections"), s.get("gateway_cpu")
+    if conns and (conns.get("full") or conns.get("resumed")):
+        hs = conns["full"] + conns["resumed"]
+        print(f"  tls       {conns['resumed']:,} of {hs:,} handshakes resumed ({f(conns.get('resumption_rate'), '.1%')})")
+    if cpu:
+        tls = cpu.get("tls_cpu_s") or 0.0
+        share = f", TLS {tls / cpu['cpu_s']:.0%} of it" if tls and cpu.get("cpu_s") else ""
+        price = cpu.get("pricing") or {}
+        print(f"  gw CPU    {cpu['cores_used']:.2f} cores busy{share}; {cpu['cores_needed']} cores needed to stay "
+              f"under {price.get('target_utilization', 0):.0%} busy at this rate (the CPU used costs "
+              f"${cpu['cost_usd_per_month']:,.0f}/month at ${price.get('vcpu_hour_usd', 0):g} per vCPU-hour)")
     gslb = s.get("gslb")
 
     def g(x):
