@@ -191,6 +191,9 @@ def cmd_run(args) -> int:
         return report_issues([issue])
     if not args.quiet:
         print(f"estimate: {est.describe()}", file=sys.stderr, flush=True)
+        if loaded.config.sweep is not None:
+            print(f"note: run ignores the sweep section ({len(loaded.sweep_points)} points); "
+                  "fleetsim sweep runs it", file=sys.stderr)
     # The folder is named now so that every way the run can end can name it.
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.out), loaded.config)
     flag = "--run-dir" if args.run_dir else "--out"
