@@ -442,8 +442,12 @@ def cmd_sweep(args) -> int:
         return report_issues(bad)
     points = loaded.sweep_points
     if not args.quiet:
-        print(f"sweep: {len(points)} points x {loaded.config.replications} replication(s) into {out}",
-              file=sys.stderr, flush=True)
+        from sim.runner.estimate import Estimate, estimate_size
+
+        est = Estimate([estimate_size(p.config, jobs=1, report=False) for p in points], side_by_side=True,
+                       jobs=args.jobs)
+        print(f"sweep: {len(points)} points x {loaded.config.replications} replication(s) into {out}; "
+              f"estimate before the cache {est.describe()}", file=sys.stderr, flush=True)
     try:
         outcome = run_sweep(loaded.config, points, out, executor=args.executor, jobs=args.jobs,
                             scheduler=args.scheduler, show_progress=not args.quiet,
