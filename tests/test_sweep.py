@@ -8,12 +8,17 @@ import types
 from pathlib import Path
 
 import pytest
+from hypothesis import event, given, settings
 
 from sim.cli import main
-from sim.config import ConfigError, load_experiment
+from sim.config import ConfigError, dump_resolved, load_experiment
 from sim.runner.cache import RunCache, run_key
 from sim.runner.progress import Progress
 from sim.runner.sweep import run_sweep
+
+from .property_runs import examples
+from .strategies.registry import Options
+from .strategies.sweep import experiments_with_sweeps
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = "workload.rate_schedule.0.rate_per_s"
@@ -112,7 +117,7 @@ def test_run_keys_ignore_the_replication_count_and_differ_by_point_and_replicati
 
 
 @pytest.mark.parametrize("sweep, needle, field, reason", [
-    (f"  grid:\n    workload.rate_schedul.0.rate_per_s: [80]\n", "rate_schedul.0", "sweep.grid.workload.rate_schedul.0.rate_per_s",
+    ("  grid:\n    workload.rate_schedul.0.rate_per_s: [80]\n", "rate_schedul.0", "sweep.grid.workload.rate_schedul.0.rate_per_s",
      "workload has no field 'rate_schedul' (did you mean 'rate_schedule'?)"),
     (f"  grid:\n    {RATE}:\n      - 80\n      - -5\n", "- -5", f"sweep.grid.{RATE}",
      "at point rate_per_s=-5: Input should be greater than or equal to 0, got -5"),
@@ -299,3 +304,52 @@ def test_progress_counts_runs_and_cached_runs_count_as_done():
     line = prog.line()
     assert line.startswith("tiny sweep: 2/4 runs done, simulated 5 of 8 s (62%)")
     assert line.endswith("left")
+
+
+# ---------------------------------------------------------------- any drawn sweep
+
+
+def _at(data, path: str):
+    node = data
+    for part in path.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+#: Without faults and the control plane, which the loader refuses often and a sweep does not need.
+SWEEP_OPTIONS = Options(exclude=frozenset({"experiment.faults", "experiment.control_plane"}))
+
+
+@settings(max_examples=examples(40, 500))
+@given(data=experiments_with_sweeps(SWEEP_OPTIONS))
+def test_any_drawn_sweep_expands_to_its_points_or_is_refused_cleanly(data):
+    """A drawn sweep over the whole schema: as many points as variants x grid x zip, each with its values."""
+    from tests.property_runs import assert_clean_refusal, load
+
+    try:
+        loaded = load(data)
+    except ConfigError as e:
+        event(assert_clean_refusal(e))
+        return
+    sweep = data["sweep"]
+    grid, zipped = sweep.get("grid") or {}, sweep.get("zip") or {}
+    n = max(1, len(loaded.variants))
+    for values in grid.values():
+        n *= len(values)
+    n *= len(next(iter(zipped.values()))) if zipped else 1
+    points = loaded.sweep_points
+    assert len(points) == n
+    assert len({p.label for p in points}) == n, "every point has its own label"
+    assert [p.variant for p in points] == [v for v in (list(loaded.variants) or [None])
+                                           for _ in range(n // max(1, len(loaded.variants)))]
+    for p in points:
+        assert list(p.params) == [*grid, *zipped]
+        assert p.config.seed == loaded.config.seed and p.config.sweep is None and p.config.variants == {}
+        dumped = p.config.model_dump(mode="json", by_alias=True)
+        for path, value in p.params.items():
+            if isinstance(value, int | float | str) and not isinstance(value, bool):
+                assert _at(dumped, path) == value, path
+    # The resolved config (sweep included) loads back to the same points.
+    again = load(dump_resolved(loaded.config))
+    assert [(p.label, p.config) for p in again.sweep_points] == [(p.label, p.config) for p in points]
+    event(f"points: {n}")
