@@ -416,7 +416,7 @@ def cmd_sweep(args) -> int:
     """Run an experiment's sweep (every point times every replication, cached) into one folder."""
     from concurrent.futures.process import BrokenProcessPool
 
-    from sim.runner.sweep import default_out, run_sweep
+    from sim.runner.sweep import SchedulerError, default_out, run_sweep
 
     got, code = _load(args, args.experiment)
     if code:
@@ -452,6 +452,8 @@ def cmd_sweep(args) -> int:
         outcome = run_sweep(loaded.config, points, out, executor=args.executor, jobs=args.jobs,
                             scheduler=args.scheduler, show_progress=not args.quiet,
                             progress_every=args.progress_every, report=not args.no_report)
+    except SchedulerError as e:
+        return report_issues([Issue(CLI, None, "--scheduler", str(e))])
     except KeyboardInterrupt:
         stored = len(list((out / "runs").glob("*/summary.json")))
         print(f"interrupted: {stored} run(s) stored in {out / 'runs'}; rerun the same command to resume",

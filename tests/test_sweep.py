@@ -269,6 +269,19 @@ def test_the_dask_executor_from_the_command_line(tmp_path, capsys):
     assert "--scheduler: needs --executor dask" in capsys.readouterr().err
 
 
+def test_a_scheduler_that_cannot_be_reached_is_one_line(tmp_path, capsys, monkeypatch):
+    import sim.runner.sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "SCHEDULER_TIMEOUT_S", 0.5)
+    path = experiment(tmp_path, f"  grid:\n    {RATE}: [60]\n", replications=1)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--executor", "dask", "--scheduler",
+                 "tcp://127.0.0.1:9", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("<command line>: --scheduler: cannot reach the Dask scheduler at "
+                                               "tcp://127.0.0.1:9: ")
+    assert not list((tmp_path / "out" / "runs").glob("*/summary.json"))
+
+
 def test_the_sweep_report_gets_every_point_with_its_replications(tmp_path, monkeypatch, capsys):
     calls = []
 

@@ -58,6 +58,12 @@ from .run import (
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "dask")
+#: Seconds to wait for a Dask scheduler given by address before giving up.
+SCHEDULER_TIMEOUT_S = 10.0
+
+
+class SchedulerError(RuntimeError):
+    """The Dask scheduler at the address given cannot be reached."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,10 @@ def _run_dask(todo: list[tuple[int, SweepRun, dict]], jobs: int, scheduler: str 
 
     cluster = None
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as e:
+            raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     else:
         options = {"n_workers": jobs, "threads_per_worker": 1, "processes": True, "dashboard_address": None,
                    "silence_logs": logging.ERROR, **(cluster_options or {})}
@@ -194,6 +203,7 @@ def run_sweep(
 
     Raises:
         ValueError: An unknown executor, or no points.
+        SchedulerError: ``scheduler`` cannot be reached.
         OSError: A file cannot be written.
     """
     if executor not in EXECUTORS:
