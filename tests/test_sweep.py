@@ -126,6 +126,8 @@ def test_run_keys_ignore_the_replication_count_and_differ_by_point_and_replicati
      "value 80 is given twice (items 0 and 1): each grid point would run twice"),
     ("  zip:\n    duration_s: [2, 3]\n    warmup_s: [0.5]\n", "warmup_s: [0.5]", "sweep.zip.warmup_s",
      "has 1 values, sweep.zip.duration_s has 2: the lists of a zip are taken together and must be equally long"),
+    ("  zip:\n    duration_s: [2, 3, 2.0]\n    seed: [1, 2, 1]\n", "duration_s: [2", "sweep.zip.duration_s",
+     "row 2 repeats row 0 (item 2 of every zip list equals item 0): the point would run twice"),
     ("  zip:\n    duration_s: [2, 0.25]\n", "duration_s: [2", "sweep.zip.duration_s",
      "at point duration_s=0.25: warmup_s: warm-up (0.5 s) must be shorter than duration_s (0.25 s)"),
     ("  grid:\n    topology.gateways.gw: [{az: a1}]\n    topology.gateways.gw.instances: [2]\n",
@@ -223,6 +225,14 @@ def test_a_sweep_extends_resumes_and_reruns_nothing_when_unchanged(tmp_path, cap
     assert main(["sweep", str(path), "--out", str(out), "--quiet", "--no-report", "--replications", "3"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert (manifest["ran"], manifest["cached"]) == (0, 15)
+
+    # One value changed: only that point's runs again.
+    path.write_text(path.read_text().replace("240, 300]", "240, 330]"))
+    assert main(["sweep", str(path), "--out", str(out), "--quiet", "--no-report", "--replications", "3"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["ran"], manifest["cached"]) == (3, 12)
+    labels = [e["label"] for e in json.loads((out / "sweep.json").read_text())["points"]]
+    assert labels[-3:] == ["rate_per_s=330"] * 3 and "rate_per_s=300" not in labels
 
 
 def test_points_share_random_numbers_and_differ_only_where_their_values_do(tmp_path):
@@ -361,7 +371,10 @@ def test_any_drawn_sweep_expands_to_its_points_or_is_refused_cleanly(data):
         dumped = p.config.model_dump(mode="json", by_alias=True)
         for path, value in p.params.items():
             if isinstance(value, int | float | str) and not isinstance(value, bool):
-                assert _at(dumped, path) == value, path
+                got = _at(dumped, path)
+                if isinstance(got, dict) and got.get("dist") == "constant":
+                    got = got["value"]  # a number where a distribution goes is a constant
+                assert got == value, path
     # The resolved config (sweep included) loads back to the same points.
     again = load(dump_resolved(loaded.config))
     assert [(p.label, p.config) for p in again.sweep_points] == [(p.label, p.config) for p in points]

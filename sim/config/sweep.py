@@ -104,8 +104,20 @@ def point_label(params: dict[str, Any], variant: str | None, names: dict[str, st
     return f"{variant}: {body}" if body else variant
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def _norm(value: Any) -> Any:
+    """``value`` with whole floats as ints, at any depth (1.0 and 1 are one value to the schema)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    return value
+
+
+def _same_key(value: Any) -> str:
+    """Two values with one key would make one point twice (and two points with one label)."""
+    return value_text(_norm(value))
 
 
 def _related(a: str, b: str) -> bool:
@@ -122,16 +134,15 @@ def _structure_issues(raw: dict, variants: dict, positions: dict, label: str) ->
         return positions.get(("sweep", *path), here)
 
     grid, zipped = raw.get("grid") or {}, raw.get("zip") or {}
-    for section, values_by in (("grid", grid), ("zip", zipped)):
-        for key, values in values_by.items():
-            seen: dict[str, int] = {}
-            for i, v in enumerate(values):
-                c = _canonical(v)
-                if section == "grid" and c in seen:
-                    f, line = at(section, key, i)
-                    issues.append(Issue(f, line, f"sweep.grid.{key}", f"value {value_text(v)} is given twice "
-                                        f"(items {seen[c]} and {i}): each grid point would run twice"))
-                seen.setdefault(c, i)
+    for key, values in grid.items():
+        seen: dict[str, int] = {}
+        for i, v in enumerate(values):
+            c = _same_key(v)
+            if c in seen:
+                f, line = at("grid", key, i)
+                issues.append(Issue(f, line, f"sweep.grid.{key}", f"value {value_text(v)} is given twice "
+                                    f"(items {seen[c]} and {i}): each grid point would run twice"))
+            seen.setdefault(c, i)
     if zipped:
         first = next(iter(zipped))
         n = len(zipped[first])
@@ -140,6 +151,15 @@ def _structure_issues(raw: dict, variants: dict, positions: dict, label: str) ->
                 f, line = at("zip", key)
                 issues.append(Issue(f, line, f"sweep.zip.{key}", f"has {len(values)} values, sweep.zip.{first} has "
                                     f"{n}: the lists of a zip are taken together and must be equally long"))
+        if not issues:
+            rows: dict[tuple, int] = {}
+            for i, row in enumerate(zip(*zipped.values(), strict=True)):
+                c = tuple(_same_key(v) for v in row)
+                if c in rows:
+                    f, line = at("zip", first, i)
+                    issues.append(Issue(f, line, f"sweep.zip.{first}", f"row {i} repeats row {rows[c]} (item {i} "
+                                        f"of every zip list equals item {rows[c]}): the point would run twice"))
+                rows.setdefault(c, i)
     keys = [("grid", k) for k in grid] + [("zip", k) for k in zipped]
     for i, (sec_a, a) in enumerate(keys):
         for sec_b, b in keys[:i]:
