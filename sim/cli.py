@@ -130,6 +130,10 @@ def cmd_check(args) -> int:
         print(f"{path}: ok ({parts}); estimate {est.describe()}")
         for svc, load in service_load(loaded.config).items():
             print(f"  {svc}: {describe_load(load)}")
+        if loaded.sweep_points:
+            n, reps = len(loaded.sweep_points), loaded.config.replications
+            print(f"  sweep: {n} point{'s' if n != 1 else ''} x {reps} replication{'s' if reps != 1 else ''} "
+                  f"= {n * reps} runs (fleetsim sweep runs them; the lines above are the experiment as written)")
     return status
 
 

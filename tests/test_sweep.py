@@ -170,6 +170,8 @@ def test_sweep_without_a_sweep_section_says_so(tmp_path, capsys):
 def test_a_sweep_extends_resumes_and_reruns_nothing_when_unchanged(tmp_path, capsys, monkeypatch):
     out = tmp_path / "sweep"
     path = experiment(tmp_path, f"  grid:\n    {RATE}: [60, 120]\n")
+    assert main(["check", str(path)]) == 0
+    assert "  sweep: 2 points x 2 replications = 4 runs" in capsys.readouterr().out
     assert main(["sweep", str(path), "--out", str(out), "--jobs", "1", "--quiet", "--no-report"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     first = summaries_bytes(out)
