@@ -243,8 +243,7 @@ def expand_sweep(data: dict, positions: dict, overridden: dict, label: str,
                 origin = positions.get(("variants", vname, key), (label, None))
                 apply_override(vdata, vpos, str(key), value, origin, vover)  # checked with the variants
         for combo in itertools.product(*(range(len(v)) for v in grid.values())):
-            row_index = range(len(rows))
-            for z in row_index:
+            for z in range(len(rows)):
                 assign = [("grid", k, grid[k][i], positions.get(("sweep", "grid", k, i), origins[("grid", k)]))
                           for k, i in zip(grid, combo, strict=True)]
                 assign += [("zip", k, rows[z][k], positions.get(("sweep", "zip", k, z), origins[("zip", k)]))
@@ -252,8 +251,15 @@ def expand_sweep(data: dict, positions: dict, overridden: dict, label: str,
                 params = {str(k): v for _, k, v, _ in assign}
                 plabel = point_label(params, vname, names)
                 pdata, ppos, pover = copy.deepcopy(vdata), dict(vpos), dict(vover)
-                for _, key, value, origin in assign:
-                    apply_override(pdata, ppos, str(key), value, origin, pover)
+                try:
+                    for current in assign:
+                        apply_override(pdata, ppos, str(current[1]), current[2], current[3], pover)
+                except ConfigError as e:  # a path the variant's changes removed
+                    for i in e.issues:
+                        bad = Issue(i.file, i.line, f"sweep.{current[0]}.{current[1]}",
+                                    f"at point {plabel}: {i.reason}")
+                        seen.setdefault((bad.file, bad.line, bad.path, i.path, i.reason), bad)
+                    continue
                 try:
                     exp = validate(pdata, ppos, label, pover)
                 except ConfigError as e:
