@@ -4,6 +4,10 @@
                                  [--jobs J] [--out DIR] [--run-dir DIR] [--no-report]
                                  [--max-events N] [--yes] [--progress-every S] [--quiet]
     fleetsim check FILE.yaml [...] [--max-events N]
+    fleetsim sweep EXPERIMENT.yaml [--executor local|dask] [--scheduler ADDRESS] [--jobs J] [--out DIR]
+                                   [--set path=value ...] [--seed N] [--replications R] [--no-report] [--quiet]
+    fleetsim export RESULTS... [--csv FILE] [--parquet FILE]
+    fleetsim ls [RESULTS]
     fleetsim schema
     fleetsim report RUN_DIR
     fleetsim compare RUN_A RUN_B [--out DIR]
@@ -127,6 +131,10 @@ def cmd_check(args) -> int:
         print(f"{path}: ok ({parts}); estimate {est.describe()}")
         for svc, load in service_load(loaded.config).items():
             print(f"  {svc}: {describe_load(load)}")
+        if loaded.sweep_points:
+            n, reps = len(loaded.sweep_points), loaded.config.replications
+            print(f"  sweep: {n} point{'s' if n != 1 else ''} x {reps} replication{'s' if reps != 1 else ''} "
+                  f"= {n * reps} runs (fleetsim sweep runs them; the lines above are the experiment as written)")
     return status
 
 
@@ -191,6 +199,9 @@ def cmd_run(args) -> int:
         return report_issues([issue])
     if not args.quiet:
         print(f"estimate: {est.describe()}", file=sys.stderr, flush=True)
+        if loaded.config.sweep is not None:
+            print(f"note: run ignores the sweep section ({len(loaded.sweep_points)} points); "
+                  "fleetsim sweep runs it", file=sys.stderr)
     # The folder is named now so that every way the run can end can name it.
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.out), loaded.config)
     flag = "--run-dir" if args.run_dir else "--out"
@@ -435,6 +446,132 @@ def cmd_import_envoy(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    """Run an experiment's sweep (every point times every replication, cached) into one folder."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from sim.runner.sweep import SchedulerError, default_out, run_sweep
+
+    got, code = _load(args, args.experiment)
+    if code:
+        return code
+    loaded, _ = got
+    if loaded.config.sweep is None:
+        return report_issues([Issue(args.experiment, None, "sweep", "the experiment has no sweep section "
+                                    "(sweep.grid or sweep.zip: see docs/sweeps.md); fleetsim run runs it once")])
+    bad = [i for i in (_positive(args.progress_every, "--progress-every"),) if i]
+    if args.jobs < 1:
+        bad.append(Issue(CLI, None, "--jobs", f"must be at least 1, got {args.jobs}"))
+    if args.scheduler and args.executor != "dask":
+        bad.append(Issue(CLI, None, "--scheduler", "needs --executor dask"))
+    if args.executor == "dask":
+        try:
+            import dask.distributed  # noqa: F401
+        except ImportError:
+            bad.append(Issue(CLI, None, "--executor", "dask needs dask.distributed: pip install 'dask[distributed]'"))
+    out = Path(args.out) if args.out else default_out(loaded.config)
+    if out.exists() and not out.is_dir():
+        bad.append(Issue(CLI, None, "--out", f"{out} is a file, expected a folder"))
+    if bad:
+        return report_issues(bad)
+    points = loaded.sweep_points
+    if not args.quiet:
+        from sim.runner.estimate import Estimate, estimate_size
+
+        est = Estimate([estimate_size(p.config, jobs=1, report=False) for p in points], side_by_side=True,
+                       jobs=args.jobs)
+        print(f"sweep: {len(points)} points x {loaded.config.replications} replication(s) into {out}; "
+              f"estimate before the cache {est.describe()}", file=sys.stderr, flush=True)
+    try:
+        outcome = run_sweep(loaded.config, points, out, executor=args.executor, jobs=args.jobs,
+                            scheduler=args.scheduler, show_progress=not args.quiet,
+                            progress_every=args.progress_every, report=not args.no_report)
+    except SchedulerError as e:
+        return report_issues([Issue(CLI, None, "--scheduler", str(e))])
+    except KeyboardInterrupt:
+        stored = len(list((out / "runs").glob("*/summary.json")))
+        print(f"interrupted: {stored} run(s) stored in {out / 'runs'}; rerun the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print(f"fleetsim sweep: out of memory; the runs stored in {out / 'runs'} are kept", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokenProcessPool:
+        print("fleetsim sweep: a worker process died (killed by the system, most likely out of memory); "
+              f"the runs stored in {out / 'runs'} are kept", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as e:
+        return _write_failure(e, out, "--out")
+    if not args.quiet:
+        print(f"{outcome.ran} run(s) simulated, {outcome.cached} taken from the cache")
+        _print_sweep(out)
+        if outcome.report is not None:
+            print(f"report: {outcome.report}")
+        elif not args.no_report:
+            print("note: no sweep report (sim.report.sweep is not installed); sweep.json holds the results",
+                  file=sys.stderr)
+    print(out)
+    return 0
+
+
+def _print_sweep(out: Path) -> None:
+    """One line per point of a written sweep: means over its replications of p50, p99 and goodput."""
+    from sim.runner.sweep import iter_point_summaries
+
+    by_label: dict[str, list[dict]] = {}
+    for entry, summary in iter_point_summaries(out):
+        by_label.setdefault(entry["label"], []).append(summary)
+
+    def mean(summaries: list[dict], get) -> str:
+        xs = [x for x in map(get, summaries) if isinstance(x, int | float)]
+        return "n/a" if not xs else f"{sum(xs) / len(xs):,.2f}"
+
+    for label, summaries in by_label.items():
+        print(f"  {label}: p50 {mean(summaries, lambda s: s['latency_ms']['p50'])} ms  "
+              f"p99 {mean(summaries, lambda s: s['latency_ms']['p99'])} ms  "
+              f"goodput {mean(summaries, lambda s: s['goodput_rps'])}/s")
+
+
+def cmd_export(args) -> int:
+    """Write every run's and sweep point's figures, one row per replication, as CSV and/or Parquet."""
+    from sim.export import ExportError, collect_rows, table, write_csv, write_parquet
+
+    if not args.csv and not args.parquet:
+        return report_issues([Issue(CLI, None, "--csv", "give --csv FILE, --parquet FILE or both")])
+    try:
+        rows, notes = collect_rows([Path(p) for p in args.results])
+    except ExportError as e:
+        return report_issues([Issue(str(e.path), None, "", e.reason)])
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not rows:
+        return report_issues([Issue(CLI, None, "RESULTS", "no complete run, comparison or sweep to export")])
+    columns, values = table(rows)
+    for flag, target, write in (("--csv", args.csv, write_csv), ("--parquet", args.parquet, write_parquet)):
+        if not target:
+            continue
+        try:
+            write(Path(target), columns, values)
+        except OSError as e:
+            report_issues([Issue(CLI, None, flag, f"cannot write {target}: {e.strerror or e}")])
+            return EXIT_FAILURE if e.errno in _MACHINE_ERRNOS else EXIT_USAGE
+        print(f"wrote {target}: {len(values)} rows, {len(columns)} columns", file=sys.stderr)
+    return 0
+
+
+def cmd_ls(args) -> int:
+    """List the runs, comparisons and sweeps under a results folder, oldest first, one line each."""
+    from sim.export import ExportError, list_results, ls_line
+
+    try:
+        found = list_results(Path(args.results))
+    except ExportError as e:
+        return report_issues([Issue(str(e.path), None, "", e.reason)])
+    for row in found:
+        print(ls_line(*row))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fleetsim`` argument parser, with the reference fleet's commands from the entry point."""
     p = argparse.ArgumentParser(prog="fleetsim", description="Simulate an API-gateway fleet.")
@@ -471,6 +608,36 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-events", type=float, default=DEFAULT_MAX_EVENTS, metavar="N",
                    help="report a run that fleetsim run would refuse without --yes (default as run)")
     c.set_defaults(func=cmd_check)
+
+    sw = sub.add_parser("sweep", help="run an experiment's sweep: every point x replication, cached")
+    sw.add_argument("experiment")
+    sw.add_argument("--executor", choices=("local", "dask"), default="local",
+                    help="local: a process pool (default); dask: a Dask distributed cluster")
+    sw.add_argument("--scheduler", metavar="ADDRESS",
+                    help="a Dask scheduler (tcp://host:8786); without it --executor dask starts a LocalCluster")
+    sw.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
+                    help="processes (local) or LocalCluster workers (dask) running at once")
+    sw.add_argument("--out", metavar="DIR", help="the sweep's folder (default: results/<experiment>-sweep)")
+    sw.add_argument("--set", action="append", metavar="PATH=VALUE", default=[])
+    sw.add_argument("--seed", type=int)
+    sw.add_argument("--replications", type=int)
+    sw.add_argument("--calibration", metavar="PROFILE.yaml")
+    sw.add_argument("--no-report", action="store_true")
+    sw.add_argument("--quiet", action="store_true", help="print only the sweep's folder")
+    sw.add_argument("--progress-every", type=float, metavar="SECONDS",
+                    help="seconds between progress lines when stderr is not a terminal (default 5)")
+    sw.set_defaults(func=cmd_sweep)
+
+    ex = sub.add_parser("export", help="every run's figures, one row per replication, as CSV and/or Parquet")
+    ex.add_argument("results", nargs="+", metavar="RESULTS",
+                    help="run folders, comparisons, sweeps, or folders holding them (results/)")
+    ex.add_argument("--csv", metavar="FILE")
+    ex.add_argument("--parquet", metavar="FILE")
+    ex.set_defaults(func=cmd_export)
+
+    ls = sub.add_parser("ls", help="list runs, comparisons and sweeps with their key figures, oldest first")
+    ls.add_argument("results", nargs="?", default="results", metavar="RESULTS")
+    ls.set_defaults(func=cmd_ls)
 
     s = sub.add_parser("schema", help="print the JSON Schema of experiment files")
     s.set_defaults(func=cmd_schema)

@@ -144,6 +144,10 @@ NOT_DRAWN = {
     ("Topology", "calibration"): "a profile file the loader reads; what it fills (network latencies, gateway "
                                  "CPU, timer_error_s) is drawn directly",
     ("Experiment", "topology_file"): "set by the loader",
+    ("Experiment", "sweep"): "changes no run; drawn by tests/strategies/sweep.py for tests/test_sweep.py, since one "
+                             "more extension here would change every example the derandomized tests draw",
+    ("Sweep", "grid"): "see Experiment.sweep",
+    ("Sweep", "zip"): "see Experiment.sweep",
     ("ControlPlane", "gateways"): "only in mode control_plane_only, which needs a workload of zero rates; "
                                   "tests/test_controlplane.py runs it",
 }

@@ -34,6 +34,7 @@ from . import calibration as calib
 from .checks import check_experiment
 from .errors import ConfigError, Issue, dotted
 from .models import Experiment, Name, Topology
+from .sweep import SweepPoint, expand_sweep
 
 Pos = tuple[str, int | None]
 CLI = "<command line>"
@@ -60,6 +61,7 @@ class LoadedExperiment:
     positions: dict[tuple, Pos]
     overridden: dict[tuple, Pos] = field(default_factory=dict)
     variants: dict[str, Experiment] = field(default_factory=dict)
+    sweep_points: list[SweepPoint] = field(default_factory=list)
 
     def locate(self, path: tuple) -> Pos:
         """File and line of the longest known prefix of ``path``."""
@@ -863,7 +865,8 @@ def load_experiment(
     issues += variant_issues
     if issues:
         raise ConfigError(issues)
-    return LoadedExperiment(base, path, positions, overridden, variants)
+    points = expand_sweep(data, positions, overridden, label, variants)
+    return LoadedExperiment(base, path, positions, overridden, variants, points)
 
 
 def _load_variants(data: dict, positions: dict[tuple, Pos], overridden: dict[tuple, Pos], label: str,

@@ -1248,6 +1248,7 @@ class Output(StrictModel):
 
 # The control plane's schema lives in its own module; it builds on StrictModel above.
 from .controlplane import ControlPlane  # noqa: E402
+from .sweep import Sweep  # noqa: E402
 
 
 class Experiment(StrictModel):
@@ -1276,6 +1277,9 @@ class Experiment(StrictModel):
         "An xDS control plane and its gateway subscribers (sim.components.controlplane); none by default."))
     cost: Cost | None = Field(default=None, description=(
         "Dollars per million calls and per month from the run's bytes and balancers (null: none)."))
+    sweep: Sweep | None = Field(default=None, description=(
+        "Parameters to sweep with fleetsim sweep (sim.config.sweep): a grid and a zip of dotted paths, "
+        "each point combined with every variant and run replications times; fleetsim run ignores it."))
 
     @model_validator(mode="after")
     def _resolve_service_mix(self) -> Experiment:

@@ -57,17 +57,19 @@ class Progress:
         stream: Where to draw; stderr (looked up when drawing) by default.
         tty: Force terminal (True) or line (False) output; by default the
             stream decides.
+        unit: What one tracked slot is, in the plural (``runs`` for a sweep).
     """
 
     def __init__(self, durations: list[float], *, enabled: bool = True, label: str = "",
                  interval_s: float | None = None, delay_s: float | None = None,
-                 stream: TextIO | None = None, tty: bool | None = None):
+                 stream: TextIO | None = None, tty: bool | None = None, unit: str = "replications"):
         self.durations = list(durations)
         self.total = sum(self.durations)
         self.done = [0.0] * len(self.durations)
         self.events = [0] * len(self.durations)
         self.skipped = 0.0  # simulated seconds reused from a previous run (not this run's speed)
         self.label = label
+        self.unit = unit
         self.interval_s = INTERVAL_S if interval_s is None else interval_s
         self.delay_s = DELAY_S if delay_s is None else delay_s
         self._stream = stream
@@ -122,7 +124,7 @@ class Progress:
         head = f"{self.label}: " if self.label else ""
         pct = 100 * done / self.total if self.total else 100.0
         end = f"{_eta(eta)} left" if left > 0 else f"done in {_eta(elapsed)[1:]}"
-        return (f"{head}{finished}/{len(self.durations)} replications done, "
+        return (f"{head}{finished}/{len(self.durations)} {self.unit} done, "
                 f"simulated {done:,.0f} of {self.total:,.0f} s ({pct:.0f}%), "
                 f"{_rate(events / elapsed)} events/s, {end}")
 
@@ -170,7 +172,7 @@ class Progress:
             finished = sum(1 for d, n in zip(self.done, self.durations, strict=True) if d >= n)
             events = sum(self.events)
         rate = events / max(time.monotonic() - self.t0, 1e-9)
-        info = f"{finished}/{len(self.durations)} replications, {_rate(rate)} events/s"
+        info = f"{finished}/{len(self.durations)} {self.unit}, {_rate(rate)} events/s"
         self._bar.update(self._task, completed=done, info=info)
 
     def close(self) -> None:
