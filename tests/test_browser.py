@@ -337,6 +337,23 @@ def validation(folder: Path) -> list[Page]:
     return [Page(page)]
 
 
+def decision_matrix(folder: Path) -> list[Page]:
+    # One preset of the decision matrix (the page is the same for five), shortened as in test_matrix.
+    from tests.test_matrix import SHORT
+
+    matrix = folder / "matrix.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    matrix.write_text(f"name: matrix\nexperiment: {ROOT / 'experiments' / 'decision_matrix.yaml'}\n"
+                      f"presets:\n  alb_waf:\n    label: ALB <&> WAF\n"
+                      f"    topology: {ROOT / 'topologies' / 'presets' / 'alb_waf.yaml'}\n"
+                      "    extra_costs: [{item: WAF, per_million_calls_usd: 0.6}]\n")
+    argv = ["matrix", str(matrix), "--out", str(folder), "--jobs", "1", "--quiet"]
+    assert fleetsim(argv + [a for s in SHORT for a in ("--set", s)]) == 0
+    (run,) = folder.glob("matrix/*")
+    return [Page(run / "report.html", ("matrix", "extra-costs", "presets"), plots=False),
+            Page(run / "presets" / "alb_waf" / "report.html", ("summary",))]
+
+
 #: Every kind of report. A new kind (a sweep report, `fleetsim compare`'s page) is one entry.
 REPORTS = [
     ReportKind("run", single_run),
@@ -346,6 +363,7 @@ REPORTS = [
     ReportKind("geo_cost", geo_cost),
     ReportKind("control_plane", control_plane),
     ReportKind("validation", validation),
+    ReportKind("decision_matrix", decision_matrix),
 ]
 
 
