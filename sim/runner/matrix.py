@@ -269,11 +269,17 @@ def _f(value: Any, spec: str) -> str:
     return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
 
 
+def _pm(r: dict, key: str) -> str:
+    """A value with its 95% half-width across replications, when there are several."""
+    ci = r.get(f"{key}_ci95")
+    return _f(r[key], ".1f") + ("" if ci is None else f" ± {_f(ci, '.1f')}")
+
+
 COLUMNS = [
     ("preset", "preset", lambda r: r["label"]),
     ("scenario", "scenario", lambda r: r["scenario"]),
-    ("p50_ms", "p50 ms", lambda r: _f(r["p50_ms"], ".1f")),
-    ("p99_ms", "p99 ms", lambda r: _f(r["p99_ms"], ".1f")),
+    ("p50_ms", "p50 ms", lambda r: _pm(r, "p50_ms")),
+    ("p99_ms", "p99 ms", lambda r: _pm(r, "p99_ms")),
     ("failed_share", "failed during fault", lambda r: _f(None if r["failed_share"] is None
                                                           else 100 * r["failed_share"], ".2f") + " %"),
     ("recovery", "recovery", lambda r: r["recovery"]),
@@ -283,7 +289,8 @@ COLUMNS = [
 ]
 
 NOTES = (
-    "Latency: p50 and p99 of every call in the measurement window (ms). Failed during fault: the share "
+    "Latency: p50 and p99 of every call in the measurement window (ms; with several replications, "
+    "their mean ± the 95% half-width). Failed during fault: the share "
     "of calls answered in the fault's window that failed (the whole measurement window for a scenario "
     "without a fault). $/month at the simulated rate: bytes and balancers (the experiment's cost), "
     "the gateways' provisioned vCPUs (the topology's cpu_pricing), and each preset's extra costs "
