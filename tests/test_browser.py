@@ -30,11 +30,13 @@ test skips only where chromium is absent and cannot be installed.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,30 +95,41 @@ def chromium() -> str:
 # --------------------------------------------------------------------------- the DevTools protocol on a pipe
 
 
+#: Run as ``python -c WIRE_FDS R W PROGRAM ARGS...``: fd R becomes 3, fd W becomes 4, then exec.
+WIRE_FDS = ("import os, sys; r, w = int(sys.argv[1]), int(sys.argv[2]); os.dup2(r, 3); os.dup2(w, 4); "
+            "os.close(r); os.close(w); os.execv(sys.argv[3], sys.argv[3:])")
+
+
 class Browser:
     """A headless chromium driven over ``--remote-debugging-pipe``."""
 
     def __init__(self, executable: str, profile: Path, log: Path):
-        cmd_r, self._w = os.pipe()  # we write commands; chromium reads fd 3
-        self._r, res_w = os.pipe()  # chromium writes fd 4; we read
-
-        def wire_fds() -> None:  # in the child: the two ends at 3 and 4, where chromium looks
-            a, b = os.dup(cmd_r), os.dup(res_w)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
+        cmd_r, self._w = self._pipe()  # we write commands; chromium reads them on its fd 3
+        self._r, res_w = self._pipe()  # chromium writes its fd 4; we read
         args = [executable, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
                 f"--user-data-dir={profile}", "--no-first-run", "--no-default-browser-check",
                 "--disable-extensions", "--disable-background-networking", "--hide-scrollbars",
                 "--mute-audio", "about:blank"]
+        # A small launcher puts the two ends at 3 and 4, where chromium looks, and execs it (same
+        # pid; no preexec_fn, which is unsafe in a process with threads).
         with open(log, "wb") as err:
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         preexec_fn=wire_fds, pass_fds=(3, 4))
+            self.proc = subprocess.Popen([sys.executable, "-c", WIRE_FDS, str(cmd_r), str(res_w), *args],
+                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                         pass_fds=(cmd_r, res_w))
         os.close(cmd_r)
         os.close(res_w)
         self._buf = b""
         self._id = 0
         self.events: list[dict] = []
+
+    @staticmethod
+    def _pipe() -> tuple[int, int]:
+        """A pipe whose ends are numbered 10 or above, clear of 3 and 4 (which the launcher fills)."""
+        ends = []
+        for fd in os.pipe():
+            ends.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10))
+            os.close(fd)
+        return ends[0], ends[1]
 
     def send(self, method: str, params: dict | None = None, session: str | None = None,
              timeout: float = PAGE_TIMEOUT_S) -> dict:
