@@ -92,6 +92,11 @@ def test_bad_matrix_files_name_the_file_field_and_reason(tmp_path):
     first = e.value.issues[0]
     assert (first.file, first.line) == (str(tmp_path / "m.yaml"), 4) and "presets.a" in first.path
     assert fleetsim(["matrix", str(tmp_path / "m.yaml")]) == 2
+    with pytest.raises(ConfigError) as e:
+        load_matrix(MATRIX, ["bogus=1"])
+    (only,) = e.value.issues  # once, not once per preset
+    assert (only.file, only.line, only.path) == ("<command line>", None, "bogus")
+    assert only.reason.startswith("(document) has no field 'bogus'")
 
 
 def test_the_matrix_runs_end_to_end(tmp_path):

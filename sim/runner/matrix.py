@@ -170,6 +170,9 @@ def load_matrix(path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Mat
     if issues:
         raise ConfigError(issues)
 
+    if sets:
+        load_experiment(exp_path, sets)  # a bad --set is reported once, as the command line's
+
     for preset in presets:
         try:
             topo_data = read_yaml(preset.topology, str(preset.topology)).data
