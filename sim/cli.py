@@ -675,7 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: results/compare/<UTC time>/)")
     cmp.set_defaults(func=cmd_compare)
     m = sub.add_parser("matrix", help="run preset topologies through the same scenarios: latency, resilience, "
-                                      "cost per preset and scenario (matrices/decision_matrix.yaml)")
+                                      "cost per preset and scenario (experiments/matrices/decision_matrix.yaml)")
     m.add_argument("matrix", metavar="MATRIX.yaml")
     m.add_argument("--set", action="append", metavar="PATH=VALUE", default=[],
                    help="change every preset's experiment, e.g. duration_s=30")

@@ -367,7 +367,26 @@ def decision_matrix(folder: Path) -> list[Page]:
             Page(run / "presets" / "alb_waf" / "report.html", ("summary",))]
 
 
-#: Every kind of report. A new kind (a sweep report, `fleetsim compare`'s page) is one entry.
+def sweep(folder: Path) -> list[Page]:
+    # experiments/load_knee.yaml at three loads, two replications, shortened: the KPI-against-load
+    # bands, the knee chart and the ranking.
+    argv = ["sweep", str(ROOT / "experiments" / "load_knee.yaml"), "--out", str(folder / "sweep"), "--jobs", "1",
+            "--quiet", "--replications", "2", "--set", "duration_s=6", "--set", "warmup_s=1",
+            "--set", "sweep.grid={workload.rate_schedule.0.rate_per_s: [1575, 2519, 2992]}"]
+    assert fleetsim(argv) == 0, f"fleetsim {' '.join(argv)} failed"
+    return [Page(folder / "sweep" / "report.html")]
+
+
+def compare(folder: Path) -> list[Page]:
+    # `fleetsim compare` of two quickstart runs at different loads.
+    a = run_cli(folder / "a", "quickstart.yaml", "duration_s=8", "warmup_s=2", replications=2)
+    b = run_cli(folder / "b", "quickstart.yaml", "duration_s=8", "warmup_s=2",
+                "workload.rate_schedule.0.rate_per_s=2500", replications=2)
+    assert fleetsim(["compare", str(a), str(b), "--out", str(folder / "compare")]) == 0
+    return [Page(folder / "compare" / "report.html")]
+
+
+#: Every kind of report. A new kind is one entry.
 REPORTS = [
     ReportKind("run", single_run),
     ReportKind("variants", variant_comparison),
@@ -377,6 +396,8 @@ REPORTS = [
     ReportKind("control_plane", control_plane),
     ReportKind("validation", validation),
     ReportKind("decision_matrix", decision_matrix),
+    ReportKind("sweep", sweep),
+    ReportKind("compare", compare),
 ]
 
 

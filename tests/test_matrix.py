@@ -14,7 +14,7 @@ from sim.config.loader import load_topology
 from sim.runner.matrix import ExtraCost, failed_share, load_matrix, run_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
-MATRIX = ROOT / "matrices" / "decision_matrix.yaml"
+MATRIX = ROOT / "experiments" / "matrices" / "decision_matrix.yaml"
 PRESETS = sorted((ROOT / "topologies" / "presets").glob("*.yaml"))
 #: Shortened: a light load, one replication, the faults from 6 s to 12 s, judged to 20 s.
 SHORT = ["duration_s=20", "warmup_s=2", "replications=1", "workload.rate_schedule=[{at_s: 0, rate_per_s: 150}]",

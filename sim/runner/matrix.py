@@ -1,6 +1,6 @@
 """The decision matrix: several preset topologies through the same experiment, one table.
 
-A matrix file (``matrices/decision_matrix.yaml``) names an experiment and a
+A matrix file (``experiments/matrices/decision_matrix.yaml``) names an experiment and a
 set of presets, each a topology file with, optionally, changes to the
 experiment for that preset alone (``set``: dotted paths, as ``--set``) and
 monthly charges the simulator does not model (``extra_costs``)::
