@@ -794,6 +794,11 @@ def symmetric_fleets(draw) -> dict:
             "clients": {"r": {"share": 1.0, **({"gateway_pools": list(pools)} if direct else {})}},
             "gateways": {p: {**copy.deepcopy(template), "az": az, "instances": n} for p, (az, n) in pools.items()},
             "services": {}}
+    for pool in topo["gateways"].values():
+        # One collector for every pool would single its AZ out (log bytes count by AZ pair):
+        # each pool ships to a collector in its own AZ.
+        if (pool.get("access_log") or {}).get("collector_az"):
+            pool["access_log"]["collector_az"] = pool["az"]
     if not direct:
         topo["balancers"] = {"r": {"policy": draw(st.sampled_from(["round_robin", "random", "least_connections"])),
                                    "cross_zone": draw(st.booleans())}}
