@@ -35,13 +35,14 @@ calibration profile (:mod:`sim.config.calibration`) that topologies include:
    the rate-limit fleet (scenario rl's topology: two Envoys, the sidecar,
    Redis) at 250 requests/s. Measured inside that fleet because the figure
    depends on what else the machine runs (see :data:`REDIS_RATE`).
-5. **TLS handshake CPU** (``gateway.handshake_cpu_s``): one Envoy
-   terminating TLS 1.3 with an ECDSA P-256 certificate behind HAProxy; its
-   CPU per connection (one request each) over connections that offer no
-   ticket (all full handshakes), then over connections that offer their
-   latest ticket (all resumed); minus the CPU per request of (2), the rest
-   is the handshake's (with the connection's own set-up and close, which
-   the simulator charges nowhere else).
+5. **TLS handshake CPU** (``gateway.handshake_cpu_s``): scenario t's three
+   Envoys terminating TLS 1.3 with an ECDSA P-256 certificate behind
+   HAProxy, sharing ticket keys; their CPU per connection (one request
+   each) over connections that offer no ticket (all full handshakes), then
+   over connections that offer their latest ticket (all resumed); minus the
+   CPU per request of (2), the rest is the handshake's (with the
+   connection's own set-up and close, which the simulator charges nowhere
+   else). See :func:`tls_connection_cpu` for why on that fleet.
 
 The profile also records when and where it was measured, the versions, and
 how busy the machine was; a calibration on a machine other load disturbed is
@@ -186,7 +187,7 @@ def calibrate(out: str | Path, *, quick: bool = False, work_dir: str | Path | No
     envoy_cpu = heavy.cpu_s.get(gw, math.nan) - idle_rate * (heavy.duration_s - heavy.warmup_s)
     cpu_per_request = max(envoy_cpu / proxied, 1e-6) if proxied else 60e-6
     # 5: CPU of a TLS connection with a full and with a resumed handshake, on one Envoy.
-    log(f"calibrate: TLS handshake CPU on one Envoy, {TLS_CONNECTIONS[quick]} connections of each kind")
+    log(f"calibrate: TLS handshake CPU on three Envoys, {TLS_CONNECTIONS[quick]} connections of each kind")
     tls_key, tls_conn, tls_trust = tls_connection_cpu(work / "tls", TLS_CONNECTIONS[quick])
     trust += tls_trust
     handshake = {kind: max(tls_conn[kind] - cpu_per_request, 0.0) for kind in ("full", "resumed")}
@@ -295,17 +296,26 @@ def redis_script_usec(work: Path, *, rate: float, span: float) -> tuple[float, i
 
 
 def tls_connection_cpu(work: Path, n: int) -> tuple[str, dict[str, float], list[str]]:
-    """One TLS Envoy behind HAProxy: its CPU per connection (one request) with a full handshake and
-    with a resumed one (:func:`reference_gateway.tls_scenario.connection_cpu`), and the profile key
-    of its TLS version and certificate, and what disturbed the measurement (empty when nothing did)."""
+    """The TLS scenario's three Envoys (``experiments/reference/t_tls.yaml``) sharing ticket keys,
+    behind HAProxy: their CPU per connection (one request) with a full handshake and with a
+    resumed one (:func:`reference_gateway.tls_scenario.connection_cpu`, after a warm-up), the
+    profile key of their TLS version and certificate, and what disturbed the measurement.
+
+    Measured on the scenario's own fleet, as Envoy's CPU per request is on the reference fleet:
+    three Envoys pinned to one core cost more per connection than one alone (5-20% here: they
+    share its caches), which the simulator, whose instances each have their own cores, cannot
+    know. What scenario t then judges is the simulator's part: which connections resume, for
+    each key scope, balancer and ticket policy, and the CPU of that mix.
+    """
     from sim.config.loader import load_experiment
 
     from .tls_scenario import EXPERIMENT, TlsRealFleet, connection_cpu, secrets_dir
 
-    exp = load_experiment(EXPERIMENT, ["topology.gateways.gw.instances=1"]).config
+    exp = load_experiment(EXPERIMENT, ["topology.gateways.gw.tls.session_ticket_keys_scope=fleet"]).config
     tls = exp.topology.gateways["gw"].tls
     with secrets_dir() as secrets, TlsRealFleet(exp, work) as fleet:
-        fleet.start_envoys(exp, secrets, shared=False)
+        fleet.start_envoys(exp, secrets, shared=True)
+        fleet.warm_up(tls.tls_version)
         phases = connection_cpu(fleet, n, tls.tls_version)
     if phases["full"]["failed"] or phases["resumed"]["failed"]:
         raise RuntimeError(f"calibration: TLS connections failed ({phases})")

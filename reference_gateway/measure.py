@@ -136,6 +136,30 @@ def proc_cpu_seconds(pid: int) -> float:
     return proc_cpu_ticks(pid) / CLK_TCK
 
 
+def proc_cpu_ns(pid: int) -> int:
+    """CPU nanoseconds the process's live threads have run (``/proc/<pid>/task/*/schedstat``).
+
+    Finer than :func:`proc_cpu_seconds` (clock ticks of 10 ms): for short
+    measurements of long-lived threads (an Envoy's workers). A thread that
+    exits takes its time with it.
+
+    Raises:
+        ProcessLookupError: no such process.
+    """
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        raise ProcessLookupError(pid) from None
+    total = 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread exited meanwhile
+    return total
+
+
 def machine_cpu_ticks() -> tuple[int, int]:
     """:func:`machine_cpu` in clock ticks."""
     with open("/proc/stat", encoding="ascii") as f:

@@ -262,7 +262,12 @@ def test_tls_scenario_metrics_and_connection_count():
     simulated CPU per connection is the handshake mix's plus one request's (a closed form); only
     variants whose phases give pure full and resumed handshakes (shared keys, round robin) carry
     the CPU per handshake type."""
-    from reference_gateway.tls_scenario import connections, runs_phases, sim_observation
+    from reference_gateway.tls_scenario import (
+        connections,
+        machine_speed,
+        runs_phases,
+        sim_observation,
+    )
     from sim.fleet import Fleet
 
     sc = SCENARIOS["t"]
@@ -272,7 +277,7 @@ def test_tls_scenario_metrics_and_connection_count():
         exp = loaded.variants[name]
         result = Fleet(exp).run()
         pool = result["summary"]["connections"]["pools"]["gw"]
-        assert pool["connections_opened"] == connections(exp) == 600
+        assert pool["connections_opened"] == connections(exp) == 400
         obs = sim_observation(exp, result)
         tls = exp.topology.gateways["gw"].tls
         request = exp.topology.gateways["gw"].cpu_time_s.mean
@@ -281,10 +286,13 @@ def test_tls_scenario_metrics_and_connection_count():
                     + events["tls_resumed_handshake"] * tls.resumed_handshake_cpu_s) / events["request"] + request
         assert obs.values["cpu_per_connection_ms"] == pytest.approx(1000 * per_conn, rel=0.01)
         assert runs_phases(exp) == (name == "shared_keys")
+        assert obs.values["cpu_full_handshake_conn_ms"] == pytest.approx(1000 * (tls.full_handshake_cpu_s + request))
         if runs_phases(exp):
-            assert obs.values["cpu_full_handshake_conn_ms"] == pytest.approx(
-                1000 * (tls.full_handshake_cpu_s + request))
             assert obs.values["cpu_resumed_handshake_conn_ms"] == pytest.approx(
                 1000 * (tls.resumed_handshake_cpu_s + request))
         else:
-            assert not any(k.startswith("cpu_full") for k in obs.values)
+            assert "cpu_resumed_handshake_conn_ms" not in obs.values
+    # The machine's speed: the real full-handshake phases' mean over the calibrated figure.
+    real = [Observation(values={"cpu_full_handshake_conn_ms": x}) for x in (1.2, 1.4)]
+    assert machine_speed(real, [obs, obs]) == pytest.approx(1.3 / obs.values["cpu_full_handshake_conn_ms"])
+    assert machine_speed([], [obs]) == 1.0
