@@ -184,7 +184,7 @@ SCENARIOS = {s.key: s for s in (
     Scenario("t", "TLS session resumption and handshake CPU, own vs shared ticket keys", "t_tls.yaml",
              ("resumption_rate", "cpu_per_connection_ms", "cpu_full_handshake_conn_ms",
               "cpu_resumed_handshake_conn_ms"),
-             ("duration_s=4",), ("own_keys", "shared_keys"), runner="tls"),
+             ("duration_s=6",), ("own_keys", "shared_keys"), runner="tls"),
 )}
 
 

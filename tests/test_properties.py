@@ -30,7 +30,7 @@ from __future__ import annotations
 import typing
 from collections import defaultdict
 
-from hypothesis import event, example, given, settings
+from hypothesis import event, example, given, seed, settings
 from pydantic import BaseModel, ValidationError
 
 from sim.config import ConfigError, Experiment, dump_resolved
@@ -192,6 +192,9 @@ def test_every_field_of_every_config_model_is_drawn():
     """
     seen: dict[type, set[str]] = defaultdict(set)
 
+    # A seed of its own: the derandomized draws of this nested function were seen to change with
+    # which other test modules the session imported (never-drawn fields then come and go).
+    @seed(20261203)
     @settings(max_examples=examples(400, 2500), database=None)
     @given(data=experiments())
     def collect(data):

@@ -277,7 +277,7 @@ def test_tls_scenario_metrics_and_connection_count():
         exp = loaded.variants[name]
         result = Fleet(exp).run()
         pool = result["summary"]["connections"]["pools"]["gw"]
-        assert pool["connections_opened"] == connections(exp) == 400
+        assert pool["connections_opened"] == connections(exp) == 600
         obs = sim_observation(exp, result)
         tls = exp.topology.gateways["gw"].tls
         request = exp.topology.gateways["gw"].cpu_time_s.mean
