@@ -258,7 +258,7 @@ def test_resume_runs_only_what_is_missing(tmp_path):
 
 
 def test_tls_scenario_metrics_and_connection_count():
-    """Scenario t: the real client opens as many connections as the simulated run does; the
+    """Scenario t: the real client opens as many connections as the simulated run does (to one); the
     simulated CPU per connection is the handshake mix's plus one request's (a closed form); only
     variants whose phases give pure full and resumed handshakes (shared keys, round robin) carry
     the CPU per handshake type."""
@@ -277,7 +277,8 @@ def test_tls_scenario_metrics_and_connection_count():
         exp = loaded.variants[name]
         result = Fleet(exp).run()
         pool = result["summary"]["connections"]["pools"]["gw"]
-        assert pool["connections_opened"] == connections(exp) == 600
+        # Deterministic arrivals every 10 ms for 6 s: 599 or 600 by the last instant's rounding.
+        assert connections(exp) == 600 and abs(pool["connections_opened"] - 600) <= 1
         obs = sim_observation(exp, result)
         tls = exp.topology.gateways["gw"].tls
         request = exp.topology.gateways["gw"].cpu_time_s.mean
