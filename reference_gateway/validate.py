@@ -187,7 +187,8 @@ def validate(keys: Iterable[str] = (), *, quick: bool = False, out: str | Path =
             sim = simulate(sc, exp, reps, jobs=min(2, reps))
             metrics = sorted({m for o in real[label] + sim for m in o.values})
             for metric in metrics:
-                rows.append(compare(label, metric, real[label], sim, quick=quick))
+                rows.append(compare(label, metric, real[label], sim, quick=quick,
+                                    timing=True if metric in sc.timing_metrics else None))
         manifest["durations_s"][key] = round(time.time() - t0, 1)
         atomic_write_json(run_dir / VALIDATION_JSON, rows)
         atomic_write_json(run_dir / "manifest.json", manifest)

@@ -297,3 +297,15 @@ def test_tls_scenario_metrics_and_connection_count():
     real = [Observation(values={"cpu_full_handshake_conn_ms": x}) for x in (1.2, 1.4)]
     assert machine_speed(real, [obs, obs]) == pytest.approx(1.3 / obs.values["cpu_full_handshake_conn_ms"])
     assert machine_speed([], [obs]) == 1.0
+
+
+def test_a_scenarios_timing_metrics_gate_as_timing_in_quick_runs():
+    """Scenario d's fractions depend on the machine's speed there: in quick runs a miss within
+    twice the goal does not fail the suite; the full run's pass holds them to the goal."""
+    real = [Observation(values={"overflow_fraction": 0.49}, counts={"overflow_fraction": 100000})] * 3
+    sim = [Observation(values={"overflow_fraction": 0.468})] * 3
+    plain = compare("d", "overflow_fraction", real, sim, quick=True)
+    timed = compare("d", "overflow_fraction", real, sim, quick=True, timing=True)
+    assert not plain["gate"] and not plain["pass"] and not plain["timing"]
+    assert timed["gate"] and not timed["pass"] and timed["timing"]
+    assert SCENARIOS["d"].timing_metrics == ("overflow_fraction", "failure_fraction")
